@@ -1,0 +1,39 @@
+//! The error type of the I/O layer and of the crate's convenience APIs.
+
+use crate::handshake::HandshakeError;
+use crate::proto::{ProtocolError, SendError};
+
+/// Everything that can go wrong on a WebSocket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The peer violated the protocol; the connection was failed with
+    /// [`ProtocolError::close_code`].
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// The opening handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// An application command was refused.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The transport failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The transport closed without a closing handshake (close code 1006).
+    #[error("connection closed without a closing handshake")]
+    AbnormalClosure,
+    /// The connection is closed; no more messages can be sent or received.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl Error {
+    /// The protocol error, if this is one.
+    pub fn as_protocol(&self) -> Option<&ProtocolError> {
+        match self {
+            Error::Protocol(p) => Some(p),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Extension negotiation for both roles (RFC 6455 §9.1).
+
+use super::{
+    ClientExtensionFactory, DecoderChain, EncoderChain, Extension, ExtensionHeader, Granularity,
+    HeaderSyntaxError, ServerExtensionFactory,
+};
+use crate::proto::Rsv;
+use std::sync::Arc;
+
+/// Why extension negotiation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NegotiationError {
+    /// The header does not follow the grammar.
+    #[error(transparent)]
+    Syntax(#[from] HeaderSyntaxError),
+    /// The server answered with an extension the client did not offer.
+    #[error("server accepted extension {0:?} that was not offered")]
+    NotOffered(String),
+    /// The server answered with the same extension twice.
+    #[error("extension {0:?} accepted twice")]
+    Duplicate(String),
+    /// Two negotiated extensions claim the same RSV bit.
+    #[error("extensions {first:?} and {second:?} both claim RSV bits {bits:?}")]
+    RsvConflict {
+        /// The extension accepted first.
+        first: String,
+        /// The extension accepted second.
+        second: String,
+        /// The contested bits.
+        bits: Rsv,
+    },
+    /// A per-message extension placed after a per-frame extension.
+    #[error(
+        "per-message extension {per_message:?} cannot follow per-frame extension {per_frame:?}"
+    )]
+    Order {
+        /// The per-frame extension that comes first.
+        per_frame: String,
+        /// The per-message extension that follows it.
+        per_message: String,
+    },
+    /// An extension refused the offer or the answer (its own rules).
+    #[error("extension {extension:?}: {reason}")]
+    Rejected {
+        /// The extension.
+        extension: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl NegotiationError {
+    /// Shorthand for [`NegotiationError::Rejected`].
+    pub fn rejected(extension: impl Into<String>, reason: impl Into<String>) -> Self {
+        NegotiationError::Rejected {
+            extension: extension.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The outcome of negotiation: the extensions in application order with the
+/// response elements that established them.
+#[derive(Default)]
+pub struct Negotiated {
+    extensions: Vec<Box<dyn Extension>>,
+    headers: Vec<ExtensionHeader>,
+}
+
+impl std::fmt::Debug for Negotiated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.headers).finish()
+    }
+}
+
+impl Negotiated {
+    /// No extensions.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The response elements, in order (what `Sec-WebSocket-Extensions` said).
+    pub fn headers(&self) -> &[ExtensionHeader] {
+        &self.headers
+    }
+
+    /// The negotiated extensions, in order.
+    pub fn extensions(&self) -> &[Box<dyn Extension>] {
+        &self.extensions
+    }
+
+    /// Adds an extension after checking RSV conflicts and ordering.
+    pub fn push(
+        &mut self,
+        header: ExtensionHeader,
+        ext: Box<dyn Extension>,
+    ) -> Result<(), NegotiationError> {
+        check_compatible(&self.extensions, ext.as_ref())?;
+        self.extensions.push(ext);
+        self.headers.push(header);
+        Ok(())
+    }
+
+    /// Builds the two chains.
+    pub fn into_chains(self) -> (EncoderChain, DecoderChain) {
+        let mut rsv = Rsv::empty();
+        let mut enc = Vec::with_capacity(self.extensions.len());
+        let mut dec = Vec::with_capacity(self.extensions.len());
+        for ext in self.extensions {
+            rsv |= ext.rsv();
+            let name = ext.name().to_owned();
+            let g = ext.granularity();
+            let (e, d) = ext.split();
+            enc.push((name.clone(), g, e));
+            dec.push((name, g, d));
+        }
+        (EncoderChain::new(enc), DecoderChain::new(dec, rsv))
+    }
+}
+
+fn check_compatible(
+    accepted: &[Box<dyn Extension>],
+    new: &dyn Extension,
+) -> Result<(), NegotiationError> {
+    for prev in accepted {
+        let bits = prev.rsv() & new.rsv();
+        if !bits.is_empty() {
+            return Err(NegotiationError::RsvConflict {
+                first: prev.name().to_owned(),
+                second: new.name().to_owned(),
+                bits,
+            });
+        }
+        if prev.granularity() == Granularity::PerFrame
+            && new.granularity() == Granularity::PerMessage
+        {
+            return Err(NegotiationError::Order {
+                per_frame: prev.name().to_owned(),
+                per_message: new.name().to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The client's offers from all factories, in factory order.
+pub fn client_offers(factories: &[Arc<dyn ClientExtensionFactory>]) -> Vec<ExtensionHeader> {
+    factories.iter().flat_map(|f| f.offers()).collect()
+}
+
+/// Validates the server's `Sec-WebSocket-Extensions` answer on the client.
+///
+/// Every element must name an offered extension, at most once; each factory
+/// validates its element; RSV conflicts and ordering are checked.
+pub fn client_accept(
+    factories: &[Arc<dyn ClientExtensionFactory>],
+    response: &[ExtensionHeader],
+) -> Result<Negotiated, NegotiationError> {
+    let mut negotiated = Negotiated::none();
+    for element in response {
+        if negotiated
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(&element.name))
+        {
+            return Err(NegotiationError::Duplicate(element.name.clone()));
+        }
+        let factory = factories
+            .iter()
+            .find(|f| f.name().eq_ignore_ascii_case(&element.name))
+            .ok_or_else(|| NegotiationError::NotOffered(element.name.clone()))?;
+        let ext = factory.accept(element, &negotiated.extensions)?;
+        negotiated.push(element.clone(), ext)?;
+    }
+    Ok(negotiated)
+}
+
+/// Picks extensions from the client's offers on the server.
+///
+/// Offers are taken in the client's order. An offer whose extension was
+/// already accepted is skipped; otherwise every factory that handles the
+/// token is asked in turn. An accepted extension that would conflict (RSV
+/// bits, ordering) with the ones before it is declined rather than failing
+/// the handshake, so a client offering two alternatives that share a bit
+/// still gets the first. A factory's `Err` fails the handshake.
+pub fn server_negotiate(
+    factories: &[Arc<dyn ServerExtensionFactory>],
+    offers: &[ExtensionHeader],
+) -> Result<Negotiated, NegotiationError> {
+    let mut negotiated = Negotiated::none();
+    for offer in offers {
+        if negotiated
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(&offer.name))
+        {
+            continue;
+        }
+        for factory in factories.iter().filter(|f| f.handles(&offer.name)) {
+            if let Some((response, ext)) = factory.negotiate(offer, &negotiated.extensions)? {
+                if check_compatible(&negotiated.extensions, ext.as_ref()).is_ok() {
+                    negotiated.extensions.push(ext);
+                    negotiated.headers.push(response);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(negotiated)
+}

@@ -1,0 +1,375 @@
+//! Client side of the opening handshake (RFC 6455 §4.1).
+
+use super::{
+    HandshakeError, accept_key, generate_key, header_has_token, header_strs, to_header_map,
+};
+use crate::ext::{
+    ClientExtensionFactory, Negotiated, client_accept, client_offers, format_extensions, is_token,
+    parse_extensions,
+};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// Where a client connects, from a `ws://` or `wss://` URL (RFC 6455 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// True for `wss://`.
+    pub tls: bool,
+    /// Host name or IP literal (IPv6 without brackets).
+    pub host: String,
+    /// Port (80 / 443 by default).
+    pub port: u16,
+    /// The `Host` header value: the authority as written.
+    pub authority: String,
+    /// Resource name: path (`/` if empty) and `?query`.
+    pub resource: String,
+}
+
+impl Target {
+    /// Parses a WebSocket URL. Fragments are rejected (RFC 6455 §3).
+    pub fn parse(url: &str) -> Result<Target, HandshakeError> {
+        let bad = |why: &str| HandshakeError::InvalidUrl(format!("{url}: {why}"));
+        if url.contains('#') {
+            return Err(bad("fragments are not allowed"));
+        }
+        let uri: http::Uri = url.parse().map_err(|_| bad("not a URI"))?;
+        let tls = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("ws") => false,
+            Some(s) if s.eq_ignore_ascii_case("wss") => true,
+            _ => return Err(bad("scheme must be ws or wss")),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user info is not supported"));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let resource = match uri.path_and_query() {
+            Some(pq) if !pq.as_str().is_empty() && pq.as_str() != "/" || pq_has_query(&uri) => {
+                let s = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                if s.starts_with('/') {
+                    s.to_owned()
+                } else {
+                    format!("/{s}")
+                }
+            }
+            _ => "/".to_owned(),
+        };
+        Ok(Target {
+            tls,
+            host,
+            port,
+            authority: authority.as_str().to_owned(),
+            resource,
+        })
+    }
+}
+
+fn pq_has_query(uri: &http::Uri) -> bool {
+    uri.query().is_some()
+}
+
+/// What a client asks for.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// Extension factories, offered in this order.
+    pub extensions: Vec<Arc<dyn ClientExtensionFactory>>,
+    /// Subprotocols, most preferred first.
+    pub protocols: Vec<String>,
+    /// Extra request headers (cookies, authorization, origin).
+    pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field(
+                "extensions",
+                &self
+                    .extensions
+                    .iter()
+                    .map(|e| e.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .field("protocols", &self.protocols)
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+impl ClientOptions {
+    /// Adds an extension factory.
+    pub fn extension(mut self, f: impl ClientExtensionFactory) -> Self {
+        self.extensions.push(Arc::new(f));
+        self
+    }
+    /// Adds a subprotocol to offer.
+    pub fn protocol(mut self, p: impl Into<String>) -> Self {
+        self.protocols.push(p.into());
+        self
+    }
+    /// Adds a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The result of a successful client handshake.
+#[derive(Debug)]
+pub struct ClientAccepted {
+    /// The server's 101 response (headers only).
+    pub response: http::Response<()>,
+    /// Negotiated extensions, in order.
+    pub extensions: Negotiated,
+    /// The subprotocol the server selected.
+    pub protocol: Option<String>,
+}
+
+/// A client handshake in progress: [`ClientHandshake::new`] gives the request
+/// bytes; feed the response to [`ClientHandshake::handle_response`].
+#[derive(Debug)]
+pub struct ClientHandshake {
+    expected_accept: String,
+    options: ClientOptions,
+}
+
+impl ClientHandshake {
+    /// Builds the request for `target`. Returns the handshake state and the
+    /// request bytes to send.
+    pub fn new(target: &Target, options: ClientOptions) -> Result<(Self, Vec<u8>), HandshakeError> {
+        for p in &options.protocols {
+            if !is_token(p) {
+                return Err(HandshakeError::InvalidUrl(format!(
+                    "subprotocol {p:?} is not a token"
+                )));
+            }
+        }
+        let key = generate_key();
+        let mut req = String::with_capacity(256);
+        let _ = write!(
+            req,
+            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
+            target.resource, target.authority
+        );
+        if !options.protocols.is_empty() {
+            let _ = write!(
+                req,
+                "Sec-WebSocket-Protocol: {}\r\n",
+                options.protocols.join(", ")
+            );
+        }
+        let offers = client_offers(&options.extensions);
+        if !offers.is_empty() {
+            let _ = write!(
+                req,
+                "Sec-WebSocket-Extensions: {}\r\n",
+                format_extensions(&offers)
+            );
+        }
+        for (name, value) in &options.headers {
+            if name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
+                return Err(HandshakeError::InvalidUrl(format!(
+                    "invalid header {name:?}"
+                )));
+            }
+            let _ = write!(req, "{name}: {value}\r\n");
+        }
+        req.push_str("\r\n");
+        Ok((
+            ClientHandshake {
+                expected_accept: accept_key(&key),
+                options,
+            },
+            req.into_bytes(),
+        ))
+    }
+
+    /// Parses and validates the response head in `buf`. `Ok(None)` means
+    /// incomplete; on success returns the result and the bytes consumed
+    /// (anything after belongs to the WebSocket stream).
+    pub fn handle_response(
+        &self,
+        buf: &[u8],
+        max_size: usize,
+        max_headers: usize,
+    ) -> Result<Option<(ClientAccepted, usize)>, HandshakeError> {
+        let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
+        let mut resp = httparse::Response::new(&mut headers);
+        let n = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(n)) if n <= max_size => n,
+            Ok(httparse::Status::Complete(_)) => return Err(HandshakeError::TooLarge(max_size)),
+            Ok(httparse::Status::Partial) if buf.len() > max_size => {
+                return Err(HandshakeError::TooLarge(max_size));
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HandshakeError::TooLarge(max_size)),
+            Err(e) => {
+                return Err(HandshakeError::InvalidResponse(format!(
+                    "malformed HTTP response: {e}"
+                )));
+            }
+        };
+        let status = http::StatusCode::from_u16(resp.code.unwrap_or(0))
+            .map_err(|_| HandshakeError::InvalidResponse("bad status code".into()))?;
+        if status != http::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(HandshakeError::Status(status));
+        }
+        let map = to_header_map(resp.headers)?;
+        let invalid = |s: &str| HandshakeError::InvalidResponse(s.to_owned());
+        if !header_has_token(&map, "upgrade", "websocket") {
+            return Err(invalid("missing Upgrade: websocket"));
+        }
+        if !header_has_token(&map, "connection", "upgrade") {
+            return Err(invalid("missing Connection: Upgrade"));
+        }
+        match header_strs(&map, "sec-websocket-accept")?.as_slice() {
+            [a] if a.trim() == self.expected_accept => {}
+            [_] => return Err(invalid("wrong Sec-WebSocket-Accept")),
+            _ => return Err(invalid("exactly one Sec-WebSocket-Accept is required")),
+        }
+        let protocol = match header_strs(&map, "sec-websocket-protocol")?.as_slice() {
+            [] => None,
+            [p] if self.options.protocols.iter().any(|o| o == p.trim()) => {
+                Some(p.trim().to_owned())
+            }
+            [p] => {
+                return Err(HandshakeError::InvalidResponse(format!(
+                    "subprotocol {p:?} was not offered"
+                )));
+            }
+            _ => return Err(invalid("more than one Sec-WebSocket-Protocol")),
+        };
+        let ext_lines = header_strs(&map, "sec-websocket-extensions")?;
+        if ext_lines.len() > 1 {
+            return Err(invalid("more than one Sec-WebSocket-Extensions header"));
+        }
+        let elements = parse_extensions(ext_lines)?;
+        let extensions = client_accept(&self.options.extensions, &elements)?;
+        let mut builder = http::Response::builder().status(status);
+        *builder.headers_mut().expect("fresh builder") = map;
+        let response = builder.body(()).map_err(|e| invalid(&e.to_string()))?;
+        Ok(Some((
+            ClientAccepted {
+                response,
+                extensions,
+                protocol,
+            },
+            n,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = Target::parse("ws://127.0.0.1:9001/path?x=1").unwrap();
+        assert_eq!(
+            (t.tls, t.host.as_str(), t.port, t.resource.as_str()),
+            (false, "127.0.0.1", 9001, "/path?x=1")
+        );
+        assert_eq!(t.authority, "127.0.0.1:9001");
+        let t = Target::parse("wss://example.com").unwrap();
+        assert_eq!((t.tls, t.port, t.resource.as_str()), (true, 443, "/"));
+        let t = Target::parse("ws://[::1]:80/").unwrap();
+        assert_eq!(t.host, "::1");
+        let t = Target::parse("ws://h?q").unwrap();
+        assert_eq!(t.resource, "/?q");
+        for bad in [
+            "http://x/",
+            "ws://x/#frag",
+            "ws:///path",
+            "nonsense",
+            "ws://u@h/",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    fn respond(
+        hs: &ClientHandshake,
+        accept: &str,
+        extra: &str,
+    ) -> Result<Option<(ClientAccepted, usize)>, HandshakeError> {
+        let resp = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n{extra}\r\n"
+        );
+        hs.handle_response(resp.as_bytes(), 16384, 64)
+    }
+
+    #[test]
+    fn request_and_response_validation() {
+        let target = Target::parse("ws://server.example.com/chat").unwrap();
+        let (hs, req) =
+            ClientHandshake::new(&target, ClientOptions::default().protocol("chat")).unwrap();
+        let req = String::from_utf8(req).unwrap();
+        assert!(req.starts_with("GET /chat HTTP/1.1\r\nHost: server.example.com\r\n"));
+        assert!(req.contains("Sec-WebSocket-Protocol: chat\r\n"));
+        let key = req
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        let good = accept_key(key);
+
+        assert!(respond(&hs, &good, "").unwrap().is_some());
+        let a = respond(&hs, &good, "Sec-WebSocket-Protocol: chat\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.0.protocol.as_deref(), Some("chat"));
+        assert!(matches!(
+            respond(&hs, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", ""),
+            Err(HandshakeError::InvalidResponse(_))
+        ));
+        assert!(respond(&hs, &good, "Sec-WebSocket-Protocol: other\r\n").is_err());
+        assert!(matches!(
+            respond(
+                &hs,
+                &good,
+                "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+            ),
+            Err(HandshakeError::Negotiation(_))
+        ));
+        assert!(matches!(
+            respond(&hs, &good, "Sec-WebSocket-Extensions: a;;\r\n"),
+            Err(HandshakeError::ExtensionSyntax(_))
+        ));
+        let not_101 = hs.handle_response(b"HTTP/1.1 404 Not Found\r\n\r\n", 16384, 64);
+        assert!(matches!(not_101, Err(HandshakeError::Status(s)) if s == 404));
+        let no_upgrade = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {good}\r\n\r\n"
+        );
+        assert!(
+            hs.handle_response(no_upgrade.as_bytes(), 16384, 64)
+                .is_err()
+        );
+        assert!(
+            hs.handle_response(b"HTTP/1.1 101 Swi", 16384, 64)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn no_protocol_offered_but_one_returned() {
+        let target = Target::parse("ws://h/").unwrap();
+        let (hs, req) = ClientHandshake::new(&target, ClientOptions::default()).unwrap();
+        let req = String::from_utf8(req).unwrap();
+        let key = req
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        assert!(respond(&hs, &accept_key(key), "Sec-WebSocket-Protocol: chat\r\n").is_err());
+    }
+}

@@ -1,0 +1,515 @@
+//! The tokio layer: [`WebSocket`] drives a [`Connection`] over any
+//! `AsyncRead + AsyncWrite` transport.
+//!
+//! There is no background task: the connection makes progress when it is
+//! polled, through [`WebSocket::recv`] / the `Stream` impl (which also writes
+//! queued output, including Pong and Close replies, before it waits for
+//! input) and through `send` / the `Sink` impl. Received messages are not
+//! buffered beyond the bytes already read.
+//!
+//! Writes are batched: `feed` (or `Sink::start_send`) only queues; the bytes
+//! go out on `flush`, on `send`, when the queue passes
+//! [`Config::write_buffer_size`] (backpressure: `feed` then waits), or when
+//! `recv` is about to wait for input. An echo loop of `recv` + `feed`
+//! therefore answers a burst of pipelined messages with one vectored write.
+
+mod client;
+mod server;
+mod split;
+mod wake;
+
+pub use client::{ClientBuilder, connect};
+pub use server::{PendingUpgrade, RequestHook, ServerBuilder, accept};
+pub use split::{WebSocketReader, WebSocketWriter};
+
+use crate::error::Error;
+use crate::ext::{ExtensionHeader, Negotiated, SendHints};
+use crate::proto::{
+    CloseCode, CloseFrame, CloseState, Config, Connection, Message, OpCode, Role, Session,
+    WriteBuffer,
+};
+use bytes::{Bytes, BytesMut};
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+use wake::WakeSlots;
+
+/// Smallest read: enough for a burst of small frames, small enough that
+/// idle connections stay cheap.
+const MIN_READ: usize = 2048;
+/// An empty read buffer larger than this is released.
+const KEEP_READ_CAPACITY: usize = 64 << 10;
+/// Most slices per vectored write.
+const MAX_IOVECS: usize = 64;
+
+enum Phase {
+    Open,
+    /// The closing handshake is complete: flush, then close the transport
+    /// (servers at once; clients after the server closed or a timeout).
+    Closing,
+    /// The connection failed: flush the Close, close the transport, then
+    /// report the error.
+    Failing(Option<Error>),
+    Done,
+}
+
+/// A WebSocket connection over the transport `S`.
+///
+/// Use [`recv`](Self::recv), [`send`](Self::send), [`feed`](Self::feed),
+/// [`flush`](Self::flush) and [`close`](Self::close), or the
+/// `futures::Stream` + `futures::Sink` impls. [`split`](Self::split) gives a
+/// reader and a writer for two tasks.
+pub struct WebSocket<S> {
+    io: S,
+    conn: Connection,
+    read_buf: BytesMut,
+    write_buf: WriteBuffer,
+    needs_flush: bool,
+    phase: Phase,
+    eof: bool,
+    write_high_water: usize,
+    close_timeout: Duration,
+    keepalive: Option<Duration>,
+    keepalive_at: Option<Instant>,
+    finish_by: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    slots: Arc<WakeSlots>,
+    waker: Waker,
+    protocol: Option<String>,
+    extensions: Vec<ExtensionHeader>,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("conn", &self.conn)
+            .field("protocol", &self.protocol)
+            .field("extensions", &self.extensions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
+    /// Wraps a transport on which the opening handshake is already done
+    /// (for example an upgraded hyper connection).
+    ///
+    /// `leftover` holds bytes read past the handshake, if any.
+    pub fn from_parts(
+        io: S,
+        role: Role,
+        extensions: Negotiated,
+        protocol: Option<String>,
+        config: &Config,
+        leftover: BytesMut,
+    ) -> Self {
+        let headers = extensions.headers().to_vec();
+        let (enc, dec) = extensions.into_chains();
+        let session = Session::with_extensions(role, config, enc, dec);
+        let slots = Arc::new(WakeSlots::default());
+        let waker = wake::combined(&slots);
+        let now = Instant::now();
+        WebSocket {
+            io,
+            conn: Connection::new(session, config),
+            read_buf: leftover,
+            write_buf: WriteBuffer::new(),
+            needs_flush: false,
+            phase: Phase::Open,
+            eof: false,
+            write_high_water: config.write_buffer_size.max(1),
+            close_timeout: config.close_timeout,
+            keepalive: config.keepalive_interval,
+            keepalive_at: config.keepalive_interval.map(|d| now + d),
+            finish_by: None,
+            timer: None,
+            slots,
+            waker,
+            protocol,
+            extensions: headers,
+        }
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The negotiated extensions, as the server's response listed them.
+    pub fn extensions(&self) -> &[ExtensionHeader] {
+        &self.extensions
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.conn.session_ref().role()
+    }
+
+    /// The closing handshake state.
+    pub fn close_state(&self) -> CloseState {
+        self.conn.session_ref().state()
+    }
+
+    /// The transport.
+    pub fn get_ref(&self) -> &S {
+        &self.io
+    }
+
+    /// Bytes queued for sending.
+    pub fn buffered_amount(&self) -> usize {
+        self.write_buf.len()
+    }
+
+    /// Receives the next message; `None` once the connection is closed.
+    ///
+    /// Pings are answered automatically (and reported); when a Close arrives
+    /// it is answered, reported, and the next call returns `None` after the
+    /// transport is closed.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Sends a message and flushes.
+    pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
+        self.feed(msg).await?;
+        self.flush().await
+    }
+
+    /// Queues a message without flushing (waits only if the write buffer is
+    /// over its high-water mark).
+    pub async fn feed(&mut self, msg: Message) -> Result<(), Error> {
+        self.feed_with(msg, SendHints::default()).await
+    }
+
+    /// Like [`feed`](Self::feed) with hints for the extensions (for example
+    /// `SendHints { compress: false }` to send one message uncompressed).
+    pub async fn feed_with(&mut self, msg: Message, hints: SendHints) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.queue(msg, &hints)
+    }
+
+    /// Queues one fragment of a streamed message (see
+    /// [`Session::send_fragment`]).
+    pub async fn feed_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await?;
+        self.conn
+            .session()
+            .send_fragment(opcode, payload, fin, &SendHints::default())?;
+        self.conn.poll_transmit(&mut self.write_buf);
+        Ok(())
+    }
+
+    /// Writes everything queued.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_flush_inner(cx)).await
+    }
+
+    /// Starts the closing handshake with `code` and `reason`, then waits
+    /// (discarding incoming data) until the peer answers and the transport is
+    /// closed, or the close timeout passes.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        if self.conn.session_ref().state() == CloseState::Open {
+            self.queue(
+                Message::Close(Some(CloseFrame::new(code, reason))),
+                &SendHints::default(),
+            )?;
+        }
+        self.flush().await.or_else(ignore_closed)?;
+        while let Some(r) = self.recv().await {
+            match r {
+                Ok(_) => {}
+                Err(Error::AbnormalClosure) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Splits into a reader and a writer that can live in two tasks.
+    pub fn split(self) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+        split::split(self)
+    }
+
+    fn queue(&mut self, msg: Message, hints: &SendHints) -> Result<(), Error> {
+        if !matches!(self.phase, Phase::Open) {
+            return Err(Error::Closed);
+        }
+        let s = self.conn.session();
+        match msg {
+            Message::Text(t) => s.send(OpCode::Text, t.into_bytes(), hints)?,
+            Message::Binary(b) => s.send(OpCode::Binary, b, hints)?,
+            Message::Ping(b) => s.ping(b)?,
+            Message::Pong(b) => s.pong(b)?,
+            Message::Close(f) => s.close(f, Instant::now())?,
+        }
+        self.conn.poll_transmit(&mut self.write_buf);
+        Ok(())
+    }
+
+    fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.slots.register_write(cx.waker());
+        if !matches!(self.phase, Phase::Open) {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if self.write_buf.len() >= self.write_high_water {
+            ready!(self.poll_write_out())?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.slots.register_write(cx.waker());
+        self.conn.poll_transmit(&mut self.write_buf);
+        if matches!(self.phase, Phase::Done) && !self.write_buf.is_empty() {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        ready!(self.poll_write_out())?;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes the write buffer out and flushes the transport.
+    fn poll_write_out(&mut self) -> Poll<std::io::Result<()>> {
+        let mut cx = Context::from_waker(&self.waker);
+        while !self.write_buf.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let n = self.write_buf.chunks(&mut slices);
+            let written = if self.io.is_write_vectored() {
+                ready!(Pin::new(&mut self.io).poll_write_vectored(&mut cx, &slices[..n]))?
+            } else {
+                ready!(Pin::new(&mut self.io).poll_write(&mut cx, &slices[0]))?
+            };
+            if written == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.write_buf.advance(written);
+            self.needs_flush = true;
+        }
+        if self.needs_flush {
+            ready!(Pin::new(&mut self.io).poll_flush(&mut cx))?;
+            self.needs_flush = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads more bytes into the read buffer; `Ok(0)` is end of stream.
+    fn poll_fill(&mut self) -> Poll<std::io::Result<usize>> {
+        let mut cx = Context::from_waker(&self.waker);
+        if self.read_buf.is_empty() && self.read_buf.capacity() > KEEP_READ_CAPACITY {
+            self.read_buf = BytesMut::new();
+        }
+        let want = self.conn.read_hint().max(MIN_READ);
+        if self.read_buf.capacity() - self.read_buf.len() < want {
+            self.read_buf.reserve(want);
+        }
+        let spare = self.read_buf.spare_capacity_mut();
+        let mut rb = ReadBuf::uninit(spare);
+        ready!(Pin::new(&mut self.io).poll_read(&mut cx, &mut rb))?;
+        let n = rb.filled().len();
+        // SAFETY: `poll_read` initialized the first `n` bytes of the spare
+        // capacity (ReadBuf tracks exactly what was filled).
+        unsafe { self.read_buf.set_len(self.read_buf.len() + n) };
+        if n > 0 {
+            if let Some(d) = self.keepalive {
+                self.keepalive_at = Some(Instant::now() + d);
+            }
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.conn.session_ref().poll_timeout(),
+            self.keepalive_at,
+            self.finish_by,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Polls the single timer; returns true if a deadline passed (state may
+    /// have changed).
+    fn poll_timers(&mut self) -> bool {
+        let Some(deadline) = self.next_deadline() else {
+            self.timer = None;
+            return false;
+        };
+        let at = tokio::time::Instant::from_std(deadline);
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        let mut cx = Context::from_waker(&self.waker);
+        if timer.as_mut().poll(&mut cx).is_pending() {
+            return false;
+        }
+        let now = Instant::now();
+        self.conn.session().handle_timeout(now);
+        if let (Some(at), Some(d)) = (self.keepalive_at, self.keepalive) {
+            if now >= at {
+                self.keepalive_at = Some(now + d);
+                if self.conn.session_ref().state() == CloseState::Open {
+                    let _ = self.conn.session().ping(Bytes::new());
+                    self.conn.poll_transmit(&mut self.write_buf);
+                }
+            }
+        }
+        true
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.slots.register_read(cx.waker());
+        loop {
+            match &mut self.phase {
+                Phase::Done => return Poll::Ready(None),
+                Phase::Closing | Phase::Failing(_) => {
+                    ready!(self.poll_finish());
+                    return match std::mem::replace(&mut self.phase, Phase::Done) {
+                        Phase::Failing(Some(e)) => Poll::Ready(Some(Err(e))),
+                        _ => Poll::Ready(None),
+                    };
+                }
+                Phase::Open => {}
+            }
+            match self.conn.handle_read(&mut self.read_buf) {
+                Ok(Some(msg)) => {
+                    self.conn.poll_transmit(&mut self.write_buf);
+                    if self.conn.session_ref().is_finished() {
+                        self.enter(Phase::Closing);
+                    } else if let Poll::Ready(Err(e)) = self.poll_write_out() {
+                        self.enter(Phase::Failing(Some(e.into())));
+                    }
+                    return Poll::Ready(Some(Ok(msg)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.conn.poll_transmit(&mut self.write_buf);
+                    self.enter(Phase::Failing(Some(e.into())));
+                    continue;
+                }
+            }
+            if self.conn.session_ref().is_finished() {
+                self.enter(Phase::Closing);
+                continue;
+            }
+            self.conn.poll_transmit(&mut self.write_buf);
+            if let Poll::Ready(Err(e)) = self.poll_write_out() {
+                self.enter(Phase::Failing(Some(e.into())));
+                continue;
+            }
+            if self.poll_timers() {
+                continue;
+            }
+            match ready!(self.poll_fill()) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.phase = Phase::Done;
+                    return Poll::Ready(Some(Err(Error::AbnormalClosure)));
+                }
+                Ok(_) => continue,
+                Err(e) => {
+                    self.phase = Phase::Done;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+        }
+    }
+
+    fn enter(&mut self, phase: Phase) {
+        self.finish_by = Some(Instant::now() + self.close_timeout);
+        self.phase = phase;
+    }
+
+    /// Flushes, waits for the server's end of stream on a client after a
+    /// clean close, and shuts the transport down; bounded by the close timeout.
+    fn poll_finish(&mut self) -> Poll<()> {
+        loop {
+            if self.finish_by.is_some_and(|d| Instant::now() >= d) {
+                return Poll::Ready(());
+            }
+            let timer_fired = self.poll_timers();
+            if timer_fired {
+                continue;
+            }
+            match self.poll_write_out() {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
+            }
+            let clean = matches!(self.phase, Phase::Closing);
+            if clean && self.role() == Role::Client && !self.eof {
+                // RFC 6455 §7.1.1: the client waits for the server to close TCP.
+                self.read_buf.clear();
+                match ready!(self.poll_fill()) {
+                    Ok(0) | Err(_) => self.eof = true,
+                    Ok(_) => {
+                        self.read_buf.clear();
+                        continue;
+                    }
+                }
+            }
+            let mut cx = Context::from_waker(&self.waker);
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(&mut cx));
+            self.timer = None;
+            return Poll::Ready(());
+        }
+    }
+}
+
+fn ignore_closed(e: Error) -> Result<(), Error> {
+    match e {
+        Error::Closed => Ok(()),
+        e => Err(e),
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_core::Stream for WebSocket<S> {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocket<S> {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_ready_inner(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.get_mut().queue(item, &SendHints::default())
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush_inner(cx)
+    }
+    /// Sends a Close (1000) if none was sent, flushes, and then drives the
+    /// connection until the closing handshake ends (incoming data is dropped).
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        if this.conn.session_ref().state() == CloseState::Open && matches!(this.phase, Phase::Open)
+        {
+            this.queue(
+                Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))),
+                &SendHints::default(),
+            )?;
+        }
+        ready!(this.poll_flush_inner(cx)).or_else(ignore_closed)?;
+        loop {
+            match ready!(this.poll_recv(cx)) {
+                None | Some(Err(Error::AbnormalClosure)) => return Poll::Ready(Ok(())),
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}

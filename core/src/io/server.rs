@@ -1,0 +1,216 @@
+//! Accepting server connections.
+
+use super::WebSocket;
+use crate::error::Error;
+use crate::ext::{Negotiated, ServerExtensionFactory};
+use crate::handshake::server::{accept_request, error_response, parse_request, write_response};
+use crate::handshake::{HandshakeError, ServerOptions};
+use crate::proto::{Config, Role};
+use bytes::BytesMut;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Accepts a WebSocket on `stream` with default settings.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebSocket<S>, Error> {
+    ServerBuilder::new().accept(stream).await
+}
+
+/// Looks at each request before the WebSocket checks and may answer it with
+/// its own response instead (a plain HTTP page, a redirect, 401, 404...).
+pub type RequestHook =
+    dyn Fn(&http::Request<()>) -> Result<(), http::Response<String>> + Send + Sync;
+
+/// Server settings: extensions, subprotocols, origin policy, request hook and
+/// limits. Cheap to clone; build once and share across connections.
+#[derive(Clone, Default)]
+pub struct ServerBuilder {
+    options: ServerOptions,
+    config: Config,
+    hook: Option<Arc<RequestHook>>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("options", &self.options)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// Default settings, no extensions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts an extension (see [`ServerExtensionFactory`]).
+    pub fn extension(mut self, f: impl ServerExtensionFactory) -> Self {
+        self.options = self.options.extension(f);
+        self
+    }
+
+    /// Selects the first client subprotocol found in `supported`.
+    pub fn protocols(mut self, supported: &[&str]) -> Self {
+        self.options = self.options.protocols(supported);
+        self
+    }
+
+    /// Sets all handshake options at once.
+    pub fn options(mut self, options: ServerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Refuses requests whose Origin fails `check` with 403.
+    pub fn origin_check(
+        mut self,
+        check: impl Fn(Option<&str>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.options = self.options.origin_check(check);
+        self
+    }
+
+    /// Runs `hook` on every request first; an `Err(response)` is sent as is
+    /// and the connection closed.
+    pub fn on_request(
+        mut self,
+        hook: impl Fn(&http::Request<()>) -> Result<(), http::Response<String>> + Send + Sync + 'static,
+    ) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets limits and timeouts.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The limits in use.
+    pub fn get_config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Reads and answers the opening handshake on `stream`, within the
+    /// handshake timeout. A bad request is answered with an HTTP error and
+    /// the stream is shut down before the error is returned.
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+    ) -> Result<WebSocket<S>, Error> {
+        match tokio::time::timeout(self.config.handshake_timeout, self.handshake(&mut stream)).await
+        {
+            Ok(Ok((accepted, leftover))) => Ok(WebSocket::from_parts(
+                stream,
+                Role::Server,
+                accepted.0,
+                accepted.1,
+                &self.config,
+                leftover,
+            )),
+            Ok(Err(Error::Handshake(HandshakeError::Io(e)))) => Err(HandshakeError::Io(e).into()),
+            Ok(Err(Error::Handshake(HandshakeError::Eof))) => Err(HandshakeError::Eof.into()),
+            Ok(Err(Error::Handshake(e))) => {
+                let mut out = Vec::new();
+                write_response(&error_response(&e), &mut out);
+                // Best effort, bounded: the peer may not read at all.
+                let _ = tokio::time::timeout(self.config.close_timeout, async {
+                    stream.write_all(&out).await?;
+                    stream.shutdown().await
+                })
+                .await;
+                Err(e.into())
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                let mut out = Vec::new();
+                write_response(&error_response(&HandshakeError::Timeout), &mut out);
+                let _ = tokio::time::timeout(std::time::Duration::from_millis(100), async {
+                    stream.write_all(&out).await?;
+                    stream.shutdown().await
+                })
+                .await;
+                Err(HandshakeError::Timeout.into())
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+    ) -> Result<((Negotiated, Option<String>), BytesMut), Error> {
+        let mut buf = BytesMut::with_capacity(1024);
+        let (request, used) = loop {
+            if let Some(done) = parse_request(
+                &buf,
+                self.config.max_handshake_size,
+                self.config.max_handshake_headers,
+            )? {
+                break done;
+            }
+            if buf.capacity() == buf.len() {
+                buf.reserve(1024);
+            }
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(HandshakeError::from)?;
+            if n == 0 {
+                return Err(HandshakeError::Eof.into());
+            }
+        };
+        if let Some(hook) = &self.hook {
+            hook(&request).map_err(|r| HandshakeError::Rejected(Box::new(r)))?;
+        }
+        let accepted = accept_request(&request, &self.options)?;
+        let mut out = Vec::with_capacity(256);
+        write_response(&accepted.response.map(|()| ""), &mut out);
+        stream.write_all(&out).await.map_err(HandshakeError::from)?;
+        stream.flush().await.map_err(HandshakeError::from)?;
+        let leftover = buf.split_off(used);
+        Ok(((accepted.extensions, accepted.protocol), leftover))
+    }
+
+    /// For servers that parse HTTP themselves (hyper, axum): validates the
+    /// upgrade request and returns the 101 response to send, plus a
+    /// [`PendingUpgrade`] that turns the upgraded transport into a
+    /// [`WebSocket`].
+    pub fn upgrade<B>(
+        &self,
+        request: &http::Request<B>,
+    ) -> Result<(http::Response<()>, PendingUpgrade), HandshakeError> {
+        let accepted = accept_request(request, &self.options)?;
+        Ok((
+            accepted.response,
+            PendingUpgrade {
+                extensions: accepted.extensions,
+                protocol: accepted.protocol,
+                config: self.config.clone(),
+            },
+        ))
+    }
+}
+
+/// A validated upgrade waiting for its transport (see [`ServerBuilder::upgrade`]).
+#[derive(Debug)]
+pub struct PendingUpgrade {
+    extensions: Negotiated,
+    protocol: Option<String>,
+    config: Config,
+}
+
+impl PendingUpgrade {
+    /// The WebSocket over the upgraded transport.
+    pub fn into_websocket<S: AsyncRead + AsyncWrite + Unpin>(self, io: S) -> WebSocket<S> {
+        WebSocket::from_parts(
+            io,
+            Role::Server,
+            self.extensions,
+            self.protocol,
+            &self.config,
+            BytesMut::new(),
+        )
+    }
+}

@@ -1,0 +1,74 @@
+//! # weft-core
+//!
+//! An RFC 6455 WebSocket implementation whose centre is a pluggable
+//! extension chain. It is built in layers:
+//!
+//! ```text
+//! application      Message / Stream + Sink / send(), recv(), close()
+//!    |
+//! io (tokio)       WebSocket<S>: one poll-driven object per connection      [feature "tokio"]
+//!    |  bytes in / bytes out
+//! proto            Connection = frame codec + Session
+//!    |-- Session:  messages, fragmentation, control frames, closing handshake, UTF-8, limits
+//!    |-- codec:    header parse/encode, masking, RSV checks
+//!    |-- ext:      negotiated extensions; encode in order, decode in reverse
+//! handshake        request/response bytes, accept key, negotiation           (sans-I/O)
+//! ```
+//!
+//! The protocol core ([`proto`], [`handshake`], [`ext`]) never touches a
+//! socket, a task or a clock; it builds with `--no-default-features`.
+//!
+//! ## Data path of a received message
+//!
+//! socket → read buffer (the only kernel copy) → [`FrameHeader::parse`] (or
+//! "need more") → mask, RSV and limit checks → unmask in place → payload split
+//! off as `Bytes` → [`ext::DecoderChain`] in reverse with the message budget →
+//! RSV-consumed check → control frames answered inside the [`Session`], data
+//! frames assembled → UTF-8 check for text → [`Message`] to the application.
+//!
+//! Sending runs the other way: per-message extensions, fragmentation into
+//! frames of at most [`Config::send_frame_size`], per-frame extensions, then
+//! the header is encoded on the stack and the payload queued without copying
+//! (servers) or masked into the write buffer (clients), and written with
+//! vectored writes.
+//!
+//! ## Extensions
+//!
+//! See [`ext`]: factories negotiate, negotiated extensions declare RSV bits
+//! and a [`ext::Granularity`], and split into an encoder and a decoder.
+//! A [`Session`] works on [`Frame`]s, not on a socket, so a multiplexing
+//! extension can run one session per logical channel over its own transport.
+//!
+//! ## Quick start (tokio)
+//!
+//! ```no_run
+//! # #[cfg(feature = "tokio")]
+//! # async fn demo() -> Result<(), weft_core::Error> {
+//! use weft_core::Message;
+//! let (mut ws, _response) = weft_core::connect("ws://127.0.0.1:9001/").await?;
+//! ws.send(Message::text("hello")).await?;
+//! if let Some(Ok(Message::Text(t))) = ws.recv().await {
+//!     println!("echo: {t}");
+//! }
+//! ws.close(weft_core::CloseCode::NORMAL, "bye").await?;
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod ext;
+pub mod handshake;
+pub mod proto;
+
+#[cfg(feature = "tokio")]
+pub mod io;
+
+pub use error::Error;
+pub use proto::{
+    CloseCode, CloseFrame, CloseState, Config, Connection, Frame, FrameHeader, Message, OpCode,
+    ProtocolError, Role, Rsv, SendError, Session, Utf8Bytes,
+};
+
+#[cfg(feature = "tokio")]
+pub use io::{
+    ClientBuilder, ServerBuilder, WebSocket, WebSocketReader, WebSocketWriter, accept, connect,
+};

@@ -1,0 +1,343 @@
+//! A [`Session`] over a byte stream: frame parsing, masking and the write
+//! buffer.
+//!
+//! Call order for the I/O layer:
+//!
+//! 1. append bytes read from the socket to a `BytesMut` and call
+//!    [`Connection::handle_read`] until it returns `Ok(None)` (more bytes
+//!    needed; [`Connection::read_hint`] says how many at least);
+//! 2. issue application commands on [`Connection::session`];
+//! 3. call [`Connection::poll_transmit`] to move queued frames into the
+//!    [`WriteBuffer`], then write its [`chunks`](WriteBuffer::chunks) with a
+//!    vectored write and [`advance`](WriteBuffer::advance) it.
+
+use super::config::Config;
+use super::error::ProtocolError;
+use super::frame::{Frame, FrameHeader, HeaderParse, MAX_HEADER_LEN};
+use super::mask::apply_mask;
+use super::message::Message;
+use super::session::{Role, Session};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+/// Payloads up to this size are copied next to their header, so runs of small
+/// frames go out as one contiguous buffer; larger ones are queued as their own
+/// chunk without copying (servers) .
+const COPY_THRESHOLD: usize = 4096;
+
+/// Outgoing bytes: a queue of chunks plus a contiguous tail that small frames
+/// are appended to.
+#[derive(Debug, Default)]
+pub struct WriteBuffer {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl WriteBuffer {
+    /// An empty buffer (no allocation until used).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Bytes waiting to be written.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
+
+    fn push_frame(&mut self, frame: &Frame, mask: Option<[u8; 4]>) {
+        let header = FrameHeader {
+            fin: frame.fin,
+            rsv: frame.rsv,
+            opcode: frame.opcode,
+            mask,
+            payload_len: frame.payload.len() as u64,
+        };
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut hdr);
+        self.len += n + frame.payload.len();
+        match mask {
+            Some(key) => {
+                // Masking needs a private copy; mask it in place in the tail.
+                self.tail.reserve(n + frame.payload.len());
+                self.tail.put_slice(&hdr[..n]);
+                let start = self.tail.len();
+                self.tail.put_slice(&frame.payload);
+                apply_mask(&mut self.tail[start..], key);
+            }
+            None if frame.payload.len() <= COPY_THRESHOLD => {
+                self.tail.reserve(n + frame.payload.len());
+                self.tail.put_slice(&hdr[..n]);
+                self.tail.put_slice(&frame.payload);
+            }
+            None => {
+                self.tail.put_slice(&hdr[..n]);
+                self.seal_tail();
+                self.chunks.push_back(frame.payload.clone());
+            }
+        }
+    }
+
+    /// Fills `dst` with slices of the pending bytes, in order; returns how many.
+    pub fn chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for c in &self.chunks {
+            if n == dst.len() {
+                return n;
+            }
+            dst[n] = IoSlice::new(c);
+            n += 1;
+        }
+        if n < dst.len() && !self.tail.is_empty() {
+            dst[n] = IoSlice::new(&self.tail);
+            n += 1;
+        }
+        n
+    }
+
+    /// Marks `n` bytes as written.
+    pub fn advance(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if c.len() <= n => {
+                    n -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(n);
+                    return;
+                }
+                None => {
+                    self.tail.advance(n);
+                    n = 0;
+                }
+            }
+        }
+        if self.len == 0 {
+            // Let an idle connection hold no buffer.
+            if self.tail.capacity() > 4 * COPY_THRESHOLD {
+                self.tail = BytesMut::new();
+            }
+            if self.chunks.capacity() > 64 {
+                self.chunks = VecDeque::new();
+            }
+        }
+    }
+}
+
+/// A [`Session`] plus the wire codec for one physical connection.
+#[derive(Debug)]
+pub struct Connection {
+    session: Session,
+    max_frame_size: usize,
+    need: usize,
+}
+
+impl Connection {
+    /// Wraps a session; `config` supplies the frame limit.
+    pub fn new(session: Session, config: &Config) -> Self {
+        Connection {
+            session,
+            max_frame_size: config.max_frame_size,
+            need: 2,
+        }
+    }
+
+    /// The session, for application commands and state.
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// The session, read-only.
+    pub fn session_ref(&self) -> &Session {
+        &self.session
+    }
+
+    /// Lower bound on the bytes the next call to `handle_read` needs.
+    pub fn read_hint(&self) -> usize {
+        self.need
+    }
+
+    /// Parses frames from the front of `buf` and feeds them to the session
+    /// until a message is complete (`Ok(Some)`) or more bytes are needed
+    /// (`Ok(None)`). Consumed bytes are removed from `buf`; payloads are
+    /// unmasked in place and split off without copying.
+    ///
+    /// On an error the session has already queued the failing Close frame.
+    pub fn handle_read(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        loop {
+            if self.session.is_finished() {
+                // Nothing is processed after the peer's Close or a failure.
+                buf.clear();
+                return Ok(None);
+            }
+            let frame = match self.parse_frame(buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    self.session.fail(&e);
+                    return Err(e);
+                }
+            };
+            if let Some(msg) = self.session.handle_frame(frame)? {
+                return Ok(Some(msg));
+            }
+        }
+    }
+
+    fn parse_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        let (header, header_len) = match FrameHeader::parse(buf)? {
+            HeaderParse::Complete(h, n) => (h, n),
+            HeaderParse::Incomplete(n) => {
+                self.need = n;
+                return Ok(None);
+            }
+        };
+        match (self.session.role(), header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        // RSV bits no extension declared fail before the payload is read.
+        let allowed = if header.opcode.is_control() {
+            Default::default()
+        } else {
+            self.session.allowed_rsv()
+        };
+        let unknown = header.rsv - allowed;
+        if !unknown.is_empty() {
+            return Err(ProtocolError::ReservedBits(unknown));
+        }
+        if header.payload_len > self.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooLarge {
+                size: header.payload_len,
+                max: self.max_frame_size,
+            });
+        }
+        // Without decoding extensions the wire size is the message size: refuse
+        // an oversized message before buffering it.
+        if !self.session.decodes()
+            && !header.opcode.is_control()
+            && self.session.assembled_len() as u64 + header.payload_len
+                > self.session.max_message_size() as u64
+        {
+            return Err(ProtocolError::MessageTooLarge {
+                max: self.session.max_message_size(),
+            });
+        }
+        let len = header.payload_len as usize;
+        let total = header_len + len;
+        if buf.len() < total {
+            self.need = total - buf.len();
+            buf.reserve(self.need);
+            return Ok(None);
+        }
+        buf.advance(header_len);
+        let mut payload = buf.split_to(len);
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key);
+        }
+        self.need = 2;
+        Ok(Some(Frame {
+            fin: header.fin,
+            rsv: header.rsv,
+            opcode: header.opcode,
+            payload: payload.freeze(),
+        }))
+    }
+
+    /// Moves every queued frame into `out`, masking with fresh random keys on
+    /// a client. Returns true if anything was added.
+    pub fn poll_transmit(&mut self, out: &mut WriteBuffer) -> bool {
+        let mut any = false;
+        let client = self.session.role() == Role::Client;
+        while let Some(frame) = self.session.poll_frame() {
+            let mask = client.then(rand::random::<[u8; 4]>);
+            out.push_frame(&frame, mask);
+            any = true;
+        }
+        any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{OpCode, ext::SendHints};
+
+    fn drain(out: &WriteBuffer) -> Vec<u8> {
+        let mut slices = [IoSlice::new(&[]); 64];
+        let n = out.chunks(&mut slices);
+        slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    #[test]
+    fn server_writes_rfc_vectors() {
+        let cfg = Config::default();
+        let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+        c.session()
+            .send(
+                OpCode::Text,
+                Bytes::from_static(b"Hello"),
+                &SendHints::default(),
+            )
+            .unwrap();
+        c.session().ping(Bytes::from_static(b"Hello")).unwrap();
+        c.session()
+            .send(
+                OpCode::Binary,
+                Bytes::from(vec![7u8; 65536]),
+                &SendHints::default(),
+            )
+            .unwrap();
+        let mut out = WriteBuffer::new();
+        assert!(c.poll_transmit(&mut out));
+        let bytes = drain(&out);
+        assert_eq!(&bytes[..7], &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(&bytes[7..14], &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(&bytes[14..24], &[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(bytes.len(), 24 + 65536);
+        let total = out.len();
+        out.advance(total);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn server_reads_masked_and_fragmented_vectors() {
+        let cfg = Config::default();
+        let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+        let mut buf = BytesMut::from(
+            &[
+                0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+            ][..],
+        );
+        assert_eq!(
+            c.handle_read(&mut buf).unwrap(),
+            Some(Message::text("Hello"))
+        );
+        assert!(buf.is_empty());
+
+        let mut c = Connection::new(Session::new(Role::Client, &cfg), &cfg);
+        let mut buf = BytesMut::from(&[0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c][..]);
+        assert_eq!(c.handle_read(&mut buf).unwrap(), None);
+        assert_eq!(c.read_hint(), 1);
+        buf.put_u8(0x6f);
+        assert_eq!(
+            c.handle_read(&mut buf).unwrap(),
+            Some(Message::text("Hello"))
+        );
+    }
+}

@@ -1,0 +1,513 @@
+//! The session layer: messages, fragmentation, control frames, the closing
+//! handshake, UTF-8 and limits, over a stream of [`Frame`]s.
+//!
+//! A [`Session`] knows nothing of bytes on a socket. The physical
+//! [`Connection`](crate::Connection) feeds it frames parsed from the wire;
+//! a multiplexer feeds it the inner frames of one logical channel. Either
+//! way the calls are the same:
+//!
+//! 1. `handle_frame(frame)` for every incoming frame, which returns a
+//!    complete [`Message`] when one is ready (or an error after which the
+//!    session has queued the Close frame that fails the connection);
+//! 2. `send`/`send_fragment`/`ping`/`pong`/`close` for application commands;
+//! 3. `poll_frame()` until it returns `None`, transmitting each frame;
+//! 4. `handle_timeout(now)` when [`poll_timeout`](Session::poll_timeout)'s
+//!    deadline passes.
+//!
+//! Protocol obligations (the Pong answering a Ping, the Close answering a
+//! Close, the Close that fails the connection) are queued here and leave
+//! through `poll_frame` like any other frame; the I/O layer makes no
+//! protocol decisions.
+
+use super::close::{CloseCode, CloseFrame};
+use super::config::Config;
+use super::error::ProtocolError;
+use super::frame::{Frame, MAX_CONTROL_PAYLOAD, OpCode, Rsv};
+use super::message::{Message, Utf8Bytes};
+use super::utf8::Utf8Validator;
+use crate::ext::{DecoderChain, EncoderChain, SendHints};
+use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Which end of the connection this is. Clients mask, servers do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the opening handshake request.
+    Client,
+    /// The end that answered it.
+    Server,
+}
+
+/// Where the closing handshake stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseState {
+    /// No Close sent or received.
+    Open,
+    /// We sent a Close and wait for the peer's.
+    CloseSent,
+    /// Both Close frames were exchanged (or ours answers theirs): the
+    /// transport may be closed once the output is flushed.
+    Closed,
+    /// The connection was failed; the input is ignored from now on.
+    Failed,
+}
+
+/// An application command the session cannot carry out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// A Close was already sent (or the connection failed): no more data.
+    #[error("the connection is closing or closed")]
+    Closed,
+    /// A control frame payload over 125 bytes.
+    #[error("control frame payload of {0} bytes exceeds 125")]
+    ControlTooLong(usize),
+    /// A close code that may not be sent (1005, 1006, 1015, or out of range).
+    #[error("close code {0} may not be sent")]
+    InvalidCloseCode(u16),
+    /// A whole message was sent while a streamed message is unfinished, or a
+    /// continuation was sent with no streamed message open.
+    #[error("fragment sequence violated")]
+    FragmentOrder,
+    /// An extension failed to encode the message.
+    #[error(transparent)]
+    Extension(ProtocolError),
+}
+
+enum Assembled {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+struct Assembly {
+    text: bool,
+    data: Assembled,
+    size: usize,
+    utf8: Utf8Validator,
+}
+
+/// The protocol state machine of one WebSocket (see the module docs).
+pub struct Session {
+    role: Role,
+    max_message_size: usize,
+    send_frame_size: usize,
+    close_timeout: Duration,
+    encoders: EncoderChain,
+    decoders: DecoderChain,
+    assembly: Option<Assembly>,
+    streaming_send: bool,
+    out: VecDeque<Frame>,
+    state: CloseState,
+    peer_close: Option<Option<CloseFrame>>,
+    deadline: Option<Instant>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("encoders", &self.encoders)
+            .field("queued", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// A session with no extensions.
+    pub fn new(role: Role, config: &Config) -> Self {
+        Self::with_extensions(
+            role,
+            config,
+            EncoderChain::default(),
+            DecoderChain::default(),
+        )
+    }
+
+    /// A session running the negotiated extension chains.
+    pub fn with_extensions(
+        role: Role,
+        config: &Config,
+        encoders: EncoderChain,
+        decoders: DecoderChain,
+    ) -> Self {
+        Session {
+            role,
+            max_message_size: config.max_message_size,
+            send_frame_size: config.send_frame_size.max(1),
+            close_timeout: config.close_timeout,
+            encoders,
+            decoders,
+            assembly: None,
+            streaming_send: false,
+            out: VecDeque::new(),
+            state: CloseState::Open,
+            peer_close: None,
+            deadline: None,
+        }
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The closing handshake state.
+    pub fn state(&self) -> CloseState {
+        self.state
+    }
+
+    /// The RSV bits negotiated extensions own (for the frame reader's early check).
+    pub fn allowed_rsv(&self) -> Rsv {
+        self.decoders.allowed_rsv()
+    }
+
+    /// Bytes of the message being assembled so far (decoded size).
+    pub fn assembled_len(&self) -> usize {
+        self.assembly.as_ref().map_or(0, |a| a.size)
+    }
+
+    /// The configured message limit.
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size
+    }
+
+    /// True if extensions may transform incoming payloads (so the wire size
+    /// says nothing about the decoded size).
+    pub fn decodes(&self) -> bool {
+        !self.decoders.is_empty()
+    }
+
+    /// The Close frame the peer sent, once received: `Some(None)` when it had
+    /// no status code (reported as 1005).
+    pub fn peer_close(&self) -> Option<&Option<CloseFrame>> {
+        self.peer_close.as_ref()
+    }
+
+    /// True when the session will produce nothing more and the transport can
+    /// be closed once [`poll_frame`](Self::poll_frame) returned `None`.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, CloseState::Closed | CloseState::Failed)
+    }
+
+    /// Handles one incoming frame (unmasked, with its RSV bits).
+    ///
+    /// Returns a complete message when one is ready. On a protocol error the
+    /// session queues a Close with the error's code, stops reading, and
+    /// returns the error; the caller should flush and close the transport.
+    pub fn handle_frame(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
+        if matches!(self.state, CloseState::Failed | CloseState::Closed) {
+            // RFC 6455 §1.4/§7.1.7: nothing is processed after the peer's Close
+            // or after failing.
+            return Ok(None);
+        }
+        match self.handle_frame_inner(frame) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                self.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn handle_frame_inner(&mut self, mut frame: Frame) -> Result<Option<Message>, ProtocolError> {
+        if frame.opcode.is_control() {
+            // Control frames never pass through extensions and own no RSV bits.
+            if !frame.rsv.is_empty() {
+                return Err(ProtocolError::ReservedBits(frame.rsv));
+            }
+            if !frame.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if frame.payload.len() > MAX_CONTROL_PAYLOAD {
+                return Err(ProtocolError::ControlFrameTooLong(
+                    frame.payload.len() as u64
+                ));
+            }
+            return self.handle_control(frame);
+        }
+        let unknown = frame.rsv - self.decoders.allowed_rsv();
+        if !unknown.is_empty() {
+            return Err(ProtocolError::ReservedBits(unknown));
+        }
+        match (frame.opcode, self.assembly.is_some()) {
+            (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, true) => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            _ => {}
+        }
+        let so_far = self.assembled_len();
+        let budget = self.max_message_size - so_far;
+        if !self.decoders.is_empty() {
+            // Also fails if a declared bit was left set by every decoder.
+            self.decoders.decode(&mut frame, budget)?;
+        }
+        let len = frame.payload.len();
+        if len > budget {
+            return Err(ProtocolError::MessageTooLarge {
+                max: self.max_message_size,
+            });
+        }
+        let asm = self.assembly.get_or_insert_with(|| Assembly {
+            text: frame.opcode == OpCode::Text,
+            data: Assembled::Empty,
+            size: 0,
+            utf8: Utf8Validator::new(),
+        });
+        if asm.text && asm.utf8.feed(&frame.payload, frame.fin).is_err() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        asm.size += len;
+        asm.data = match std::mem::replace(&mut asm.data, Assembled::Empty) {
+            Assembled::Empty => Assembled::One(frame.payload),
+            Assembled::One(first) if len == 0 => Assembled::One(first),
+            Assembled::One(first) => {
+                let mut buf = BytesMut::with_capacity((first.len() + len).max(256));
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&frame.payload);
+                Assembled::Many(buf)
+            }
+            Assembled::Many(mut buf) => {
+                buf.extend_from_slice(&frame.payload);
+                Assembled::Many(buf)
+            }
+        };
+        if !frame.fin {
+            return Ok(None);
+        }
+        let asm = self.assembly.take().expect("assembly present");
+        let data = match asm.data {
+            Assembled::Empty => Bytes::new(),
+            Assembled::One(b) => b,
+            Assembled::Many(b) => b.freeze(),
+        };
+        Ok(Some(if asm.text {
+            Message::Text(Utf8Bytes::from_validated(data))
+        } else {
+            Message::Binary(data)
+        }))
+    }
+
+    fn handle_control(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
+        match frame.opcode {
+            OpCode::Ping => {
+                if self.state == CloseState::Open {
+                    self.out
+                        .push_back(Frame::new(OpCode::Pong, frame.payload.clone()));
+                }
+                Ok(Some(Message::Ping(frame.payload)))
+            }
+            OpCode::Pong => Ok(Some(Message::Pong(frame.payload))),
+            OpCode::Close => {
+                let close = parse_close(&frame.payload)?;
+                if self.state == CloseState::Open {
+                    // Echo the peer's code (RFC 6455 §5.5.1); an empty Close is
+                    // answered with an empty Close.
+                    let reply = match &close {
+                        Some(c) => Bytes::copy_from_slice(&c.code.as_u16().to_be_bytes()),
+                        None => Bytes::new(),
+                    };
+                    self.out.push_back(Frame::new(OpCode::Close, reply));
+                }
+                self.state = CloseState::Closed;
+                self.deadline = None;
+                self.assembly = None;
+                self.peer_close = Some(close.clone());
+                Ok(Some(Message::Close(close)))
+            }
+            _ => unreachable!("only control opcodes reach handle_control"),
+        }
+    }
+
+    /// Fails the connection: queues a Close with the error's close code (if
+    /// no Close was sent yet) and ignores all further input.
+    pub fn fail(&mut self, error: &ProtocolError) {
+        if self.state == CloseState::Open {
+            let frame = CloseFrame::new(error.close_code(), "");
+            self.out
+                .push_back(Frame::new(OpCode::Close, frame.encode()));
+        }
+        self.state = CloseState::Failed;
+        self.assembly = None;
+        self.deadline = None;
+    }
+
+    /// Queues a whole data message (text or binary), fragmenting it into
+    /// frames of at most `send_frame_size` bytes after the per-message
+    /// extensions ran.
+    pub fn send(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        hints: &SendHints,
+    ) -> Result<(), SendError> {
+        debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
+        if self.state != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        if self.streaming_send {
+            return Err(SendError::FragmentOrder);
+        }
+        self.send_data(
+            Frame {
+                fin: true,
+                rsv: Rsv::empty(),
+                opcode,
+                payload,
+            },
+            hints,
+        )
+    }
+
+    /// Queues one fragment of a streamed message: the first with `Text` or
+    /// `Binary`, later ones with `Continuation`, the last with `fin = true`.
+    /// Per-message extensions see each fragment in order.
+    pub fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+        hints: &SendHints,
+    ) -> Result<(), SendError> {
+        if self.state != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        match (opcode, self.streaming_send) {
+            (OpCode::Continuation, true) | (OpCode::Text | OpCode::Binary, false) => {}
+            _ => return Err(SendError::FragmentOrder),
+        }
+        self.streaming_send = !fin;
+        self.send_data(
+            Frame {
+                fin,
+                rsv: Rsv::empty(),
+                opcode,
+                payload,
+            },
+            hints,
+        )
+    }
+
+    fn send_data(&mut self, mut frame: Frame, hints: &SendHints) -> Result<(), SendError> {
+        self.encoders
+            .encode_message(&mut frame, hints)
+            .map_err(SendError::Extension)?;
+        let size = self.send_frame_size;
+        if frame.payload.len() <= size {
+            self.encoders
+                .encode_frame(&mut frame, hints)
+                .map_err(SendError::Extension)?;
+            self.out.push_back(frame);
+            return Ok(());
+        }
+        let Frame {
+            fin,
+            rsv,
+            opcode,
+            mut payload,
+        } = frame;
+        let mut first = true;
+        while !payload.is_empty() {
+            let chunk = payload.split_to(size.min(payload.len()));
+            let mut f = Frame {
+                fin: fin && payload.is_empty(),
+                rsv: if first { rsv } else { Rsv::empty() },
+                opcode: if first { opcode } else { OpCode::Continuation },
+                payload: chunk,
+            };
+            first = false;
+            self.encoders
+                .encode_frame(&mut f, hints)
+                .map_err(SendError::Extension)?;
+            self.out.push_back(f);
+        }
+        Ok(())
+    }
+
+    /// Queues a Ping.
+    pub fn ping(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Ping, payload)
+    }
+
+    /// Queues an unsolicited Pong (a one-way heartbeat).
+    pub fn pong(&mut self, payload: Bytes) -> Result<(), SendError> {
+        self.send_control(OpCode::Pong, payload)
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        if !matches!(self.state, CloseState::Open | CloseState::CloseSent) {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        self.out.push_back(Frame::new(opcode, payload));
+        Ok(())
+    }
+
+    /// Starts the closing handshake with `frame` (or an empty Close).
+    /// `now` starts the close timeout: see [`poll_timeout`](Self::poll_timeout).
+    pub fn close(&mut self, frame: Option<CloseFrame>, now: Instant) -> Result<(), SendError> {
+        if self.state != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        let body = match &frame {
+            Some(f) if !f.code.is_sendable() => {
+                return Err(SendError::InvalidCloseCode(f.code.as_u16()));
+            }
+            Some(f) => f.encode(),
+            None => Bytes::new(),
+        };
+        self.out.push_back(Frame::new(OpCode::Close, body));
+        self.state = CloseState::CloseSent;
+        self.deadline = Some(now + self.close_timeout);
+        Ok(())
+    }
+
+    /// The next frame to transmit, if any.
+    pub fn poll_frame(&mut self) -> Option<Frame> {
+        self.out.pop_front()
+    }
+
+    /// True if frames are waiting in [`poll_frame`](Self::poll_frame).
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Advances timers. After the close timeout the session gives up on the
+    /// peer's Close and becomes [`CloseState::Closed`] (reported as 1006).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(d) = self.deadline {
+            if now >= d {
+                self.deadline = None;
+                self.state = CloseState::Closed;
+            }
+        }
+    }
+}
+
+/// Parses a Close payload (RFC 6455 §5.5.1): empty, or a wire-valid code and a
+/// UTF-8 reason.
+pub fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, ProtocolError> {
+    match payload.len() {
+        0 => Ok(None),
+        1 => Err(ProtocolError::InvalidClosePayload),
+        _ => {
+            let code = CloseCode::from(u16::from_be_bytes([payload[0], payload[1]]));
+            if !code.is_valid_on_wire() {
+                return Err(ProtocolError::InvalidCloseCode(code.as_u16()));
+            }
+            let reason = simdutf8::basic::from_utf8(&payload[2..])
+                .map_err(|_| ProtocolError::InvalidCloseReason)?;
+            Ok(Some(CloseFrame::new(code, reason)))
+        }
+    }
+}
