@@ -1,1 +1,87 @@
-fn main() {}
+//! Runs every case of an Autobahn fuzzing server as an echo client.
+//!
+//! ```text
+//! cargo run --release --example autobahn_client -- --url ws://127.0.0.1:9001 --agent weft
+//! ```
+//!
+//! Protocol of the fuzzing server: `GET /getCaseCount` answers with the
+//! number of cases as a text message, `/runCase?case=N&agent=A` runs case N
+//! (we echo everything), `/updateReports?agent=A` writes the reports.
+
+use std::time::Duration;
+use weft_core::{ClientBuilder, Config, Message};
+use weft_examples::Args;
+
+fn client() -> ClientBuilder {
+    ClientBuilder::new().config(
+        Config::default()
+            .max_message_size(64 << 20)
+            .max_frame_size(64 << 20)
+            .close_timeout(Duration::from_secs(3)),
+    )
+}
+
+async fn case_count(base: &str) -> Result<u32, weft_core::Error> {
+    let (mut ws, _) = client().connect(&format!("{base}/getCaseCount")).await?;
+    let mut count = None;
+    while let Some(msg) = ws.recv().await {
+        if let Message::Text(t) = msg? {
+            count = t.trim().parse().ok();
+        }
+    }
+    count.ok_or(weft_core::Error::Closed)
+}
+
+async fn run_case(base: &str, case: u32, agent: &str) -> Result<(), weft_core::Error> {
+    let (mut ws, _) = client()
+        .connect(&format!("{base}/runCase?case={case}&agent={agent}"))
+        .await?;
+    while let Some(msg) = ws.recv().await {
+        match msg? {
+            m @ (Message::Text(_) | Message::Binary(_)) => ws.feed(m).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::from_env();
+    let base = args
+        .value("--url")
+        .unwrap_or("ws://127.0.0.1:9001")
+        .trim_end_matches('/')
+        .to_owned();
+    let agent = args.value("--agent").unwrap_or("weft").to_owned();
+    let count = match case_count(&base).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("cannot get the case count from {base}: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("running {count} cases against {base} as {agent}");
+    for case in 1..=count {
+        // Failures are what the fuzzing server grades; keep going.
+        let r = tokio::time::timeout(Duration::from_secs(60), run_case(&base, case, &agent)).await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("case {case}: {e}"),
+            Err(_) => eprintln!("case {case}: timed out"),
+        }
+    }
+    match client()
+        .connect(&format!("{base}/updateReports?agent={agent}"))
+        .await
+    {
+        Ok((mut ws, _)) => {
+            let _ = ws.close(weft_core::CloseCode::NORMAL, "").await;
+        }
+        Err(e) => {
+            eprintln!("cannot update reports: {e}");
+            std::process::exit(1);
+        }
+    }
+    println!("done");
+}

@@ -1,1 +1,111 @@
-fn main() {}
+//! Connects to an echo server, sends messages of varied sizes and kinds,
+//! verifies every echo, and prints one JSON line.
+//!
+//! ```text
+//! cargo run --release --example echo_check -- --url ws://127.0.0.1:9001 --messages 50
+//! ```
+//!
+//! Options: `--extension NAME` offers an extension (none are built into the
+//! core; the extension crates add theirs), `--param k=v` sets its
+//! parameters. Exits non-zero on any failure.
+
+use bytes::Bytes;
+use std::time::Duration;
+use weft_core::{ClientBuilder, CloseCode, Config, Message, OpCode};
+use weft_examples::Args;
+
+/// The i-th test message: sizes cycle from 0 B to 1 MiB, text (with multi-byte
+/// UTF-8) and binary alternate, and every fourth message is sent in fragments.
+fn message(i: usize) -> (Message, bool) {
+    const SIZES: [usize; 8] = [0, 1, 125, 126, 1000, 65535, 65536, 1 << 20];
+    let size = SIZES[i % SIZES.len()];
+    let fragmented = i % 4 == 3;
+    let msg = if i % 2 == 0 {
+        let unit = "weft ✓ κόσμε 𝄞 ";
+        let mut s = unit.repeat(size / unit.len() + 1);
+        let mut end = size.min(s.len());
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        Message::text(s)
+    } else {
+        Message::binary((0..size).map(|b| (b * 7 + i) as u8).collect::<Vec<u8>>())
+    };
+    (msg, fragmented)
+}
+
+fn payload(m: &Message) -> (OpCode, Bytes) {
+    match m {
+        Message::Text(t) => (OpCode::Text, t.as_bytes().clone()),
+        Message::Binary(b) => (OpCode::Binary, b.clone()),
+        _ => unreachable!(),
+    }
+}
+
+async fn run(args: &Args) -> Result<(String, usize), String> {
+    let url = args.value("--url").unwrap_or("ws://127.0.0.1:9001/");
+    let count: usize = args.parsed("--messages", 50);
+    if let Some(ext) = args.value("--extension") {
+        return Err(format!("unknown extension {ext:?} (this build has none)"));
+    }
+    let client = ClientBuilder::new().config(Config::default().max_message_size(64 << 20));
+    let (mut ws, _) = client
+        .connect(url)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let negotiated = weft_core::ext::format_extensions(ws.extensions());
+    for i in 0..count {
+        let (msg, fragmented) = message(i);
+        if fragmented {
+            let (op, data) = payload(&msg);
+            let third = data.len() / 3;
+            ws.feed_fragment(op, data.slice(..third), false)
+                .await
+                .map_err(|e| e.to_string())?;
+            ws.feed_fragment(OpCode::Continuation, data.slice(third..2 * third), false)
+                .await
+                .map_err(|e| e.to_string())?;
+            ws.feed_fragment(OpCode::Continuation, data.slice(2 * third..), true)
+                .await
+                .map_err(|e| e.to_string())?;
+            ws.flush().await.map_err(|e| e.to_string())?;
+        } else {
+            ws.send(msg.clone())
+                .await
+                .map_err(|e| format!("send {i}: {e}"))?;
+        }
+        loop {
+            match ws.recv().await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(echo)) if echo == msg => break,
+                Some(Ok(other)) => {
+                    return Err(format!("message {i}: wrong echo ({} bytes)", other.len()));
+                }
+                Some(Err(e)) => return Err(format!("message {i}: {e}")),
+                None => return Err(format!("message {i}: connection closed")),
+            }
+        }
+    }
+    ws.close(CloseCode::NORMAL, "done")
+        .await
+        .map_err(|e| format!("close: {e}"))?;
+    Ok((negotiated, count))
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::from_env();
+    let result = tokio::time::timeout(Duration::from_secs(120), run(&args))
+        .await
+        .unwrap_or_else(|_| Err("timed out".into()));
+    match result {
+        Ok((negotiated, n)) => {
+            println!("{{\"ok\":true,\"negotiated\":\"{negotiated}\",\"messages\":{n}}}");
+        }
+        Err(e) => {
+            println!("{{\"ok\":false,\"error\":{:?},\"messages\":0}}", e);
+            std::process::exit(1);
+        }
+    }
+}

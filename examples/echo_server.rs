@@ -1,1 +1,88 @@
-fn main() {}
+//! An echo server: every text and binary message is sent back, on every path.
+//!
+//! ```text
+//! cargo run --release --example echo_server -- --addr 127.0.0.1:9001
+//! ```
+//!
+//! A plain HTTP `GET /` returns a small page whose JavaScript connects back
+//! and echoes, so a browser can try it. Messages up to 64 MiB are accepted
+//! (the Autobahn 9.x cases send 16 MiB).
+
+use std::time::Duration;
+use tokio::net::TcpListener;
+use weft_core::{Config, Message, ServerBuilder};
+use weft_examples::Args;
+
+const PAGE: &str = include_str!("echo_page.html");
+
+fn server(args: &Args) -> ServerBuilder {
+    let config = Config::default()
+        .max_message_size(args.parsed("--max-message", 64 << 20))
+        .max_frame_size(args.parsed("--max-frame", 64 << 20))
+        .handshake_timeout(Duration::from_secs(10));
+    ServerBuilder::new().config(config).on_request(|req| {
+        let upgrade = req.headers().get("upgrade").is_some();
+        if upgrade {
+            return Ok(());
+        }
+        let (status, body) = match req.uri().path() {
+            "/" => (200, PAGE.to_owned()),
+            _ => (404, "not found\n".to_owned()),
+        };
+        Err(http::Response::builder()
+            .status(status)
+            .header(
+                "content-type",
+                if status == 200 {
+                    "text/html; charset=utf-8"
+                } else {
+                    "text/plain"
+                },
+            )
+            .header("connection", "close")
+            .body(body)
+            .expect("valid response"))
+    })
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let args = Args::from_env();
+    let addr = args.value("--addr").unwrap_or("127.0.0.1:9001").to_owned();
+    let listener = TcpListener::bind(&addr).await?;
+    let server = server(&args);
+    println!(
+        "echo_server listening on ws://{} (open http://{0}/ in a browser)",
+        listener.local_addr()?
+    );
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        tokio::spawn(async move {
+            let Ok(mut ws) = server.accept(stream).await else {
+                return;
+            };
+            // feed() queues without flushing; recv() flushes before it waits,
+            // so a burst of pipelined messages is echoed with one write.
+            while let Some(msg) = ws.recv().await {
+                match msg {
+                    Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                        if ws.feed(m).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+}
