@@ -294,7 +294,9 @@ impl Session {
     fn handle_control(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
         match frame.opcode {
             OpCode::Ping => {
-                if self.state == CloseState::Open {
+                // Answer unless the peer's Close was received (RFC 6455 §5.5.2);
+                // a Pong may still follow our own Close.
+                if matches!(self.state, CloseState::Open | CloseState::CloseSent) {
                     self.out
                         .push_back(Frame::new(OpCode::Pong, frame.payload.clone()));
                 }
