@@ -37,9 +37,8 @@ async fn run_case(base: &str, case: u32, agent: &str) -> Result<(), weft_core::E
         .connect(&format!("{base}/runCase?case={case}&agent={agent}"))
         .await?;
     while let Some(msg) = ws.recv().await {
-        match msg? {
-            m @ (Message::Text(_) | Message::Binary(_)) => ws.feed(m).await?,
-            _ => {}
+        if let m @ (Message::Text(_) | Message::Binary(_)) = msg? {
+            ws.feed(m).await?;
         }
     }
     Ok(())

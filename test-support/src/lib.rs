@@ -7,8 +7,9 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use weft_core::ext::{
-    ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder, ExtensionError,
-    ExtensionHeader, Granularity, NegotiationError, SendHints, ServerExtensionFactory,
+    Acceptance, ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder,
+    ExtensionError, ExtensionHeader, Granularity, NegotiationError, SendHints,
+    ServerExtensionFactory,
 };
 use weft_core::{ClientBuilder, Frame, OpCode, Rsv, ServerBuilder, WebSocket};
 
@@ -207,7 +208,7 @@ impl ServerExtensionFactory for ToyFactory {
         &self,
         offer: &ExtensionHeader,
         _accepted: &[Box<dyn Extension>],
-    ) -> Result<Option<(ExtensionHeader, Box<dyn Extension>)>, NegotiationError> {
+    ) -> Result<Option<Acceptance>, NegotiationError> {
         if offer.get("decline").is_some() {
             return Ok(None);
         }

@@ -205,5 +205,9 @@ pub trait ServerExtensionFactory: Send + Sync + 'static {
         &self,
         offer: &ExtensionHeader,
         accepted: &[Box<dyn Extension>],
-    ) -> Result<Option<(ExtensionHeader, Box<dyn Extension>)>, NegotiationError>;
+    ) -> Result<Option<Acceptance>, NegotiationError>;
 }
+
+/// A server's acceptance of one offer: the response element for the
+/// `Sec-WebSocket-Extensions` header and the negotiated extension.
+pub type Acceptance = (ExtensionHeader, Box<dyn Extension>);
