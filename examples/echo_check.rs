@@ -20,7 +20,7 @@ fn message(i: usize) -> (Message, bool) {
     const SIZES: [usize; 8] = [0, 1, 125, 126, 1000, 65535, 65536, 1 << 20];
     let size = SIZES[i % SIZES.len()];
     let fragmented = i % 4 == 3;
-    let msg = if i % 2 == 0 {
+    let msg = if i.is_multiple_of(2) {
         let unit = "weft ✓ κόσμε 𝄞 ";
         let mut s = unit.repeat(size / unit.len() + 1);
         let mut end = size.min(s.len());

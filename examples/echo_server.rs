@@ -23,25 +23,27 @@ fn server(args: &Args) -> ServerBuilder {
     ServerBuilder::new().config(config).on_request(|req| {
         let upgrade = req.headers().get("upgrade").is_some();
         if upgrade {
-            return Ok(());
+            return None;
         }
         let (status, body) = match req.uri().path() {
             "/" => (200, PAGE.to_owned()),
             _ => (404, "not found\n".to_owned()),
         };
-        Err(http::Response::builder()
-            .status(status)
-            .header(
-                "content-type",
-                if status == 200 {
-                    "text/html; charset=utf-8"
-                } else {
-                    "text/plain"
-                },
-            )
-            .header("connection", "close")
-            .body(body)
-            .expect("valid response"))
+        Some(
+            http::Response::builder()
+                .status(status)
+                .header(
+                    "content-type",
+                    if status == 200 {
+                        "text/html; charset=utf-8"
+                    } else {
+                        "text/plain"
+                    },
+                )
+                .header("connection", "close")
+                .body(body)
+                .expect("valid response"),
+        )
     })
 }
 

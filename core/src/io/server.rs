@@ -16,9 +16,9 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebS
 }
 
 /// Looks at each request before the WebSocket checks and may answer it with
-/// its own response instead (a plain HTTP page, a redirect, 401, 404...).
-pub type RequestHook =
-    dyn Fn(&http::Request<()>) -> Result<(), http::Response<String>> + Send + Sync;
+/// its own response instead (a plain HTTP page, a redirect, 401, 404...):
+/// `None` goes on with the handshake, `Some(response)` answers and closes.
+pub type RequestHook = dyn Fn(&http::Request<()>) -> Option<http::Response<String>> + Send + Sync;
 
 /// Server settings: extensions, subprotocols, origin policy, request hook and
 /// limits. Cheap to clone; build once and share across connections.
@@ -71,11 +71,11 @@ impl ServerBuilder {
         self
     }
 
-    /// Runs `hook` on every request first; an `Err(response)` is sent as is
-    /// and the connection closed.
+    /// Runs `hook` on every request first; a `Some(response)` is sent as is
+    /// and the connection closed (see [`RequestHook`]).
     pub fn on_request(
         mut self,
-        hook: impl Fn(&http::Request<()>) -> Result<(), http::Response<String>> + Send + Sync + 'static,
+        hook: impl Fn(&http::Request<()>) -> Option<http::Response<String>> + Send + Sync + 'static,
     ) -> Self {
         self.hook = Some(Arc::new(hook));
         self
@@ -162,7 +162,9 @@ impl ServerBuilder {
             }
         };
         if let Some(hook) = &self.hook {
-            hook(&request).map_err(|r| HandshakeError::Rejected(Box::new(r)))?;
+            if let Some(r) = hook(&request) {
+                return Err(HandshakeError::Rejected(Box::new(r)).into());
+            }
         }
         let accepted = accept_request(&request, &self.options)?;
         let mut out = Vec::with_capacity(256);
