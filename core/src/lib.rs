@@ -64,8 +64,8 @@ pub mod io;
 
 pub use error::Error;
 pub use proto::{
-    CloseCode, CloseFrame, CloseState, Config, Connection, Frame, FrameHeader, Message, OpCode,
-    ProtocolError, Role, Rsv, SendError, Session, Utf8Bytes,
+    CloseCode, CloseFrame, CloseState, Config, Connection, Frame, FrameHeader, HeaderParse,
+    Message, OpCode, ProtocolError, Role, Rsv, SendError, Session, Utf8Bytes,
 };
 
 #[cfg(feature = "tokio")]
