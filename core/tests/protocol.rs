@@ -481,3 +481,29 @@ fn session_runs_over_frames_without_a_socket() {
         Some(Message::Pong(Bytes::from_static(b"1")))
     );
 }
+
+#[test]
+fn invalid_utf8_fails_before_the_frame_is_complete() {
+    // A 100-byte text frame whose first 20 bytes arrive with an invalid
+    // sequence: the connection fails without waiting for the other 80.
+    let mut payload = b"valid start ".to_vec();
+    payload.extend_from_slice(b"\xce\xba\xed\xa0\x80"); // a surrogate
+    payload.resize(100, b'x');
+    let frame = client_frame(0x81, &payload);
+    let mut s = server();
+    let (_, err) = feed(&mut s, &frame[..8 + 20]);
+    assert_eq!(err, Some(ProtocolError::InvalidUtf8));
+    // Valid text arriving in pieces is delivered intact (each piece unmasked once).
+    let text = "κόσμε ✓ ".repeat(20);
+    let frame = client_frame(0x81, text.as_bytes());
+    let mut s = server();
+    let mut buf = BytesMut::new();
+    let mut got = None;
+    for piece in frame.chunks(7) {
+        buf.extend_from_slice(piece);
+        if let Some(m) = s.handle_read(&mut buf).unwrap() {
+            got = Some(m);
+        }
+    }
+    assert_eq!(got, Some(Message::text(text.as_str())));
+}

@@ -14,9 +14,10 @@
 use super::config::Config;
 use super::error::ProtocolError;
 use super::frame::{Frame, FrameHeader, HeaderParse, MAX_HEADER_LEN};
-use super::mask::apply_mask;
+use super::mask::{apply_mask, apply_mask_at};
 use super::message::Message;
 use super::session::{Role, Session};
+use super::utf8::Utf8Validator;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -138,12 +139,25 @@ impl WriteBuffer {
     }
 }
 
+/// Progress on a frame whose payload has only partly arrived.
+#[derive(Debug, Default)]
+struct Partial {
+    /// Payload bytes already unmasked in place.
+    unmasked: usize,
+    /// For plain text: a validator fed with the unmasked bytes so far, so
+    /// invalid UTF-8 fails the connection before the frame is complete
+    /// (Autobahn 6.4.3/6.4.4). The session validates the whole frame again
+    /// when it is complete; only frames split across reads pay that.
+    utf8: Option<Utf8Validator>,
+}
+
 /// A [`Session`] plus the wire codec for one physical connection.
 #[derive(Debug)]
 pub struct Connection {
     session: Session,
     max_frame_size: usize,
     need: usize,
+    partial: Option<Partial>,
 }
 
 impl Connection {
@@ -153,6 +167,7 @@ impl Connection {
             session,
             max_frame_size: config.max_frame_size,
             need: 2,
+            partial: None,
         }
     }
 
@@ -242,13 +257,15 @@ impl Connection {
         let total = header_len + len;
         if buf.len() < total {
             self.need = total - buf.len();
+            self.check_partial(&header, &mut buf[header_len..])?;
             buf.reserve(self.need);
             return Ok(None);
         }
         buf.advance(header_len);
         let mut payload = buf.split_to(len);
+        let done = self.partial.take().map_or(0, |p| p.unmasked);
         if let Some(key) = header.mask {
-            apply_mask(&mut payload, key);
+            apply_mask_at(&mut payload[done..], key, done);
         }
         self.need = 2;
         Ok(Some(Frame {
@@ -257,6 +274,35 @@ impl Connection {
             opcode: header.opcode,
             payload: payload.freeze(),
         }))
+    }
+
+    /// Unmasks and, for plain text, validates the part of an incomplete
+    /// frame's payload that has arrived.
+    fn check_partial(
+        &mut self,
+        header: &FrameHeader,
+        available: &mut [u8],
+    ) -> Result<(), ProtocolError> {
+        if header.opcode.is_control() || available.is_empty() {
+            return Ok(());
+        }
+        let session = &self.session;
+        let partial = self.partial.get_or_insert_with(|| Partial {
+            unmasked: 0,
+            utf8: session.text_validator_for(header.opcode),
+        });
+        let new = &mut available[partial.unmasked..];
+        if new.is_empty() {
+            return Ok(());
+        }
+        if let Some(key) = header.mask {
+            apply_mask_at(new, key, partial.unmasked);
+        }
+        partial.unmasked += new.len();
+        if let Some(v) = &mut partial.utf8 {
+            v.feed(new, false).map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        Ok(())
     }
 
     /// Moves every queued frame into `out`, masking with fresh random keys on

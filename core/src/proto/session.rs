@@ -169,6 +169,21 @@ impl Session {
         self.assembly.as_ref().map_or(0, |a| a.size)
     }
 
+    /// For fail-fast UTF-8 on frames that arrive in pieces: the validator
+    /// state a text frame with `opcode` would start from, or `None` if the
+    /// frame is not (plain) text. Plain means no extension may transform the
+    /// payload, so the wire bytes are the message bytes.
+    pub fn text_validator_for(&self, opcode: OpCode) -> Option<Utf8Validator> {
+        if !self.decoders.is_empty() || self.is_finished() {
+            return None;
+        }
+        match (opcode, &self.assembly) {
+            (OpCode::Text, None) => Some(Utf8Validator::new()),
+            (OpCode::Continuation, Some(a)) if a.text => Some(a.utf8.clone()),
+            _ => None,
+        }
+    }
+
     /// The configured message limit.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
