@@ -7,13 +7,19 @@
 //! Protocol of the fuzzing server: `GET /getCaseCount` answers with the
 //! number of cases as a text message, `/runCase?case=N&agent=A` runs case N
 //! (we echo everything), `/updateReports?agent=A` writes the reports.
+//! permessage-deflate is offered on every connection (cases 12.* and 13.*).
 
 use std::time::Duration;
 use weft_core::{ClientBuilder, Config, Message};
 use weft_examples::Args;
 
 fn client() -> ClientBuilder {
-    ClientBuilder::new().config(
+    // The fuzzing server cannot say which case wants which offer, so offer
+    // what Autobahn's reference client offers: `client_no_context_takeover`
+    // and `client_max_window_bits` in one offer, which every 13.* server
+    // acceptance accepts.
+    let deflate = weft_extensions::PerMessageDeflate::new().client_no_context_takeover(true);
+    ClientBuilder::new().extension(deflate).config(
         Config::default()
             .max_message_size(64 << 20)
             .max_frame_size(64 << 20)

@@ -5,9 +5,10 @@
 //! cargo run --release --example echo_check -- --url ws://127.0.0.1:9001 --messages 50
 //! ```
 //!
-//! Options: `--extension NAME` offers an extension (none are built into the
-//! core; the extension crates add theirs), `--param k=v` sets its
-//! parameters. Exits non-zero on any failure.
+//! Options: `--extension permessage-deflate` offers compression, `--param
+//! k[=v]` sets its parameters (RFC 7692 names, e.g. `client_max_window_bits=9`,
+//! `server_no_context_takeover`). Exits non-zero on any failure; with an
+//! extension requested, also when the server did not accept it.
 
 use bytes::Bytes;
 use std::time::Duration;
@@ -46,15 +47,26 @@ fn payload(m: &Message) -> (OpCode, Bytes) {
 async fn run(args: &Args) -> Result<(String, usize), String> {
     let url = args.value("--url").unwrap_or("ws://127.0.0.1:9001/");
     let count: usize = args.parsed("--messages", 50);
-    if let Some(ext) = args.value("--extension") {
-        return Err(format!("unknown extension {ext:?} (this build has none)"));
+    let mut client = ClientBuilder::new().config(Config::default().max_message_size(64 << 20));
+    match args.value("--extension") {
+        None => {}
+        Some("permessage-deflate") => {
+            client = client.extension(weft_examples::deflate_from_args(args))
+        }
+        Some(other) => return Err(format!("unknown extension {other:?}")),
     }
-    let client = ClientBuilder::new().config(Config::default().max_message_size(64 << 20));
     let (mut ws, _) = client
         .connect(url)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let negotiated = weft_core::ext::format_extensions(ws.extensions());
+    if let Some(ext) = args.value("--extension")
+        && !ws.extensions().iter().any(|e| e.name == ext)
+    {
+        return Err(format!(
+            "{ext} was not negotiated (server answered {negotiated:?})"
+        ));
+    }
     for i in 0..count {
         let (msg, fragmented) = message(i);
         if fragmented {

@@ -7,11 +7,16 @@
 //! A plain HTTP `GET /` returns a small page whose JavaScript connects back
 //! and echoes, so a browser can try it. Messages up to 64 MiB are accepted
 //! (the Autobahn 9.x cases send 16 MiB).
+//!
+//! permessage-deflate offers are accepted unless `--no-deflate` is given;
+//! `--param name[=value]` sets its parameters (`server_max_window_bits=10`,
+//! `client_no_context_takeover`, ...), `--deflate-level N` its level and
+//! `--deflate-memory keep|hibernate` its memory strategy.
 
 use std::time::Duration;
 use tokio::net::TcpListener;
 use weft_core::{Config, Message, ServerBuilder};
-use weft_examples::Args;
+use weft_examples::{Args, deflate_from_args};
 
 const PAGE: &str = include_str!("echo_page.html");
 
@@ -20,7 +25,11 @@ fn server(args: &Args) -> ServerBuilder {
         .max_message_size(args.parsed("--max-message", 64 << 20))
         .max_frame_size(args.parsed("--max-frame", 64 << 20))
         .handshake_timeout(Duration::from_secs(10));
-    ServerBuilder::new().config(config).on_request(|req| {
+    let mut builder = ServerBuilder::new().config(config);
+    if !args.flag("--no-deflate") {
+        builder = builder.extension(deflate_from_args(args));
+    }
+    builder.on_request(|req| {
         let upgrade = req.headers().get("upgrade").is_some();
         if upgrade {
             return None;

@@ -1,4 +1,5 @@
 //! Frame header encode and decode, for each length form.
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;

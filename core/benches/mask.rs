@@ -1,6 +1,7 @@
 //! Masking throughput: fast path vs the scalar reference, aligned and
 //! unaligned, 1 B to 1 MiB, with a plain memory copy of the same size as the
 //! yardstick (target: masking within 2x of copying for 64 KiB).
+#![allow(missing_docs)] // criterion_group! generates an undocumented pub fn
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;

@@ -50,3 +50,40 @@ impl Args {
         self.args.iter().any(|a| a == name)
     }
 }
+
+/// permessage-deflate settings from `--param name[=value]` (RFC 7692 names),
+/// `--deflate-level N` and `--deflate-memory keep|hibernate`. Exits on a bad value.
+pub fn deflate_from_args(args: &Args) -> weft_extensions::PerMessageDeflate {
+    use weft_extensions::{MemoryStrategy, PerMessageDeflate, WindowBits};
+    let mut pmd = PerMessageDeflate::new().level(args.parsed("--deflate-level", 6));
+    match args.value("--deflate-memory") {
+        None | Some("keep") => {}
+        Some("hibernate") => pmd = pmd.memory(MemoryStrategy::Hibernate),
+        Some(other) => fail(&format!("unknown --deflate-memory {other}")),
+    }
+    for p in args.values("--param") {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
+        };
+        let bits = || {
+            value
+                .and_then(WindowBits::parse)
+                .unwrap_or_else(|| fail(&format!("bad value in --param {p}")))
+        };
+        pmd = match name {
+            "server_no_context_takeover" => pmd.server_no_context_takeover(true),
+            "client_no_context_takeover" => pmd.client_no_context_takeover(true),
+            "server_max_window_bits" => pmd.server_max_window_bits(bits()),
+            "client_max_window_bits" if value.is_none() => pmd,
+            "client_max_window_bits" => pmd.client_max_window_bits(bits()),
+            _ => fail(&format!("unknown permessage-deflate parameter {name}")),
+        };
+    }
+    pmd
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("{msg}");
+    std::process::exit(2)
+}

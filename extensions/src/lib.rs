@@ -1,4 +1,27 @@
-//! WebSocket extensions for weft, built on `weft-core`'s public extension API.
+//! # weft-extensions
 //!
-//! Planned here: permessage-deflate (RFC 7692) and per-frame deflate
-//! (`deflate-frame` / `x-webkit-deflate-frame`). Nothing is exported yet.
+//! WebSocket extensions for weft, built only on `weft-core`'s public
+//! extension API ([`weft_core::ext`]):
+//!
+//! - [`PerMessageDeflate`]: permessage-deflate (RFC 7692), both roles, all
+//!   four parameters, window bits 8 to 15, context takeover, lazily
+//!   allocated and optionally pooled contexts.
+//!
+//! Both compression extensions share one DEFLATE codec ([`deflate`]).
+//!
+//! ## Data path
+//!
+//! Sending: the core hands the whole message (or each streamed fragment) to
+//! the per-message encoder, which compresses it with a sync flush, strips the
+//! trailing `00 00 ff ff` at the end of the message and sets RSV1 on the first
+//! frame; the core then cuts the result into frames. Receiving: each frame of
+//! a compressed message is inflated as it arrives (the trailer is appended
+//! after the last one) into a buffer that may not grow past the remaining
+//! message budget, so a decompression bomb fails with 1009 while memory stays
+//! bounded.
+
+pub mod deflate;
+mod permessage;
+
+pub use deflate::{ContextPool, WindowBits};
+pub use permessage::{MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt};

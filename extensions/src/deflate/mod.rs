@@ -1,0 +1,542 @@
+//! The DEFLATE codec shared by permessage-deflate and per-frame deflate.
+//!
+//! - [`Compressor`]: raw DEFLATE with sync flushes, allocated lazily on first
+//!   use, optionally reset and handed back to a [`ContextPool`] between
+//!   messages. Built on `zlib-rs` directly (the backend flate2 uses here)
+//!   because flate2 does not expose zlib's `memLevel`, which sets the hash
+//!   table and pending buffer sizes: the main memory knob besides the window.
+//! - [`Decompressor`]: raw inflate through flate2's `Decompress` (zlib-rs
+//!   backend), with a hard output budget: it is never given room for more
+//!   than `budget + 1` bytes, so a decompression bomb stops at the limit.
+//!
+//! # Window bits 8
+//!
+//! zlib cannot compress with a 256-byte window. Like Chromium, a compressor
+//! whose agreed window is 8 bits runs with 9: zlib never emits distances
+//! beyond `2^w - 262` (250 bytes for w = 9), so its output decodes with a
+//! 256-byte window. Decompression always uses at least 9 bits too: a larger
+//! window than the peer's is always safe.
+
+mod pool;
+mod window;
+
+pub use pool::ContextPool;
+pub use window::WindowBits;
+
+use bytes::Bytes;
+use flate2::{Decompress, FlushDecompress};
+use std::sync::Arc;
+use weft_core::ext::ExtensionError;
+use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Strategy};
+
+/// The four bytes a sync flush ends with (RFC 7692 §7.2.1).
+pub const SYNC_TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// Compressor settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DeflateParams {
+    /// Compression level, 0 (store) to 9 (best).
+    pub level: u8,
+    /// zlib memLevel, 1 to 9: hash table of `2^(mem+7)` entries and a pending
+    /// buffer of `2^(mem+8)` bytes.
+    pub mem_level: u8,
+    /// The LZ77 window (8 runs as 9, see the module docs).
+    pub window: WindowBits,
+}
+
+impl DeflateParams {
+    fn config(&self) -> DeflateConfig {
+        DeflateConfig {
+            level: i32::from(self.level.min(9)),
+            window_bits: -i32::from(self.window.get().max(9)),
+            mem_level: i32::from(self.mem_level.clamp(1, 9)),
+            strategy: Strategy::Default,
+            ..DeflateConfig::default()
+        }
+    }
+}
+
+/// Keeps the last `2^w` bytes of a stream: all a DEFLATE context needs to
+/// carry over to the next message, at a fraction of the full zlib state.
+#[derive(Debug, Default)]
+struct History {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+impl History {
+    fn new(window: WindowBits) -> Self {
+        History {
+            bytes: Vec::new(),
+            max: 1 << window.get().max(9),
+        }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        if data.len() >= self.max {
+            self.bytes.clear();
+            self.bytes.extend_from_slice(&data[data.len() - self.max..]);
+            return;
+        }
+        let excess = (self.bytes.len() + data.len()).saturating_sub(self.max);
+        self.bytes.drain(..excess);
+        self.bytes.extend_from_slice(data);
+    }
+
+    fn clear(&mut self) {
+        self.bytes = Vec::new();
+    }
+}
+
+/// A raw-DEFLATE compressor for one direction of one connection.
+///
+/// With `hibernate`, the zlib state is given up after every message and only
+/// the window's worth of recent input is kept; the next message starts a
+/// context (from the pool if there is one) primed with it as a preset
+/// dictionary. The peer sees exactly the same stream semantics as with a
+/// live context (back-references into earlier messages), while an idle
+/// connection holds `2^w` bytes instead of the full state (over 128 KiB:
+/// zlib-rs uses a fixed 64 Ki-entry hash table).
+pub struct Compressor {
+    params: DeflateParams,
+    inner: Option<Box<Deflate>>,
+    pool: Option<Arc<ContextPool>>,
+    history: Option<History>,
+}
+
+impl std::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compressor")
+            .field("params", &self.params)
+            .field("allocated", &self.inner.is_some())
+            .finish()
+    }
+}
+
+impl Compressor {
+    /// A compressor that allocates nothing until it is first used.
+    pub fn new(params: DeflateParams, pool: Option<Arc<ContextPool>>, hibernate: bool) -> Self {
+        let history = hibernate.then(|| History::new(params.window));
+        Compressor {
+            params,
+            inner: None,
+            pool,
+            history,
+        }
+    }
+
+    /// True while zlib state is held.
+    pub fn is_allocated(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// Compresses `input` and appends the sync-flushed output (ending in
+    /// `00 00 ff ff` unless nothing was pending) to `out`.
+    pub fn compress(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), ExtensionError> {
+        if self.inner.is_none() {
+            let params = self.params;
+            let mut d = self
+                .pool
+                .as_ref()
+                .and_then(|p| p.take(&params))
+                .unwrap_or_else(|| Box::new(Deflate::new_with_config(params.config())));
+            if let Some(h) = self.history.as_ref().filter(|h| !h.bytes.is_empty()) {
+                d.set_dictionary(&h.bytes).map_err(|e| {
+                    ExtensionError::internal(format!("deflate dictionary: {}", e.as_str()))
+                })?;
+            }
+            self.inner = Some(d);
+        }
+        if let Some(h) = &mut self.history {
+            h.push(input);
+        }
+        let d = self.inner.as_mut().expect("allocated above");
+        loop {
+            // A sync flush needs a few bytes even for empty input; incompressible
+            // data grows by about 5 bytes per 16 KiB stored block.
+            let want = input.len() + input.len() / 1024 + 32;
+            out.reserve(want.min(1 << 20));
+            let spare = out.spare_capacity_mut();
+            let room = spare.len();
+            let (in0, out0) = (d.total_in(), d.total_out());
+            d.compress_uninit(input, spare, DeflateFlush::SyncFlush)
+                .map_err(|e| ExtensionError::internal(format!("deflate failed: {}", e.as_str())))?;
+            let consumed = (d.total_in() - in0) as usize;
+            let produced = (d.total_out() - out0) as usize;
+            // SAFETY: zlib initialized exactly `produced` bytes of the spare
+            // capacity it was given.
+            unsafe { out.set_len(out.len() + produced) };
+            input = &input[consumed..];
+            // Output space left over means the flush completed (zlib manual).
+            if input.is_empty() && produced < room {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ends a message. `takeover` keeps the LZ77 window for the next one
+    /// (context takeover); otherwise it is forgotten. A hibernating
+    /// compressor gives its state back to the pool (or frees it) either way;
+    /// a live one is reset in place only when the window is forgotten.
+    pub fn end_message(&mut self, takeover: bool) {
+        let hibernate = self.history.is_some();
+        if !takeover {
+            if let Some(h) = &mut self.history {
+                h.clear();
+            }
+        } else if !hibernate {
+            return;
+        }
+        let Some(mut d) = self.inner.take() else {
+            return;
+        };
+        match &self.pool {
+            Some(pool) => {
+                d.reset();
+                pool.put(self.params, d);
+            }
+            None if hibernate => {}
+            None => {
+                d.reset();
+                self.inner = Some(d);
+            }
+        }
+    }
+}
+
+/// A raw-DEFLATE decompressor for one direction of one connection.
+///
+/// With `hibernate` the zlib state is freed after every message and only the
+/// last `2^w` bytes of output are kept, restored as a preset dictionary when
+/// the next message starts (see [`Compressor`]).
+pub struct Decompressor {
+    window: WindowBits,
+    inner: Option<Box<Decompress>>,
+    history: Option<History>,
+}
+
+impl std::fmt::Debug for Decompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decompressor")
+            .field("window", &self.window)
+            .field("allocated", &self.inner.is_some())
+            .finish()
+    }
+}
+
+impl Decompressor {
+    /// A decompressor that allocates nothing until it is first used.
+    pub fn new(window: WindowBits, hibernate: bool) -> Self {
+        Decompressor {
+            window,
+            inner: None,
+            history: hibernate.then(|| History::new(window)),
+        }
+    }
+
+    /// True while zlib state is held.
+    pub fn is_allocated(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    fn make(&self) -> Box<Decompress> {
+        Box::new(Decompress::new_with_window_bits(
+            false,
+            self.window.get().max(9),
+        ))
+    }
+
+    /// Inflates `input` (then the sync trailer if `finish`), appending to
+    /// `out`, which must not grow past `budget` bytes: more fails with 1009.
+    /// Corrupt data fails with 1007.
+    pub fn decompress(
+        &mut self,
+        input: &[u8],
+        finish: bool,
+        budget: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExtensionError> {
+        if self.inner.is_none() {
+            let mut d = self.make();
+            if let Some(h) = self.history.as_ref().filter(|h| !h.bytes.is_empty()) {
+                d.set_dictionary(&h.bytes)
+                    .map_err(|e| ExtensionError::internal(format!("inflate dictionary: {e}")))?;
+            }
+            self.inner = Some(d);
+        }
+        let start = out.len();
+        let mut ended = self.feed(input, budget, out)?;
+        if finish && !ended {
+            ended = self.feed(&SYNC_TRAILER, budget, out)?;
+        }
+        if let Some(h) = &mut self.history {
+            h.push(&out[start..]);
+        }
+        if ended {
+            // A BFINAL block ended the DEFLATE stream inside the message
+            // (RFC 7692 §7.2.3.4). Start a new stream primed with the last
+            // window of output so later back-references still resolve, as far
+            // as this message's output reaches.
+            let mut fresh = self.make();
+            let keep = out.len().min(1 << self.window.get().max(9));
+            if keep > 0 {
+                let _ = fresh.set_dictionary(&out[out.len() - keep..]);
+            }
+            self.inner = Some(fresh);
+        }
+        Ok(())
+    }
+
+    /// Returns true if the DEFLATE stream ended (BFINAL).
+    fn feed(
+        &mut self,
+        mut input: &[u8],
+        budget: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ExtensionError> {
+        let d = self.inner.as_mut().expect("allocated by decompress");
+        loop {
+            if out.len() > budget {
+                return Err(ExtensionError::too_big(format!(
+                    "decompressed message exceeds {budget} bytes"
+                )));
+            }
+            // Never offer room for more than budget + 1 bytes in total.
+            let limit = budget + 1 - out.len();
+            let want = (input.len().saturating_mul(4))
+                .clamp(4096, 1 << 20)
+                .min(limit);
+            if out.capacity() - out.len() < want {
+                out.reserve_exact(want.max(out.len().min(limit)).min(limit));
+            }
+            let room = (out.capacity() - out.len()).min(limit);
+            let (in0, out0) = (d.total_in(), d.total_out());
+            let cap_before = out.capacity();
+            // Give zlib at most `room` bytes of spare capacity.
+            let status = {
+                let len = out.len();
+                let spare = &mut out.spare_capacity_mut()[..room];
+                let r = d.decompress_uninit(input, spare, FlushDecompress::Sync);
+                let produced = (d.total_out() - out0) as usize;
+                // SAFETY: zlib initialized exactly `produced` bytes of the
+                // spare capacity it was given.
+                unsafe { out.set_len(len + produced) };
+                r
+            };
+            debug_assert_eq!(cap_before, out.capacity());
+            let status = status
+                .map_err(|e| ExtensionError::invalid_data(format!("corrupt DEFLATE data: {e}")))?;
+            let consumed = (d.total_in() - in0) as usize;
+            let produced = (d.total_out() - out0) as usize;
+            input = &input[consumed..];
+            if out.len() > budget {
+                return Err(ExtensionError::too_big(format!(
+                    "decompressed message exceeds {budget} bytes"
+                )));
+            }
+            match status {
+                flate2::Status::StreamEnd => return Ok(true),
+                _ if input.is_empty() && produced < room => return Ok(false),
+                _ if consumed == 0 && produced == 0 && room > 0 => return Ok(false),
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends a message. `takeover` says the peer may refer back to it (its
+    /// context takeover). A hibernating decompressor frees its state either
+    /// way (keeping only the window when `takeover`); a live one is kept: a
+    /// persistent inflater is always correct.
+    pub fn end_message(&mut self, takeover: bool) {
+        if let Some(h) = &mut self.history {
+            if !takeover {
+                h.clear();
+            }
+            self.inner = None;
+        }
+    }
+}
+
+/// Strips the sync trailer from a finished message's output; an empty
+/// result becomes the single byte `00` (RFC 7692 §7.2.3.6), never an empty
+/// compressed payload.
+pub fn finish_message(mut out: Vec<u8>) -> Bytes {
+    if out.ends_with(&SYNC_TRAILER) {
+        out.truncate(out.len() - 4);
+    }
+    if out.is_empty() {
+        return Bytes::from_static(&[0x00]);
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(window: u8) -> DeflateParams {
+        DeflateParams {
+            level: 6,
+            mem_level: 8,
+            window: WindowBits::new(window).unwrap(),
+        }
+    }
+
+    fn inflate(d: &mut Decompressor, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        d.decompress(payload, true, 1 << 20, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn rfc7692_vectors_decode() {
+        for payload in [
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00][..],
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ],
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00],
+            &[
+                0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+            ],
+        ] {
+            let mut d = Decompressor::new(WindowBits::MAX, false);
+            assert_eq!(inflate(&mut d, payload), b"Hello", "{payload:02x?}");
+        }
+        // Shared window: the second message is a back-reference.
+        let mut d = Decompressor::new(WindowBits::MAX, false);
+        assert_eq!(
+            inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+            b"Hello"
+        );
+        assert_eq!(inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00]), b"Hello");
+        // Empty message, then a normal one.
+        assert_eq!(inflate(&mut d, &[0x00]), b"");
+        assert_eq!(inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00]), b"Hello");
+        // A BFINAL message, then a message referring back into it.
+        let mut d = Decompressor::new(WindowBits::MAX, false);
+        assert_eq!(
+            inflate(&mut d, &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]),
+            b"Hello"
+        );
+        assert_eq!(inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00]), b"Hello");
+    }
+
+    #[test]
+    fn compressor_matches_rfc_vectors() {
+        let mut c = Compressor::new(params(15), None, false);
+        let mut out = Vec::new();
+        c.compress(b"Hello", &mut out).unwrap();
+        assert_eq!(
+            finish_message(out).as_ref(),
+            [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+        let mut out = Vec::new();
+        c.compress(b"Hello", &mut out).unwrap();
+        assert_eq!(finish_message(out).as_ref(), [0xf2, 0x00, 0x11, 0x00, 0x00]);
+        c.end_message(false);
+        let mut out = Vec::new();
+        c.compress(b"Hello", &mut out).unwrap();
+        assert_eq!(
+            finish_message(out).as_ref(),
+            [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+        // Empty input after a flush yields no bytes: the message becomes `00`.
+        let mut out = Vec::new();
+        c.compress(b"", &mut out).unwrap();
+        assert_eq!(finish_message(out).as_ref(), [0x00]);
+    }
+
+    #[test]
+    fn round_trip_all_windows_and_sizes() {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|i| ((i * 7919) % 253) as u8 ^ (i / 1000) as u8)
+            .collect();
+        for w in 8..=15 {
+            let mut c = Compressor::new(params(w), None, false);
+            let mut d = Decompressor::new(WindowBits::new(w).unwrap(), false);
+            for len in [0usize, 1, 100, 5000, 70_000, 300_000] {
+                let mut out = Vec::new();
+                c.compress(&data[..len], &mut out).unwrap();
+                let payload = finish_message(out);
+                assert_eq!(inflate(&mut d, &payload), &data[..len], "w={w} len={len}");
+            }
+        }
+    }
+
+    #[test]
+    fn budget_at_limit_and_one_past() {
+        let data = vec![b'a'; 10_000];
+        let mut c = Compressor::new(params(15), None, false);
+        let mut out = Vec::new();
+        c.compress(&data, &mut out).unwrap();
+        let payload = finish_message(out);
+        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut out = Vec::new();
+        d.decompress(&payload, true, 10_000, &mut out).unwrap();
+        assert_eq!(out.len(), 10_000);
+        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut out = Vec::new();
+        let e = d.decompress(&payload, true, 9_999, &mut out).unwrap_err();
+        assert_eq!(e.code.as_u16(), 1009);
+        assert!(out.capacity() <= 10_000, "{}", out.capacity());
+    }
+
+    #[test]
+    fn hibernating_contexts_keep_context_takeover_semantics() {
+        // A hibernating pair produces and accepts back-references across
+        // messages while holding only the window between them.
+        let pool = Arc::new(ContextPool::new(4));
+        for (hc, hd) in [(true, true), (true, false), (false, true)] {
+            let mut c = Compressor::new(params(12), Some(pool.clone()), hc);
+            let mut d = Decompressor::new(WindowBits::new(12).unwrap(), hd);
+            let mut live = Decompressor::new(WindowBits::new(12).unwrap(), false);
+            let msg = b"the same sentence, again and again, the same sentence".repeat(3);
+            let mut sizes = Vec::new();
+            for _ in 0..4 {
+                let mut out = Vec::new();
+                c.compress(&msg, &mut out).unwrap();
+                c.end_message(true);
+                assert_eq!(c.is_allocated(), !hc);
+                let payload = finish_message(out);
+                sizes.push(payload.len());
+                assert_eq!(inflate(&mut d, &payload), msg);
+                d.end_message(true);
+                assert_eq!(d.is_allocated(), !hd);
+                assert_eq!(inflate(&mut live, &payload), msg);
+            }
+            // Later messages are mostly back-references to the first.
+            assert!(sizes[1] < sizes[0] / 3, "{sizes:?}");
+        }
+    }
+
+    #[test]
+    fn corrupt_data_is_1007() {
+        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut out = Vec::new();
+        let e = d
+            .decompress(&[0xff, 0xff, 0xff, 0xff, 0x00], true, 1000, &mut out)
+            .unwrap_err();
+        assert_eq!(e.code.as_u16(), 1007);
+    }
+
+    #[test]
+    fn pooled_compressor_is_reused() {
+        let pool = Arc::new(ContextPool::new(4));
+        let mut c = Compressor::new(params(10), Some(pool.clone()), false);
+        let mut out = Vec::new();
+        c.compress(b"Hello", &mut out).unwrap();
+        c.end_message(false);
+        assert!(!c.is_allocated());
+        assert_eq!(pool.len(), 1);
+        let mut c2 = Compressor::new(params(10), Some(pool.clone()), false);
+        let mut out = Vec::new();
+        c2.compress(b"Hello", &mut out).unwrap();
+        assert_eq!(pool.len(), 0);
+        // A reset context compresses like a fresh one.
+        assert_eq!(
+            finish_message(out).as_ref(),
+            [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
+        );
+    }
+}

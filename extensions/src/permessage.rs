@@ -1,0 +1,510 @@
+//! permessage-deflate (RFC 7692).
+
+use crate::deflate::{
+    Compressor, ContextPool, Decompressor, DeflateParams, WindowBits, finish_message,
+};
+use bytes::Bytes;
+use std::any::Any;
+use std::sync::Arc;
+use weft_core::ext::{
+    Acceptance, ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder,
+    ExtensionError, ExtensionHeader, Granularity, NegotiationError, SendHints,
+    ServerExtensionFactory,
+};
+use weft_core::{Frame, OpCode, Rsv};
+
+const NAME: &str = "permessage-deflate";
+const SERVER_NCT: &str = "server_no_context_takeover";
+const CLIENT_NCT: &str = "client_no_context_takeover";
+const SERVER_MWB: &str = "server_max_window_bits";
+const CLIENT_MWB: &str = "client_max_window_bits";
+
+/// What a connection keeps between messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MemoryStrategy {
+    /// Keep zlib contexts once allocated (allocated on the first compressed
+    /// message): fastest, largest (a compressor is over 128 KiB, a
+    /// decompressor about 7 KiB plus its window).
+    #[default]
+    Keep,
+    /// Give zlib contexts up after every message. Under context takeover only
+    /// the window's worth of recent data is kept (`2^w` bytes per direction)
+    /// and primed into the next context as a preset dictionary; without it,
+    /// nothing is kept. Compressors go back to the [`ContextPool`] when one is
+    /// set. Costs a context setup per message.
+    Hibernate,
+}
+
+/// permessage-deflate configuration, used as a client or a server factory.
+///
+/// Parameter names follow RFC 7692, so their meaning depends on the role:
+///
+/// | field | as a server | as a client |
+/// |---|---|---|
+/// | `server_max_window_bits` | our compressor's window; announced when below 15 or when the client asked | requested in the offer when below 15 |
+/// | `client_max_window_bits` | asked of clients that support it (when below 15) | our compressor's window; offered (valueless when 15) |
+/// | `server_no_context_takeover` | we reset per message; announced | requested in the offer |
+/// | `client_no_context_takeover` | imposed on the client | offered, and we reset per message |
+///
+/// Offers the server cannot accept (unknown, repeated or invalid parameters)
+/// are declined and the next offer is tried. The client fails the connection
+/// on an answer RFC 7692 §7 does not allow.
+///
+/// Window bits 8: a compressor whose agreed window is 8 runs with 9 bits,
+/// which zlib guarantees to decode with a 256-byte window (see
+/// [`crate::deflate`]); decompression always uses at least 9 bits.
+#[derive(Debug, Clone)]
+pub struct PerMessageDeflate {
+    /// Compression level, 0 to 9. Default 6.
+    pub level: u8,
+    /// zlib memLevel, 1 to 9 (pending buffer of `2^(mem+8)` bytes). Default 8.
+    pub mem_level: u8,
+    /// See the table above. Default 15.
+    pub server_max_window_bits: WindowBits,
+    /// See the table above. Default 15.
+    pub client_max_window_bits: WindowBits,
+    /// See the table above. Default false.
+    pub server_no_context_takeover: bool,
+    /// See the table above. Default false.
+    pub client_no_context_takeover: bool,
+    /// Messages shorter than this are sent uncompressed (RSV1 clear).
+    /// Default 0: everything is compressed.
+    pub threshold: usize,
+    /// What is kept between messages. Default [`MemoryStrategy::Keep`].
+    pub memory: MemoryStrategy,
+    /// Compressor contexts shared by connections (used when contexts are
+    /// given up: no context takeover, or [`MemoryStrategy::Hibernate`]).
+    pub pool: Option<Arc<ContextPool>>,
+    /// Client role: further offers, sent after this one in preference order
+    /// (see [`or_offer`](Self::or_offer)). Ignored by servers.
+    pub fallbacks: Vec<PerMessageDeflate>,
+}
+
+impl Default for PerMessageDeflate {
+    fn default() -> Self {
+        PerMessageDeflate {
+            level: 6,
+            mem_level: 8,
+            server_max_window_bits: WindowBits::MAX,
+            client_max_window_bits: WindowBits::MAX,
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            threshold: 0,
+            memory: MemoryStrategy::Keep,
+            pool: None,
+            fallbacks: Vec::new(),
+        }
+    }
+}
+
+impl PerMessageDeflate {
+    /// RFC defaults: 32 KiB windows, context takeover, level 6, live contexts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Context takeover with 4 KiB windows and hibernating contexts: about
+    /// 8 KiB per idle connection after traffic, at some CPU cost per message.
+    pub fn low_memory() -> Self {
+        PerMessageDeflate {
+            server_max_window_bits: WindowBits::new(12).expect("valid"),
+            client_max_window_bits: WindowBits::new(12).expect("valid"),
+            memory: MemoryStrategy::Hibernate,
+            pool: Some(Arc::new(ContextPool::new(64))),
+            ..Self::default()
+        }
+    }
+
+    /// No context takeover either way, compressors shared through a pool:
+    /// an idle connection holds no compression state at all.
+    pub fn pooled_no_context_takeover() -> Self {
+        PerMessageDeflate {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            memory: MemoryStrategy::Hibernate,
+            pool: Some(Arc::new(ContextPool::new(64))),
+            ..Self::default()
+        }
+    }
+
+    /// Client role: also offers `other`, less preferred than this (and than
+    /// earlier fallbacks). The server's answer is accepted if it fits any
+    /// of the offers, tried in order.
+    pub fn or_offer(mut self, other: PerMessageDeflate) -> Self {
+        self.fallbacks.push(other);
+        self
+    }
+
+    /// Sets the compression level (0 to 9).
+    pub fn level(mut self, level: u8) -> Self {
+        self.level = level.min(9);
+        self
+    }
+
+    /// Sets the size threshold below which messages go uncompressed.
+    pub fn threshold(mut self, bytes: usize) -> Self {
+        self.threshold = bytes;
+        self
+    }
+
+    /// Sets `server_max_window_bits`.
+    pub fn server_max_window_bits(mut self, bits: WindowBits) -> Self {
+        self.server_max_window_bits = bits;
+        self
+    }
+
+    /// Sets `client_max_window_bits`.
+    pub fn client_max_window_bits(mut self, bits: WindowBits) -> Self {
+        self.client_max_window_bits = bits;
+        self
+    }
+
+    /// Sets `server_no_context_takeover`.
+    pub fn server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+
+    /// Sets `client_no_context_takeover`.
+    pub fn client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+
+    /// Sets the memory strategy.
+    pub fn memory(mut self, memory: MemoryStrategy) -> Self {
+        self.memory = memory;
+        self
+    }
+
+    fn build(&self, setup: Setup) -> PerMessageDeflateExt {
+        PerMessageDeflateExt {
+            compress: DeflateParams {
+                level: self.level,
+                mem_level: self.mem_level,
+                window: setup.compress_window,
+            },
+            compress_takeover: setup.compress_takeover,
+            decompress_window: setup.decompress_window,
+            peer_takeover: setup.peer_takeover,
+            threshold: self.threshold,
+            hibernate: self.memory == MemoryStrategy::Hibernate,
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+/// The agreed configuration, seen from one endpoint.
+struct Setup {
+    compress_window: WindowBits,
+    compress_takeover: bool,
+    decompress_window: WindowBits,
+    peer_takeover: bool,
+}
+
+/// Parsed parameters of one element. `client_max_window_bits` is
+/// `Some(None)` when present without a value.
+#[derive(Default)]
+struct Params {
+    server_nct: bool,
+    client_nct: bool,
+    server_mwb: Option<WindowBits>,
+    client_mwb: Option<Option<WindowBits>>,
+}
+
+/// Parses an element's parameters; `offer` allows a valueless
+/// `client_max_window_bits`. Unknown, repeated or invalid parameters fail.
+fn parse_params(h: &ExtensionHeader, offer: bool) -> Result<Params, String> {
+    let mut p = Params::default();
+    let mut seen: Vec<&str> = Vec::with_capacity(h.params.len());
+    for param in &h.params {
+        let name = param.name.as_str();
+        if seen.contains(&name) {
+            return Err(format!("parameter {name} repeated"));
+        }
+        seen.push(name);
+        let value = param.value.as_deref();
+        let bits = |v: Option<&str>| {
+            v.and_then(WindowBits::parse)
+                .ok_or_else(|| format!("invalid {name} value {v:?}"))
+        };
+        match name {
+            SERVER_NCT | CLIENT_NCT if value.is_some() => {
+                return Err(format!("{name} takes no value"));
+            }
+            SERVER_NCT => p.server_nct = true,
+            CLIENT_NCT => p.client_nct = true,
+            SERVER_MWB => p.server_mwb = Some(bits(value)?),
+            CLIENT_MWB if value.is_none() && offer => p.client_mwb = Some(None),
+            CLIENT_MWB => p.client_mwb = Some(Some(bits(value)?)),
+            other => return Err(format!("unknown parameter {other}")),
+        }
+    }
+    Ok(p)
+}
+
+impl ClientExtensionFactory for PerMessageDeflate {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn offers(&self) -> Vec<ExtensionHeader> {
+        let mut all = vec![self.offer()];
+        all.extend(self.fallbacks.iter().map(PerMessageDeflate::offer));
+        all
+    }
+
+    fn accept(
+        &self,
+        response: &ExtensionHeader,
+        _accepted: &[Box<dyn Extension>],
+    ) -> Result<Box<dyn Extension>, NegotiationError> {
+        let first = self.accept_one(response);
+        if first.is_ok() {
+            return first;
+        }
+        self.fallbacks
+            .iter()
+            .map(|f| f.accept_one(response))
+            .find(Result::is_ok)
+            .unwrap_or(first)
+    }
+}
+
+impl PerMessageDeflate {
+    fn offer(&self) -> ExtensionHeader {
+        let mut h = ExtensionHeader::new(NAME);
+        if self.server_no_context_takeover {
+            h = h.param(SERVER_NCT, None::<String>);
+        }
+        if self.client_no_context_takeover {
+            h = h.param(CLIENT_NCT, None::<String>);
+        }
+        if self.server_max_window_bits < WindowBits::MAX {
+            h = h.param(SERVER_MWB, Some(self.server_max_window_bits.to_string()));
+        }
+        // Always signal that we accept a client_max_window_bits answer.
+        let client_bits = (self.client_max_window_bits < WindowBits::MAX)
+            .then(|| self.client_max_window_bits.to_string());
+        h.param(CLIENT_MWB, client_bits)
+    }
+
+    /// Validates the answer against this one offer (RFC 7692 §7).
+    fn accept_one(
+        &self,
+        response: &ExtensionHeader,
+    ) -> Result<Box<dyn Extension>, NegotiationError> {
+        let fail = |why: String| NegotiationError::rejected(NAME, why);
+        let p = parse_params(response, false).map_err(fail)?;
+        if self.server_no_context_takeover && !p.server_nct {
+            return Err(fail(format!("requested {SERVER_NCT} is missing")));
+        }
+        if self.server_max_window_bits < WindowBits::MAX {
+            match p.server_mwb {
+                Some(m) if m <= self.server_max_window_bits => {}
+                Some(m) => {
+                    return Err(fail(format!(
+                        "{SERVER_MWB}={m} exceeds the requested {}",
+                        self.server_max_window_bits
+                    )));
+                }
+                None => return Err(fail(format!("requested {SERVER_MWB} is missing"))),
+            }
+        }
+        let client_window = match p.client_mwb {
+            Some(Some(m)) if m <= self.client_max_window_bits => m,
+            Some(Some(m)) => {
+                return Err(fail(format!(
+                    "{CLIENT_MWB}={m} exceeds the offered {}",
+                    self.client_max_window_bits
+                )));
+            }
+            Some(None) => unreachable!("parse_params refuses a valueless answer"),
+            None => self.client_max_window_bits,
+        };
+        Ok(Box::new(self.build(Setup {
+            compress_window: client_window,
+            compress_takeover: !(p.client_nct || self.client_no_context_takeover),
+            decompress_window: p.server_mwb.unwrap_or(WindowBits::MAX),
+            peer_takeover: !p.server_nct,
+        })))
+    }
+}
+
+impl ServerExtensionFactory for PerMessageDeflate {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn negotiate(
+        &self,
+        offer: &ExtensionHeader,
+        _accepted: &[Box<dyn Extension>],
+    ) -> Result<Option<Acceptance>, NegotiationError> {
+        // RFC 7692 §7: an offer we cannot accept is declined, not an error.
+        let Ok(p) = parse_params(offer, true) else {
+            return Ok(None);
+        };
+        let mut response = ExtensionHeader::new(NAME);
+        let server_nct = p.server_nct || self.server_no_context_takeover;
+        if server_nct {
+            response = response.param(SERVER_NCT, None::<String>);
+        }
+        if self.client_no_context_takeover {
+            response = response.param(CLIENT_NCT, None::<String>);
+        }
+        let server_window = p
+            .server_mwb
+            .unwrap_or(WindowBits::MAX)
+            .min(self.server_max_window_bits);
+        if p.server_mwb.is_some() || server_window < WindowBits::MAX {
+            response = response.param(SERVER_MWB, Some(server_window.to_string()));
+        }
+        // We can only limit the client's window if it said it supports that.
+        let client_window = match p.client_mwb {
+            Some(offered) => {
+                let w = offered
+                    .unwrap_or(WindowBits::MAX)
+                    .min(self.client_max_window_bits);
+                if offered.is_some() || w < WindowBits::MAX {
+                    response = response.param(CLIENT_MWB, Some(w.to_string()));
+                }
+                w
+            }
+            None => WindowBits::MAX,
+        };
+        let ext = self.build(Setup {
+            compress_window: server_window,
+            compress_takeover: !server_nct,
+            decompress_window: client_window,
+            peer_takeover: !self.client_no_context_takeover,
+        });
+        Ok(Some((response, Box::new(ext))))
+    }
+}
+
+/// A negotiated permessage-deflate: the agreed parameters from this
+/// endpoint's point of view.
+#[derive(Debug, Clone)]
+pub struct PerMessageDeflateExt {
+    compress: DeflateParams,
+    compress_takeover: bool,
+    decompress_window: WindowBits,
+    peer_takeover: bool,
+    threshold: usize,
+    hibernate: bool,
+    pool: Option<Arc<ContextPool>>,
+}
+
+impl PerMessageDeflateExt {
+    /// Our compressor's window.
+    pub fn compress_window(&self) -> WindowBits {
+        self.compress.window
+    }
+    /// True if our compressor keeps its window across messages.
+    pub fn compress_takeover(&self) -> bool {
+        self.compress_takeover
+    }
+    /// The window our decompressor must support.
+    pub fn decompress_window(&self) -> WindowBits {
+        self.decompress_window
+    }
+    /// True if the peer may refer back to earlier messages.
+    pub fn peer_takeover(&self) -> bool {
+        self.peer_takeover
+    }
+}
+
+impl Extension for PerMessageDeflateExt {
+    fn name(&self) -> &str {
+        NAME
+    }
+    fn rsv(&self) -> Rsv {
+        Rsv::RSV1
+    }
+    fn granularity(&self) -> Granularity {
+        Granularity::PerMessage
+    }
+    fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
+        let enc = Encoder {
+            compressor: Compressor::new(self.compress, self.pool.clone(), self.hibernate),
+            takeover: self.compress_takeover,
+            threshold: self.threshold,
+            active: false,
+        };
+        let dec = Decoder {
+            decompressor: Decompressor::new(self.decompress_window, self.hibernate),
+            takeover: self.peer_takeover,
+            active: false,
+        };
+        (Box::new(enc), Box::new(dec))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+struct Encoder {
+    compressor: Compressor,
+    takeover: bool,
+    threshold: usize,
+    active: bool,
+}
+
+impl ExtensionEncoder for Encoder {
+    fn encode(&mut self, frame: &mut Frame, hints: &SendHints) -> Result<(), ExtensionError> {
+        if frame.opcode != OpCode::Continuation {
+            // Streamed messages (fin = false) are compressed regardless of size.
+            self.active = hints.compress && !(frame.fin && frame.payload.len() < self.threshold);
+            if self.active {
+                frame.rsv |= Rsv::RSV1;
+            }
+        }
+        if !self.active {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        self.compressor.compress(&frame.payload, &mut out)?;
+        if frame.fin {
+            frame.payload = finish_message(out);
+            self.compressor.end_message(self.takeover);
+        } else {
+            // Intermediate fragments keep their sync-flush trailer.
+            frame.payload = Bytes::from(out);
+        }
+        Ok(())
+    }
+}
+
+struct Decoder {
+    decompressor: Decompressor,
+    takeover: bool,
+    active: bool,
+}
+
+impl ExtensionDecoder for Decoder {
+    fn decode(&mut self, frame: &mut Frame, budget: usize) -> Result<(), ExtensionError> {
+        if frame.opcode != OpCode::Continuation {
+            self.active = frame.rsv.contains(Rsv::RSV1);
+        } else if frame.rsv.contains(Rsv::RSV1) {
+            return Err(ExtensionError::protocol(
+                "permessage-deflate: RSV1 set on a continuation frame",
+            ));
+        }
+        frame.rsv.remove(Rsv::RSV1);
+        if !self.active {
+            return Ok(());
+        }
+        let mut out = Vec::new();
+        self.decompressor
+            .decompress(&frame.payload, frame.fin, budget, &mut out)?;
+        if out.capacity() > out.len() + out.len() / 4 + 256 {
+            out.shrink_to_fit();
+        }
+        frame.payload = Bytes::from(out);
+        if frame.fin {
+            self.decompressor.end_message(self.takeover);
+        }
+        Ok(())
+    }
+}
