@@ -7,7 +7,9 @@
 //!
 //! Options: `--extension permessage-deflate` offers compression, `--param
 //! k[=v]` sets its parameters (RFC 7692 names, e.g. `client_max_window_bits=9`,
-//! `server_no_context_takeover`). Exits non-zero on any failure; with an
+//! `server_no_context_takeover`). `--extension deflate-frame` or
+//! `--extension x-webkit-deflate-frame` offers per-frame deflate instead, with
+//! `--param max_window_bits=N` and `--param no_context_takeover`. Exits non-zero on any failure; with an
 //! extension requested, also when the server did not accept it.
 
 use bytes::Bytes;
@@ -52,6 +54,9 @@ async fn run(args: &Args) -> Result<(String, usize), String> {
         None => {}
         Some("permessage-deflate") => {
             client = client.extension(weft_examples::deflate_from_args(args))
+        }
+        Some(name @ ("deflate-frame" | "x-webkit-deflate-frame")) => {
+            client = client.extension(weft_examples::perframe_from_args(args, name))
         }
         Some(other) => return Err(format!("unknown extension {other:?}")),
     }

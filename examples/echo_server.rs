@@ -8,6 +8,9 @@
 //! and echoes, so a browser can try it. Messages up to 64 MiB are accepted
 //! (the Autobahn 9.x cases send 16 MiB).
 //!
+//! Per-frame deflate (`deflate-frame`, `x-webkit-deflate-frame`) offers are
+//! accepted unless `--no-deflate-frame` is given; when a client offers both,
+//! permessage-deflate wins.
 //! permessage-deflate offers are accepted unless `--no-deflate` is given;
 //! `--param name[=value]` sets its parameters (`server_max_window_bits=10`,
 //! `client_no_context_takeover`, ...), `--deflate-level N` its level and
@@ -25,9 +28,16 @@ fn server(args: &Args) -> ServerBuilder {
         .max_message_size(args.parsed("--max-message", 64 << 20))
         .max_frame_size(args.parsed("--max-frame", 64 << 20))
         .handshake_timeout(Duration::from_secs(10));
-    let mut builder = ServerBuilder::new().config(config);
+    // permessage-deflate is preferred over per-frame deflate whatever the
+    // client lists first: it is the standard, and compresses better.
+    let mut builder = ServerBuilder::new()
+        .config(config)
+        .prefer_server_extension_order();
     if !args.flag("--no-deflate") {
         builder = builder.extension(deflate_from_args(args));
+    }
+    if !args.flag("--no-deflate-frame") {
+        builder = builder.extension(weft_extensions::PerFrameDeflate::new());
     }
     builder.on_request(|req| {
         let upgrade = req.headers().get("upgrade").is_some();

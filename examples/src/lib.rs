@@ -87,3 +87,26 @@ fn fail(msg: &str) -> ! {
     eprintln!("{msg}");
     std::process::exit(2)
 }
+
+/// Per-frame deflate settings from `--param max_window_bits=N` and
+/// `--param no_context_takeover` (requests made of the peer), for the token
+/// `name` (`deflate-frame` or `x-webkit-deflate-frame`). Exits on a bad value.
+pub fn perframe_from_args(args: &Args, name: &str) -> weft_extensions::PerFrameDeflate {
+    use weft_extensions::{PerFrameDeflate, WindowBits};
+    let mut pfd = if name == weft_extensions::X_WEBKIT_DEFLATE_FRAME {
+        PerFrameDeflate::webkit()
+    } else {
+        PerFrameDeflate::new()
+    };
+    pfd = pfd.level(args.parsed("--deflate-level", 6));
+    for p in args.values("--param") {
+        pfd = match p.split_once('=') {
+            Some(("max_window_bits", v)) => pfd.request_max_window_bits(
+                WindowBits::parse(v).unwrap_or_else(|| fail(&format!("bad value in --param {p}"))),
+            ),
+            None if p == "no_context_takeover" => pfd.request_no_context_takeover(true),
+            _ => fail(&format!("unknown per-frame deflate parameter {p}")),
+        };
+    }
+    pfd
+}

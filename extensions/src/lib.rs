@@ -6,6 +6,8 @@
 //! - [`PerMessageDeflate`]: permessage-deflate (RFC 7692), both roles, all
 //!   four parameters, window bits 8 to 15, context takeover, lazily
 //!   allocated and optionally pooled contexts.
+//! - [`PerFrameDeflate`]: per-frame deflate under both deployed names,
+//!   `deflate-frame` and `x-webkit-deflate-frame`.
 //!
 //! Both compression extensions share one DEFLATE codec ([`deflate`]).
 //!
@@ -21,7 +23,9 @@
 //! bounded.
 
 pub mod deflate;
+mod perframe;
 mod permessage;
 
 pub use deflate::{ContextPool, WindowBits};
+pub use perframe::{DEFLATE_FRAME, PerFrameDeflate, PerFrameDeflateExt, X_WEBKIT_DEFLATE_FRAME};
 pub use permessage::{MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt};

@@ -280,3 +280,38 @@ pub fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
 }
+
+/// Everything a sans-I/O connection wants to send, as bytes.
+pub fn drain_output(c: &mut weft_core::Connection) -> Vec<u8> {
+    let mut out = weft_core::proto::WriteBuffer::new();
+    c.poll_transmit(&mut out);
+    let mut slices = [std::io::IoSlice::new(&[]); 64];
+    let n = out.chunks(&mut slices);
+    slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
+}
+
+/// Feeds `bytes` to a sans-I/O connection; every message, or the first error.
+pub fn read_messages(
+    c: &mut weft_core::Connection,
+    bytes: &[u8],
+) -> Result<Vec<weft_core::Message>, weft_core::ProtocolError> {
+    let mut buf = BytesMut::from(bytes);
+    let mut msgs = Vec::new();
+    while let Some(m) = c.handle_read(&mut buf)? {
+        msgs.push(m);
+    }
+    Ok(msgs)
+}
+
+/// A sans-I/O connection running the extensions that `negotiated` holds.
+pub fn connection_with(
+    role: weft_core::Role,
+    negotiated: weft_core::ext::Negotiated,
+    limits: &weft_core::Config,
+) -> weft_core::Connection {
+    let (enc, dec) = negotiated.into_chains();
+    weft_core::Connection::new(
+        weft_core::Session::with_extensions(role, limits, enc, dec),
+        limits,
+    )
+}

@@ -53,7 +53,10 @@ pub use header::{
     ExtensionHeader, ExtensionParam, HeaderSyntaxError, format_extensions, is_token,
     parse_extensions, parse_extensions_into,
 };
-pub use negotiate::{Negotiated, NegotiationError, client_accept, client_offers, server_negotiate};
+pub use negotiate::{
+    Negotiated, NegotiationError, Preference, client_accept, client_offers, server_negotiate,
+    server_negotiate_with,
+};
 
 use crate::proto::{CloseCode, Frame, ProtocolError, Rsv};
 use std::any::Any;

@@ -176,6 +176,21 @@ pub fn client_accept(
     Ok(negotiated)
 }
 
+/// Whose order of preference decides between alternative offers on a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preference {
+    /// Offers are taken in the client's order (RFC 6455 §9.1: the client
+    /// lists them by preference). The default.
+    #[default]
+    Client,
+    /// Factories are asked in the server's order, each taking the first
+    /// offer (in the client's order) it accepts; the accepted extensions are
+    /// then applied in the client's order. Use this to prefer, say,
+    /// permessage-deflate over per-frame deflate whatever the client listed
+    /// first.
+    Server,
+}
+
 /// Picks extensions from the client's offers on the server.
 ///
 /// Offers are taken in the client's order. An offer whose extension was
@@ -188,6 +203,18 @@ pub fn server_negotiate(
     factories: &[Arc<dyn ServerExtensionFactory>],
     offers: &[ExtensionHeader],
 ) -> Result<Negotiated, NegotiationError> {
+    server_negotiate_with(factories, offers, Preference::Client)
+}
+
+/// [`server_negotiate`] with an explicit [`Preference`].
+pub fn server_negotiate_with(
+    factories: &[Arc<dyn ServerExtensionFactory>],
+    offers: &[ExtensionHeader],
+    preference: Preference,
+) -> Result<Negotiated, NegotiationError> {
+    if preference == Preference::Server {
+        return server_preferred(factories, offers);
+    }
     let mut negotiated = Negotiated::none();
     for offer in offers {
         if negotiated
@@ -205,6 +232,50 @@ pub fn server_negotiate(
                     break;
                 }
             }
+        }
+    }
+    Ok(negotiated)
+}
+
+fn server_preferred(
+    factories: &[Arc<dyn ServerExtensionFactory>],
+    offers: &[ExtensionHeader],
+) -> Result<Negotiated, NegotiationError> {
+    // Accepted so far, in server order, with the index of the accepted offer.
+    let mut extensions: Vec<Box<dyn Extension>> = Vec::new();
+    let mut meta: Vec<(usize, ExtensionHeader)> = Vec::new();
+    for factory in factories {
+        for (i, offer) in offers.iter().enumerate() {
+            if !factory.handles(&offer.name)
+                || meta
+                    .iter()
+                    .any(|m| m.1.name.eq_ignore_ascii_case(&offer.name))
+            {
+                continue;
+            }
+            if let Some((response, ext)) = factory.negotiate(offer, &extensions)? {
+                if extensions.iter().all(|e| (e.rsv() & ext.rsv()).is_empty()) {
+                    extensions.push(ext);
+                    meta.push((i, response));
+                }
+                break;
+            }
+        }
+    }
+    // Apply in the client's order; drop what would then be out of order.
+    let mut order: Vec<usize> = (0..meta.len()).collect();
+    order.sort_by_key(|&k| meta[k].0);
+    let mut slots: Vec<Option<(ExtensionHeader, Box<dyn Extension>)>> = meta
+        .into_iter()
+        .zip(extensions)
+        .map(|((_, h), e)| Some((h, e)))
+        .collect();
+    let mut negotiated = Negotiated::none();
+    for k in order {
+        let (header, ext) = slots[k].take().expect("each slot is taken once");
+        if check_compatible(&negotiated.extensions, ext.as_ref()).is_ok() {
+            negotiated.extensions.push(ext);
+            negotiated.headers.push(header);
         }
     }
     Ok(negotiated)

@@ -2,8 +2,8 @@
 
 use super::{HandshakeError, accept_key, header_has_token, header_strs, to_header_map};
 use crate::ext::{
-    Negotiated, ServerExtensionFactory, format_extensions, is_token, parse_extensions,
-    server_negotiate,
+    Negotiated, Preference, ServerExtensionFactory, format_extensions, is_token, parse_extensions,
+    server_negotiate_with,
 };
 use base64::Engine as _;
 use std::fmt::Write as _;
@@ -25,6 +25,8 @@ pub struct ServerOptions {
     pub protocol: Option<Arc<ProtocolSelector>>,
     /// Origin check; `None` allows every origin.
     pub origin: Option<Arc<OriginCheck>>,
+    /// Whose preference decides between alternative extension offers.
+    pub preference: Preference,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -60,6 +62,13 @@ impl ServerOptions {
                 .find(|p| supported.iter().any(|s| s == *p))
                 .map(|p| p.to_string())
         }));
+        self
+    }
+
+    /// Lets the order of [`extensions`](Self::extensions) decide between
+    /// alternatives the client offered (see [`Preference::Server`]).
+    pub fn prefer_server_order(mut self) -> Self {
+        self.preference = Preference::Server;
         self
     }
 
@@ -212,7 +221,7 @@ pub fn accept_request<B>(
         _ => None,
     };
     let offers = parse_extensions(header_strs(h, "sec-websocket-extensions")?)?;
-    let extensions = server_negotiate(&options.extensions, &offers)?;
+    let extensions = server_negotiate_with(&options.extensions, &offers, options.preference)?;
 
     let mut response = http::Response::builder()
         .status(http::StatusCode::SWITCHING_PROTOCOLS)

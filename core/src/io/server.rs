@@ -50,6 +50,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Lets the server's order of extensions decide between alternatives
+    /// the client offered (see [`crate::ext::Preference::Server`]).
+    pub fn prefer_server_extension_order(mut self) -> Self {
+        self.options = self.options.prefer_server_order();
+        self
+    }
+
     /// Selects the first client subprotocol found in `supported`.
     pub fn protocols(mut self, supported: &[&str]) -> Self {
         self.options = self.options.protocols(supported);
