@@ -1,5 +1,41 @@
-//! WebSocket multiplexing for weft: many logical WebSocket connections over one
-//! physical connection (the HyBi `mux` draft, variant B of our spec digest).
+//! # weft-mux
 //!
-//! Nothing is exported yet; the core's session layer already runs over any
-//! frame transport, which is what this crate will build on.
+//! Many logical WebSocket connections over one physical WebSocket: the HyBi
+//! multiplexing extension `mux`, in the wire format of
+//! draft-ietf-hybi-websocket-multiplexing -05 to -08 ("variant B" of our
+//! spec digest, as pywebsocket and Jetty 9 implement it).
+//!
+//! ## Architecture
+//!
+//! - [`wire`]: channel IDs, numbers, the inner frame header and one module
+//!   per control block, each with its byte vectors.
+//! - [`handshake`]: encapsulated opening handshakes, identity and delta.
+//! - [`Multiplexer`]: the sans-I/O core. A logical channel is a full
+//!   [`weft_core::Session`] (messages, fragmentation, ping/pong, closing
+//!   handshake, UTF-8, limits, its own extensions such as
+//!   permessage-deflate); the multiplexer only carries its frames, adds
+//!   the control channel, per-direction quotas and new-channel slots, and
+//!   schedules output fairly.
+//! - [`negotiate`]: the `mux` extension factory for the physical handshake.
+//!
+//! ## Data path
+//!
+//! Receiving: physical binary message → channel ID and inner header →
+//! quota check → the channel's session (`handle_frame`, extensions decode
+//! there) → message in the channel's inbox → the application reads it,
+//! which (past the buffer limit) replenishes the peer's quota. Sending: the
+//! channel's session produces frames (extensions encode there) → the
+//! scheduler cuts them to the quota and the inner frame limit → one physical
+//! binary message each.
+
+pub mod config;
+pub mod handshake;
+mod mux;
+pub mod negotiate;
+pub mod wire;
+
+pub use config::{FallbackRule, MuxConfig};
+pub use handshake::DeltaBase;
+pub use mux::{ChannelEnd, Multiplexer, MuxError, MuxEvent};
+pub use negotiate::{MuxFactory, MuxNegotiated, UnlessMux};
+pub use wire::{ChannelId, DropCode};

@@ -102,6 +102,12 @@ impl Negotiated {
         Ok(())
     }
 
+    /// Takes the negotiated extensions apart (response element and
+    /// extension, in order), e.g. to filter them before building chains.
+    pub fn into_parts(self) -> Vec<(ExtensionHeader, Box<dyn Extension>)> {
+        self.headers.into_iter().zip(self.extensions).collect()
+    }
+
     /// Builds the two chains.
     pub fn into_chains(self) -> (EncoderChain, DecoderChain) {
         let mut rsv = Rsv::empty();

@@ -1,0 +1,122 @@
+//! Multiplexer settings.
+
+use crate::handshake::DeltaBase;
+use weft_core::Config;
+
+/// How to read NewChannelSlot's fallback flag (uncertain in the drafts,
+/// digest §4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FallbackRule {
+    /// pywebsocket: a fallback block must carry 0 slots and 0 quota; it tells
+    /// the client to open no more channels here. The default.
+    #[default]
+    ZeroGrant,
+    /// Jetty: a fallback block with 0 slots or 0 quota is invalid (2005);
+    /// otherwise it grants like a normal block.
+    NonZeroGrant,
+}
+
+/// Limits and policies of a multiplexer. Every limit has a safe default.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MuxConfig {
+    /// Most logical channels open at once (server: slots are granted up to
+    /// this; client: `open_channel` fails past it). Default 10 000.
+    pub max_channels: usize,
+    /// Server: slots granted when the connection starts and kept topped up
+    /// to. Default 64.
+    pub slots: u64,
+    /// Server: the client's initial send quota on each new channel (carried by
+    /// NewChannelSlot). Default 64 KiB.
+    pub slot_quota: u64,
+    /// Quota granted to the peer on each channel and kept replenished: the
+    /// per-channel receive window. Default 64 KiB.
+    pub receive_window: u64,
+    /// Client: the `quota` offered in the handshake, the server's initial
+    /// send quota on channel 1. Default 64 KiB.
+    pub implicit_quota: u64,
+    /// Largest inner frame payload sent; a longer frame is cut so other
+    /// channels can interleave. Default 16 KiB.
+    pub max_inner_frame: usize,
+    /// Received but unread bytes per channel before the receive window stops
+    /// being replenished (back-pressure). Default 256 KiB.
+    pub max_buffered_per_channel: usize,
+    /// Received but unread bytes over all channels before replenishing stops.
+    /// Default 64 MiB.
+    pub max_buffered_total: usize,
+    /// Reject non-minimal channel IDs (2002). Default true.
+    pub strict_channel_ids: bool,
+    /// How the delta base evolves.
+    pub delta_base: DeltaBase,
+    /// How to read NewChannelSlot's fallback flag.
+    pub fallback_rule: FallbackRule,
+    /// Most slots a client accepts in total (more fails with 2008).
+    /// Default 2^32.
+    pub max_slots: u64,
+    /// Limits of each logical channel's session (message and frame sizes,
+    /// close timeout).
+    pub channel: Config,
+}
+
+impl Default for MuxConfig {
+    fn default() -> Self {
+        MuxConfig {
+            max_channels: 10_000,
+            slots: 64,
+            slot_quota: 64 << 10,
+            receive_window: 64 << 10,
+            implicit_quota: 64 << 10,
+            max_inner_frame: 16 << 10,
+            max_buffered_per_channel: 256 << 10,
+            max_buffered_total: 64 << 20,
+            strict_channel_ids: true,
+            delta_base: DeltaBase::FollowIdentity,
+            fallback_rule: FallbackRule::ZeroGrant,
+            max_slots: 1 << 32,
+            channel: Config::default(),
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$m:meta])* $name:ident: $ty:ty),* $(,)?) => {
+        impl MuxConfig {
+            $(
+                $(#[$m])*
+                pub fn $name(mut self, value: $ty) -> Self {
+                    self.$name = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    /// Sets [`MuxConfig::max_channels`].
+    max_channels: usize,
+    /// Sets [`MuxConfig::slots`].
+    slots: u64,
+    /// Sets [`MuxConfig::slot_quota`].
+    slot_quota: u64,
+    /// Sets [`MuxConfig::receive_window`].
+    receive_window: u64,
+    /// Sets [`MuxConfig::implicit_quota`].
+    implicit_quota: u64,
+    /// Sets [`MuxConfig::max_inner_frame`] (at least 1).
+    max_inner_frame: usize,
+    /// Sets [`MuxConfig::max_buffered_per_channel`].
+    max_buffered_per_channel: usize,
+    /// Sets [`MuxConfig::max_buffered_total`].
+    max_buffered_total: usize,
+    /// Sets [`MuxConfig::strict_channel_ids`].
+    strict_channel_ids: bool,
+    /// Sets [`MuxConfig::delta_base`].
+    delta_base: DeltaBase,
+    /// Sets [`MuxConfig::fallback_rule`].
+    fallback_rule: FallbackRule,
+    /// Sets [`MuxConfig::max_slots`].
+    max_slots: u64,
+    /// Sets [`MuxConfig::channel`].
+    channel: weft_core::Config,
+}
