@@ -30,6 +30,8 @@
 
 pub mod config;
 pub mod handshake;
+#[cfg(feature = "tokio")]
+mod io;
 mod mux;
 pub mod negotiate;
 pub mod wire;
@@ -39,3 +41,6 @@ pub use handshake::DeltaBase;
 pub use mux::{ChannelEnd, Multiplexer, MuxError, MuxEvent};
 pub use negotiate::{MuxFactory, MuxNegotiated, UnlessMux};
 pub use wire::{ChannelId, DropCode};
+
+#[cfg(feature = "tokio")]
+pub use io::{Accepted, Channel, IncomingChannel, MuxClient, MuxServer, MuxServerBuilder};

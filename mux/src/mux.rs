@@ -136,6 +136,9 @@ pub enum MuxError {
     /// A server command on a client or the other way round.
     #[error("not allowed in this role")]
     WrongRole,
+    /// The server refused the channel with this HTTP status.
+    #[error("channel refused with HTTP status {0}")]
+    Rejected(http::StatusCode),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -941,12 +944,13 @@ impl Multiplexer {
         Ok(())
     }
 
-    /// Bytes queued for sending on a channel and not yet transmitted (an
-    /// upper bound used for back-pressure).
-    pub fn queued(&self, channel: ChannelId) -> usize {
-        self.channels
-            .get(&channel.get())
-            .map_or(0, |c| c.sending.as_ref().map_or(0, |f| f.payload.len()))
+    /// Bytes queued for sending on a channel and not yet transmitted
+    /// (for back-pressure).
+    pub fn pending_bytes(&self, channel: ChannelId) -> usize {
+        self.channels.get(&channel.get()).map_or(0, |c| {
+            c.sending.as_ref().map_or(0, |f| f.payload.len())
+                + c.session.as_ref().map_or(0, Session::queued_bytes)
+        })
     }
 
     /// Takes the next received message of a channel. Reading is what

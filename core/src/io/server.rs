@@ -104,17 +104,29 @@ impl ServerBuilder {
     /// the stream is shut down before the error is returned.
     pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
-        mut stream: S,
+        stream: S,
     ) -> Result<WebSocket<S>, Error> {
+        self.accept_with_request(stream).await.map(|(ws, _)| ws)
+    }
+
+    /// Like [`accept`](Self::accept), and also returns the request that
+    /// opened the connection (path, headers, extension offers).
+    pub async fn accept_with_request<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+    ) -> Result<(WebSocket<S>, http::Request<()>), Error> {
         match tokio::time::timeout(self.config.handshake_timeout, self.handshake(&mut stream)).await
         {
-            Ok(Ok((accepted, leftover))) => Ok(WebSocket::from_parts(
-                stream,
-                Role::Server,
-                accepted.0,
-                accepted.1,
-                &self.config,
-                leftover,
+            Ok(Ok((accepted, leftover, request))) => Ok((
+                WebSocket::from_parts(
+                    stream,
+                    Role::Server,
+                    accepted.0,
+                    accepted.1,
+                    &self.config,
+                    leftover,
+                ),
+                request,
             )),
             Ok(Err(Error::Handshake(HandshakeError::Io(e)))) => Err(HandshakeError::Io(e).into()),
             Ok(Err(Error::Handshake(HandshakeError::Eof))) => Err(HandshakeError::Eof.into()),
@@ -147,7 +159,7 @@ impl ServerBuilder {
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         stream: &mut S,
-    ) -> Result<((Negotiated, Option<String>), BytesMut), Error> {
+    ) -> Result<((Negotiated, Option<String>), BytesMut, http::Request<()>), Error> {
         let mut buf = BytesMut::with_capacity(1024);
         let (request, used) = loop {
             if let Some(done) = parse_request(
@@ -179,7 +191,7 @@ impl ServerBuilder {
         stream.write_all(&out).await.map_err(HandshakeError::from)?;
         stream.flush().await.map_err(HandshakeError::from)?;
         let leftover = buf.split_off(used);
-        Ok(((accepted.extensions, accepted.protocol), leftover))
+        Ok(((accepted.extensions, accepted.protocol), leftover, request))
     }
 
     /// For servers that parse HTTP themselves (hyper, axum): validates the

@@ -489,6 +489,12 @@ impl Session {
         self.out.pop_front()
     }
 
+    /// Payload bytes of the frames waiting in [`poll_frame`](Self::poll_frame)
+    /// (for back-pressure in transports that pull frames lazily).
+    pub fn queued_bytes(&self) -> usize {
+        self.out.iter().map(|f| f.payload.len()).sum()
+    }
+
     /// True if frames are waiting in [`poll_frame`](Self::poll_frame).
     pub fn has_output(&self) -> bool {
         !self.out.is_empty()

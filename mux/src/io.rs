@@ -1,0 +1,652 @@
+//! The tokio API: [`MuxClient`], [`MuxServerBuilder`] and [`Channel`].
+//!
+//! One driver task per physical connection owns the physical
+//! [`WebSocket`] and the [`Multiplexer`] (behind a mutex shared with the
+//! channel handles): it writes what the multiplexer has to transmit, reads
+//! physical messages, and wakes the channels the events concern. A
+//! [`Channel`] is a handle (an `Arc` and an ID): `send` queues into the
+//! channel's session and wakes the driver; `recv` takes from the channel's
+//! inbox. Nothing per channel lives in the driver, so an idle channel costs
+//! only its session and bookkeeping.
+
+use crate::MuxConfig;
+use crate::mux::{ChannelEnd, Multiplexer, MuxError, MuxEvent};
+use crate::negotiate::{MUX, MuxFactory, UnlessMux, X_GOOGLE_MUX};
+use crate::wire::{ChannelId, DropCode};
+use futures_core::Stream;
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use weft_core::ext::{ClientExtensionFactory, SendHints, ServerExtensionFactory, parse_extensions};
+use weft_core::handshake::{ServerOptions, Target};
+use weft_core::{ClientBuilder, CloseCode, CloseFrame, Error, Message, ServerBuilder, WebSocket};
+
+struct State {
+    mux: Multiplexer,
+    readers: HashMap<u32, Waker>,
+    writers: Vec<Waker>,
+    opened: HashMap<u32, (Option<Result<OpenInfo, http::StatusCode>>, Option<Waker>)>,
+    incoming: VecDeque<(ChannelId, http::Request<()>)>,
+    accept_waker: Option<Waker>,
+    ended: HashMap<u32, ChannelEnd>,
+    closed: bool,
+    close_requested: bool,
+}
+
+#[derive(Debug, Clone)]
+struct OpenInfo {
+    protocol: Option<String>,
+    extensions: Vec<weft_core::ext::ExtensionHeader>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    notify: Notify,
+    max_pending: usize,
+    channel_options: ServerOptions,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// Hands the multiplexer's events to whoever waits for them.
+    fn dispatch(&mut self) {
+        while let Some(ev) = self.mux.poll_event() {
+            match ev {
+                MuxEvent::Readable(ch) => {
+                    if let Some(w) = self.readers.remove(&ch.get()) {
+                        w.wake();
+                    }
+                }
+                MuxEvent::ChannelClosed { channel, end } => {
+                    self.ended.insert(channel.get(), end);
+                    if let Some(w) = self.readers.remove(&channel.get()) {
+                        w.wake();
+                    }
+                    if let Some((slot, w)) = self.opened.get_mut(&channel.get()) {
+                        slot.get_or_insert(Err(http::StatusCode::BAD_GATEWAY));
+                        if let Some(w) = w.take() {
+                            w.wake();
+                        }
+                    }
+                }
+                MuxEvent::ChannelOpened {
+                    channel,
+                    protocol,
+                    extensions,
+                } => {
+                    self.resolve_open(
+                        channel,
+                        Ok(OpenInfo {
+                            protocol,
+                            extensions,
+                        }),
+                    );
+                }
+                MuxEvent::ChannelRejected { channel, status } => {
+                    self.resolve_open(channel, Err(status))
+                }
+                MuxEvent::ChannelRequested { channel, request } => {
+                    self.incoming.push_back((channel, request));
+                    if let Some(w) = self.accept_waker.take() {
+                        w.wake();
+                    }
+                }
+                MuxEvent::Failed(_) => self.shut(),
+            }
+        }
+    }
+
+    fn resolve_open(&mut self, channel: ChannelId, result: Result<OpenInfo, http::StatusCode>) {
+        if let Some((slot, w)) = self.opened.get_mut(&channel.get()) {
+            *slot = Some(result);
+            if let Some(w) = w.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn shut(&mut self) {
+        self.closed = true;
+        for (_, w) in self.readers.drain() {
+            w.wake();
+        }
+        for w in self.writers.drain(..) {
+            w.wake();
+        }
+        for (_, (_, w)) in self.opened.iter_mut() {
+            if let Some(w) = w.take() {
+                w.wake();
+            }
+        }
+        if let Some(w) = self.accept_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Runs a physical connection until it closes or fails.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut ws: WebSocket<S>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = Vec::new();
+    loop {
+        let (failed, close) = {
+            let mut st = shared.lock();
+            while let Some(m) = st.mux.poll_transmit() {
+                out.push(m);
+            }
+            st.dispatch();
+            for w in st.writers.drain(..) {
+                w.wake();
+            }
+            (st.mux.failure(), st.close_requested)
+        };
+        for m in out.drain(..) {
+            if ws.feed(Message::Binary(m)).await.is_err() {
+                shared.lock().shut();
+                return;
+            }
+        }
+        if failed.is_some() || close {
+            let code = if failed.is_some() {
+                CloseCode::INTERNAL_ERROR
+            } else {
+                CloseCode::NORMAL
+            };
+            let _ = ws.close(code, "").await;
+            shared.lock().shut();
+            return;
+        }
+        tokio::select! {
+            msg = ws.recv() => match msg {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                    shared.lock().shut();
+                    // Let the physical close handshake finish.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async { while ws.recv().await.is_some() {} }).await;
+                    return;
+                }
+                Some(Ok(m)) => shared.lock().mux.handle_message(m),
+            },
+            _ = shared.notify.notified() => {}
+            _ = tick.tick() => {
+                shared.lock().mux.handle_timeout(Instant::now());
+            }
+        }
+    }
+}
+
+/// A logical channel: a WebSocket carried inside the physical one.
+///
+/// Dropping the handle leaves the channel open; call [`close`](Self::close)
+/// (closing handshake) or [`drop_channel`](Self::drop_channel).
+pub struct Channel {
+    shared: Arc<Shared>,
+    id: ChannelId,
+    protocol: Option<String>,
+    extensions: Vec<weft_core::ext::ExtensionHeader>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Channel {
+    /// The channel ID.
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    /// The subprotocol agreed for this channel.
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+
+    /// The channel's extensions, as its handshake answered them.
+    pub fn extensions(&self) -> &[weft_core::ext::ExtensionHeader] {
+        &self.extensions
+    }
+
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let mut st = self.shared.lock();
+        if let Some(m) = st.mux.take_message(self.id) {
+            drop(st);
+            self.shared.notify.notify_one();
+            return Poll::Ready(Some(Ok(m)));
+        }
+        if st.closed || !st.mux.is_open(self.id) {
+            return Poll::Ready(None);
+        }
+        st.readers.insert(self.id.get(), cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Receives the next message; `None` once the channel ended.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        msg: &mut Option<Message>,
+        hints: &SendHints,
+    ) -> Poll<Result<(), MuxError>> {
+        let mut st = self.shared.lock();
+        if let Some(code) = st.mux.failure() {
+            return Poll::Ready(Err(MuxError::Failed(code)));
+        }
+        if st.closed {
+            return Poll::Ready(Err(MuxError::Failed(DropCode::PHYSICAL_FAILED)));
+        }
+        if st.mux.pending_bytes(self.id) >= self.shared.max_pending {
+            st.writers.push(cx.waker().clone());
+            drop(st);
+            self.shared.notify.notify_one();
+            return Poll::Pending;
+        }
+        let r = st.mux.send(self.id, msg.take().expect("sent once"), hints);
+        drop(st);
+        self.shared.notify.notify_one();
+        Poll::Ready(r)
+    }
+
+    /// Queues a message (waits while the channel has more than its buffer
+    /// limit queued).
+    pub async fn send(&mut self, msg: Message) -> Result<(), MuxError> {
+        self.send_with(msg, SendHints::default()).await
+    }
+
+    /// [`send`](Self::send) with extension hints.
+    pub async fn send_with(&mut self, msg: Message, hints: SendHints) -> Result<(), MuxError> {
+        let mut msg = Some(msg);
+        poll_fn(|cx| self.poll_send(cx, &mut msg, &hints)).await
+    }
+
+    /// Starts the channel's closing handshake and waits until it ends
+    /// (incoming messages are discarded).
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), MuxError> {
+        self.send(Message::Close(Some(CloseFrame::new(code, reason))))
+            .await?;
+        while self.recv().await.is_some() {}
+        Ok(())
+    }
+
+    /// Drops the channel at once (DropChannel), without a closing handshake.
+    pub fn drop_channel(&self, code: DropCode) {
+        self.shared.lock().mux.drop_channel(self.id, code);
+        self.shared.notify.notify_one();
+    }
+
+    /// How the channel ended, once it has.
+    pub fn end(&self) -> Option<ChannelEnd> {
+        self.shared.lock().ended.get(&self.id.get()).cloned()
+    }
+}
+
+impl Stream for Channel {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_recv(cx)
+    }
+}
+
+/// The client side of a multiplexed connection.
+#[derive(Clone)]
+pub struct MuxClient {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MuxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxClient").finish_non_exhaustive()
+    }
+}
+
+impl MuxClient {
+    /// Connects to `url` offering `mux`, and starts the driver task. Fails
+    /// if the server does not accept mux.
+    pub async fn connect(url: &str, config: MuxConfig) -> Result<MuxClient, Error> {
+        let target = Target::parse(url)?;
+        let builder = ClientBuilder::new()
+            .extension(MuxFactory {
+                quota: config.implicit_quota,
+            })
+            .config(config.channel.clone());
+        let (ws, _) = builder.connect(url).await?;
+        Self::start(ws, &target.authority, config)
+    }
+
+    /// Starts multiplexing over an already negotiated physical connection.
+    pub fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        ws: WebSocket<S>,
+        host: &str,
+        config: MuxConfig,
+    ) -> Result<MuxClient, Error> {
+        if !ws
+            .extensions()
+            .iter()
+            .any(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
+        {
+            return Err(weft_core::handshake::HandshakeError::InvalidResponse(
+                "the server did not accept mux".into(),
+            )
+            .into());
+        }
+        let max_pending = config.max_buffered_per_channel;
+        let mux = Multiplexer::client(config, host);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(new_state(mux)),
+            notify: Notify::new(),
+            max_pending,
+            channel_options: ServerOptions::default(),
+        });
+        tokio::spawn(drive(shared.clone(), ws));
+        Ok(MuxClient { shared })
+    }
+
+    /// The implicitly opened channel 1 (the physical handshake's resource).
+    pub fn implicit_channel(&self) -> Channel {
+        Channel {
+            shared: self.shared.clone(),
+            id: ChannelId::IMPLICIT,
+            protocol: None,
+            extensions: Vec::new(),
+        }
+    }
+
+    /// Opens a logical channel to `path`. Waits for a slot if the server has
+    /// granted none yet (up to `timeout`), then for the server's answer.
+    pub async fn open_channel(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        extensions: Vec<Arc<dyn ClientExtensionFactory>>,
+    ) -> Result<Channel, MuxError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let id = loop {
+            let r = self
+                .shared
+                .lock()
+                .mux
+                .open_channel(path, headers, &[], extensions.clone());
+            match r {
+                Ok(id) => break id,
+                Err(MuxError::NoSlot) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.shared.lock().opened.insert(id.get(), (None, None));
+        self.shared.notify.notify_one();
+        let result = poll_fn(|cx| {
+            let mut st = self.shared.lock();
+            let closed = st.closed;
+            let entry = st.opened.get_mut(&id.get()).expect("inserted above");
+            if let Some(r) = entry.0.take() {
+                st.opened.remove(&id.get());
+                return Poll::Ready(Some(r));
+            }
+            if closed {
+                st.opened.remove(&id.get());
+                return Poll::Ready(None);
+            }
+            entry.1 = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+        match result {
+            Some(Ok(info)) => Ok(Channel {
+                shared: self.shared.clone(),
+                id,
+                protocol: info.protocol,
+                extensions: info.extensions,
+            }),
+            Some(Err(status)) => Err(MuxError::Rejected(status)),
+            None => Err(MuxError::Failed(DropCode::PHYSICAL_FAILED)),
+        }
+    }
+
+    /// Open logical channels.
+    pub fn channel_count(&self) -> usize {
+        self.shared.lock().mux.channel_count()
+    }
+
+    /// Closes the physical connection (every channel ends).
+    pub fn close(&self) {
+        self.shared.lock().close_requested = true;
+        self.shared.notify.notify_one();
+    }
+}
+
+fn new_state(mux: Multiplexer) -> State {
+    State {
+        mux,
+        readers: HashMap::new(),
+        writers: Vec::new(),
+        opened: HashMap::new(),
+        incoming: VecDeque::new(),
+        accept_waker: None,
+        ended: HashMap::new(),
+        closed: false,
+        close_requested: false,
+    }
+}
+
+/// A server that accepts mux connections and plain WebSocket clients alike.
+#[derive(Clone)]
+pub struct MuxServerBuilder {
+    physical: ServerBuilder,
+    config: MuxConfig,
+    channel_options: ServerOptions,
+}
+
+impl std::fmt::Debug for MuxServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxServerBuilder").finish_non_exhaustive()
+    }
+}
+
+/// What [`MuxServerBuilder::accept`] produced.
+pub enum Accepted<S> {
+    /// A client that did not ask for mux: an ordinary WebSocket.
+    Plain(WebSocket<S>),
+    /// A multiplexed connection: take its channels from [`MuxServer::next_channel`].
+    Mux(MuxServer),
+}
+
+impl MuxServerBuilder {
+    /// Accepts `mux` with `config`; `plain` lists the extension factories for
+    /// plain clients (they are never combined with mux on one connection),
+    /// and `channel_options` what each logical channel may negotiate.
+    pub fn new(
+        config: MuxConfig,
+        plain: Vec<Arc<dyn ServerExtensionFactory>>,
+        channel_options: ServerOptions,
+    ) -> Self {
+        let mut options = ServerOptions::default().extension(MuxFactory { quota: 0 });
+        for f in plain {
+            options = options.extension(UnlessMux(f));
+        }
+        let physical = ServerBuilder::new()
+            .options(options)
+            .config(config.channel.clone());
+        MuxServerBuilder {
+            physical,
+            config,
+            channel_options,
+        }
+    }
+
+    /// Replaces the physical connection's settings (limits, request hook...);
+    /// keep the extensions this builder set up via [`Self::physical`].
+    pub fn physical(&self) -> &ServerBuilder {
+        &self.physical
+    }
+
+    /// Sets the physical server builder (its extension list must come from
+    /// [`MuxServerBuilder::physical`] to keep mux negotiation).
+    pub fn with_physical(mut self, physical: ServerBuilder) -> Self {
+        self.physical = physical;
+        self
+    }
+
+    /// Accepts a connection: a plain WebSocket, or a mux connection whose
+    /// driver task is started.
+    pub async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        &self,
+        stream: S,
+    ) -> Result<Accepted<S>, Error> {
+        let (ws, request) = self.physical.accept_with_request(stream).await?;
+        if !ws
+            .extensions()
+            .iter()
+            .any(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
+        {
+            return Ok(Accepted::Plain(ws));
+        }
+        let quota = request
+            .headers()
+            .get_all("sec-websocket-extensions")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| parse_extensions([v]).ok())
+            .flatten()
+            .find(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
+            .and_then(|e| {
+                e.get("quota")
+                    .and_then(|p| p.value.as_deref()?.parse().ok())
+            })
+            .unwrap_or(0);
+        let max_pending = self.config.max_buffered_per_channel;
+        let mux = Multiplexer::server(self.config.clone(), &request, quota);
+        let mut state = new_state(mux);
+        state.incoming.push_back((ChannelId::IMPLICIT, request));
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            notify: Notify::new(),
+            max_pending,
+            channel_options: self.channel_options.clone(),
+        });
+        tokio::spawn(drive(shared.clone(), ws));
+        Ok(Accepted::Mux(MuxServer { shared }))
+    }
+}
+
+/// The server side of a multiplexed connection.
+pub struct MuxServer {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MuxServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxServer").finish_non_exhaustive()
+    }
+}
+
+/// A channel a client asked for; accept or reject it.
+pub struct IncomingChannel {
+    shared: Arc<Shared>,
+    id: ChannelId,
+    request: http::Request<()>,
+}
+
+impl std::fmt::Debug for IncomingChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingChannel")
+            .field("id", &self.id)
+            .field("path", &self.request.uri().path())
+            .finish()
+    }
+}
+
+impl IncomingChannel {
+    /// The channel ID (1 for the implicit channel).
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    /// The encapsulated request (for channel 1: the physical request).
+    pub fn request(&self) -> &http::Request<()> {
+        &self.request
+    }
+
+    /// Accepts the channel with the builder's channel options.
+    pub fn accept(self) -> Result<Channel, MuxError> {
+        let mut st = self.shared.lock();
+        if self.id != ChannelId::IMPLICIT {
+            let options = self.shared.channel_options.clone();
+            st.mux.accept_channel(self.id, &options)?;
+        }
+        drop(st);
+        self.shared.notify.notify_one();
+        Ok(Channel {
+            shared: self.shared.clone(),
+            id: self.id,
+            protocol: None,
+            extensions: Vec::new(),
+        })
+    }
+
+    /// Refuses the channel with an HTTP status (channel 1 is dropped instead).
+    pub fn reject(self, status: http::StatusCode) -> Result<(), MuxError> {
+        let mut st = self.shared.lock();
+        if self.id == ChannelId::IMPLICIT {
+            st.mux
+                .drop_channel(self.id, DropCode(4000 + status.as_u16().min(999)));
+        } else {
+            st.mux.reject_channel(self.id, status)?;
+        }
+        drop(st);
+        self.shared.notify.notify_one();
+        Ok(())
+    }
+}
+
+impl MuxServer {
+    /// The next channel a client asked for (the implicit channel 1 first);
+    /// `None` once the physical connection ended.
+    pub async fn next_channel(&mut self) -> Option<IncomingChannel> {
+        poll_fn(|cx| {
+            let mut st = self.shared.lock();
+            if let Some((id, request)) = st.incoming.pop_front() {
+                return Poll::Ready(Some(IncomingChannel {
+                    shared: self.shared.clone(),
+                    id,
+                    request,
+                }));
+            }
+            if st.closed {
+                return Poll::Ready(None);
+            }
+            st.accept_waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Channels currently open.
+    pub fn channel_count(&self) -> usize {
+        self.shared.lock().mux.channel_count()
+    }
+
+    /// Closes the physical connection.
+    pub fn close(&self) {
+        self.shared.lock().close_requested = true;
+        self.shared.notify.notify_one();
+    }
+}

@@ -1,0 +1,196 @@
+//! The tokio API over real loopback sockets: a mux server that echoes on
+//! every channel, a mux client with many channels, per-channel
+//! permessage-deflate, and a plain client on the same server.
+
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use weft_core::ext::{ClientExtensionFactory, ServerExtensionFactory};
+use weft_core::handshake::ServerOptions;
+use weft_core::{CloseCode, Message};
+use weft_extensions::PerMessageDeflate;
+use weft_mux::{Accepted, DropCode, MuxClient, MuxConfig, MuxServerBuilder};
+
+const T: Duration = Duration::from_secs(20);
+
+/// Starts an echo server; returns its address.
+async fn echo_server(config: MuxConfig) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let plain: Vec<Arc<dyn ServerExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
+    let server = MuxServerBuilder::new(
+        config,
+        plain,
+        ServerOptions::default().extension(PerMessageDeflate::new()),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let server = server.clone();
+            tokio::spawn(async move {
+                match server.accept(stream).await {
+                    Ok(Accepted::Plain(mut ws)) => {
+                        while let Some(Ok(m)) = ws.recv().await {
+                            if m.is_data() && ws.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Ok(Accepted::Mux(mut mux)) => {
+                        while let Some(incoming) = mux.next_channel().await {
+                            if incoming.request().uri().path() == "/reject" {
+                                let _ = incoming.reject(http::StatusCode::NOT_FOUND);
+                                continue;
+                            }
+                            let Ok(mut ch) = incoming.accept() else {
+                                continue;
+                            };
+                            tokio::spawn(async move {
+                                while let Some(Ok(m)) = ch.recv().await {
+                                    if m.is_data() && ch.send(m).await.is_err() {
+                                        break;
+                                    }
+                                }
+                            });
+                        }
+                    }
+                    Err(_) => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn many_channels_echo_interleaved() {
+    let config = MuxConfig::default()
+        .receive_window(16 << 10)
+        .slot_quota(16 << 10)
+        .implicit_quota(16 << 10);
+    let addr = echo_server(config.clone()).await;
+    let client = MuxClient::connect(&format!("ws://{addr}/"), config)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for k in 0..20 {
+        let ch = tokio::time::timeout(T, client.open_channel(&format!("/c{k}"), &[], vec![]))
+            .await
+            .unwrap()
+            .unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut ch = ch;
+            for i in 0..10usize {
+                // Sizes up to 100 KB: several times the 16 KiB quota.
+                let size = (i * 7919 + k * 131) % 100_000;
+                let msg = if i % 2 == 0 {
+                    Message::binary(vec![(k + i) as u8; size])
+                } else {
+                    Message::text("ü".repeat(size / 2))
+                };
+                ch.send(msg.clone()).await.unwrap();
+                let echo = tokio::time::timeout(T, ch.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(echo, msg, "channel {k} message {i}");
+            }
+            ch.close(CloseCode::NORMAL, "").await.unwrap();
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(T, t).await.unwrap().unwrap();
+    }
+    // Channel 1 still works.
+    let mut one = client.implicit_channel();
+    one.send(Message::text("on channel 1")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(T, one.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        Message::text("on channel 1")
+    );
+    client.close();
+}
+
+#[tokio::test]
+async fn per_channel_deflate_reject_and_drop() {
+    let addr = echo_server(MuxConfig::default()).await;
+    let client = MuxClient::connect(&format!("ws://{addr}/"), MuxConfig::default())
+        .await
+        .unwrap();
+    let deflate: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
+    let mut z = client.open_channel("/z", &[], deflate).await.unwrap();
+    assert_eq!(
+        weft_core::ext::format_extensions(z.extensions()),
+        "permessage-deflate"
+    );
+    let text = "compressible ".repeat(10_000);
+    z.send(Message::text(text.as_str())).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(T, z.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        Message::text(text.as_str())
+    );
+
+    let err = client
+        .open_channel("/reject", &[], vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, weft_mux::MuxError::Rejected(s) if s == 404),
+        "{err}"
+    );
+
+    let mut d = client.open_channel("/d", &[], vec![]).await.unwrap();
+    d.drop_channel(DropCode::NORMAL);
+    assert!(tokio::time::timeout(T, d.recv()).await.unwrap().is_none());
+    // Others are unaffected.
+    z.send(Message::text("still here")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(T, z.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        Message::text("still here")
+    );
+    client.close();
+}
+
+#[tokio::test]
+async fn plain_clients_still_work_with_compression() {
+    let addr = echo_server(MuxConfig::default()).await;
+    let (mut ws, _) = weft_core::ClientBuilder::new()
+        .extension(PerMessageDeflate::new())
+        .connect(&format!("ws://{addr}/plain"))
+        .await
+        .unwrap();
+    assert_eq!(
+        weft_core::ext::format_extensions(ws.extensions()),
+        "permessage-deflate"
+    );
+    ws.send(Message::text("plain")).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("plain"));
+    ws.close(CloseCode::NORMAL, "").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_asking_for_mux_and_compression_gets_only_mux() {
+    let addr = echo_server(MuxConfig::default()).await;
+    let (ws, _) = weft_core::ClientBuilder::new()
+        .extension(weft_mux::MuxFactory { quota: 1000 })
+        .extension(PerMessageDeflate::new())
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(weft_core::ext::format_extensions(ws.extensions()), "mux");
+}
