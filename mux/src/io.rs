@@ -26,11 +26,14 @@ use weft_core::ext::{ClientExtensionFactory, SendHints, ServerExtensionFactory, 
 use weft_core::handshake::{ServerOptions, Target};
 use weft_core::{ClientBuilder, CloseCode, CloseFrame, Error, Message, ServerBuilder, WebSocket};
 
+/// The outcome of an AddChannelRequest and the task waiting for it.
+type OpenSlot = (Option<Result<OpenInfo, http::StatusCode>>, Option<Waker>);
+
 struct State {
     mux: Multiplexer,
     readers: HashMap<u32, Waker>,
     writers: Vec<Waker>,
-    opened: HashMap<u32, (Option<Result<OpenInfo, http::StatusCode>>, Option<Waker>)>,
+    opened: HashMap<u32, OpenSlot>,
     incoming: VecDeque<(ChannelId, http::Request<()>)>,
     accept_waker: Option<Waker>,
     ended: HashMap<u32, ChannelEnd>,
@@ -462,6 +465,9 @@ impl std::fmt::Debug for MuxServerBuilder {
 }
 
 /// What [`MuxServerBuilder::accept`] produced.
+// Returned once per connection and matched at once: boxing the WebSocket
+// would cost every plain client an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Accepted<S> {
     /// A client that did not ask for mux: an ordinary WebSocket.
     Plain(WebSocket<S>),
