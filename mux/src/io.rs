@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
-use weft_core::ext::{ClientExtensionFactory, SendHints, ServerExtensionFactory, parse_extensions};
+use weft_core::ext::{ClientExtensionFactory, SendHints, parse_extensions};
 use weft_core::handshake::{ServerOptions, Target};
 use weft_core::{ClientBuilder, CloseCode, CloseFrame, Error, Message, ServerBuilder, WebSocket};
 
@@ -476,39 +476,23 @@ pub enum Accepted<S> {
 }
 
 impl MuxServerBuilder {
-    /// Accepts `mux` with `config`; `plain` lists the extension factories for
-    /// plain clients (they are never combined with mux on one connection),
-    /// and `channel_options` what each logical channel may negotiate.
-    pub fn new(
-        config: MuxConfig,
-        plain: Vec<Arc<dyn ServerExtensionFactory>>,
-        channel_options: ServerOptions,
-    ) -> Self {
-        let mut options = ServerOptions::default().extension(MuxFactory { quota: 0 });
+    /// Serves `mux` with `config` on top of `physical`, the settings for the
+    /// physical connection and for plain (non-mux) clients: its limits,
+    /// request hook and extensions are kept, except that its extensions are
+    /// never combined with mux on one connection (see [`UnlessMux`]).
+    /// `channel_options` says what each logical channel may negotiate.
+    pub fn new(physical: ServerBuilder, config: MuxConfig, channel_options: ServerOptions) -> Self {
+        let mut options = physical.get_options().clone();
+        let plain = std::mem::take(&mut options.extensions);
+        options.extensions.push(Arc::new(MuxFactory { quota: 0 }));
         for f in plain {
-            options = options.extension(UnlessMux(f));
+            options.extensions.push(Arc::new(UnlessMux(f)));
         }
-        let physical = ServerBuilder::new()
-            .options(options)
-            .config(config.channel.clone());
         MuxServerBuilder {
-            physical,
+            physical: physical.options(options),
             config,
             channel_options,
         }
-    }
-
-    /// Replaces the physical connection's settings (limits, request hook...);
-    /// keep the extensions this builder set up via [`Self::physical`].
-    pub fn physical(&self) -> &ServerBuilder {
-        &self.physical
-    }
-
-    /// Sets the physical server builder (its extension list must come from
-    /// [`MuxServerBuilder::physical`] to keep mux negotiation).
-    pub fn with_physical(mut self, physical: ServerBuilder) -> Self {
-        self.physical = physical;
-        self
     }
 
     /// Accepts a connection: a plain WebSocket, or a mux connection whose

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use weft_core::ext::{ClientExtensionFactory, ServerExtensionFactory};
+use weft_core::ext::ClientExtensionFactory;
 use weft_core::handshake::ServerOptions;
 use weft_core::{CloseCode, Message};
 use weft_extensions::PerMessageDeflate;
@@ -17,12 +17,9 @@ const T: Duration = Duration::from_secs(20);
 async fn echo_server(config: MuxConfig) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let plain: Vec<Arc<dyn ServerExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
-    let server = MuxServerBuilder::new(
-        config,
-        plain,
-        ServerOptions::default().extension(PerMessageDeflate::new()),
-    );
+    let plain = weft_core::ServerBuilder::new().extension(PerMessageDeflate::new());
+    let channel_options = ServerOptions::default().extension(PerMessageDeflate::new());
+    let server = MuxServerBuilder::new(plain, config, channel_options);
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

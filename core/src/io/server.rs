@@ -94,6 +94,11 @@ impl ServerBuilder {
         self
     }
 
+    /// The handshake options in use.
+    pub fn get_options(&self) -> &ServerOptions {
+        &self.options
+    }
+
     /// The limits in use.
     pub fn get_config(&self) -> &Config {
         &self.config
