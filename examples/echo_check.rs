@@ -5,6 +5,9 @@
 //! cargo run --release --example echo_check -- --url ws://127.0.0.1:9001 --messages 50
 //! ```
 //!
+//! `--mux-channels K` opens K logical channels over one mux connection
+//! instead and checks echoes on all of them at once.
+//!
 //! Options: `--extension permessage-deflate` offers compression, `--param
 //! k[=v]` sets its parameters (RFC 7692 names, e.g. `client_max_window_bits=9`,
 //! `server_no_context_takeover`). `--extension deflate-frame` or
@@ -46,7 +49,67 @@ fn payload(m: &Message) -> (OpCode, Bytes) {
     }
 }
 
+/// `--mux-channels K`: K logical channels over one connection, each sending
+/// its messages concurrently (so inner frames of all channels interleave,
+/// several messages larger than the initial quota), every fourth channel
+/// dropped at the end instead of closed.
+async fn run_mux(args: &Args, url: &str, channels: usize) -> Result<(String, usize), String> {
+    const SIZES: [usize; 7] = [0, 1, 125, 1000, 65535, 70_000, 200_000];
+    let count: usize = args.parsed("--messages", 20);
+    let client = weft_mux::MuxClient::connect(url, weft_mux::MuxConfig::default())
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut tasks = Vec::new();
+    for k in 0..channels {
+        let mut ch = client
+            .open_channel(&format!("/mux/{k}"), &[], Vec::new())
+            .await
+            .map_err(|e| format!("open channel {k}: {e}"))?;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..count {
+                let size = SIZES[(i + k) % SIZES.len()];
+                let msg = if (i + k).is_multiple_of(2) {
+                    Message::text("ü✓".repeat(size / 5))
+                } else {
+                    Message::binary(vec![(i * 31 + k) as u8; size])
+                };
+                ch.send(msg.clone())
+                    .await
+                    .map_err(|e| format!("channel {k} send {i}: {e}"))?;
+                match ch.recv().await {
+                    Some(Ok(echo)) if echo == msg => {}
+                    other => {
+                        return Err(format!(
+                            "channel {k} message {i}: bad echo {:?}",
+                            other.map(|r| r.map(|m| m.len()))
+                        ));
+                    }
+                }
+            }
+            if k % 4 == 3 {
+                ch.drop_channel(weft_mux::DropCode::NORMAL);
+            } else {
+                ch.close(CloseCode::NORMAL, "done")
+                    .await
+                    .map_err(|e| format!("channel {k} close: {e}"))?;
+            }
+            Ok::<usize, String>(count)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.map_err(|e| e.to_string())??;
+    }
+    client.close();
+    Ok((format!("mux; channels={channels}"), total))
+}
+
 async fn run(args: &Args) -> Result<(String, usize), String> {
+    if let Some(k) = args.value("--mux-channels") {
+        let k: usize = k.parse().map_err(|_| format!("bad --mux-channels {k}"))?;
+        let url = args.value("--url").unwrap_or("ws://127.0.0.1:9001/");
+        return run_mux(args, url, k).await;
+    }
     let url = args.value("--url").unwrap_or("ws://127.0.0.1:9001/");
     let count: usize = args.parsed("--messages", 50);
     let mut client = ClientBuilder::new().config(Config::default().max_message_size(64 << 20));

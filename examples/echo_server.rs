@@ -8,6 +8,9 @@
 //! and echoes, so a browser can try it. Messages up to 64 MiB are accepted
 //! (the Autobahn 9.x cases send 16 MiB).
 //!
+//! Clients offering `mux` get multiplexed connections (unless `--no-mux`):
+//! every logical channel is accepted and echoes, with permessage-deflate
+//! available per channel.
 //! Per-frame deflate (`deflate-frame`, `x-webkit-deflate-frame`) offers are
 //! accepted unless `--no-deflate-frame` is given; when a client offers both,
 //! permessage-deflate wins.
@@ -20,6 +23,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use weft_core::{Config, Message, ServerBuilder};
 use weft_examples::{Args, deflate_from_args};
+use weft_mux::{Accepted, MuxConfig, MuxServerBuilder};
 
 const PAGE: &str = include_str!("echo_page.html");
 
@@ -76,6 +80,15 @@ async fn main() -> std::io::Result<()> {
         "echo_server listening on ws://{} (open http://{0}/ in a browser)",
         listener.local_addr()?
     );
+    // Mux on top: plain clients keep everything above; mux clients get a
+    // logical channel per request, each with its own permessage-deflate.
+    let mux = (!args.flag("--no-mux")).then(|| {
+        let mut channel_options = weft_core::handshake::ServerOptions::default();
+        if !args.flag("--no-deflate") {
+            channel_options = channel_options.extension(deflate_from_args(&args));
+        }
+        MuxServerBuilder::new(server.clone(), MuxConfig::default(), channel_options)
+    });
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -87,21 +100,51 @@ async fn main() -> std::io::Result<()> {
         };
         let _ = stream.set_nodelay(true);
         let server = server.clone();
+        let mux = mux.clone();
         tokio::spawn(async move {
-            let Ok(mut ws) = server.accept(stream).await else {
-                return;
-            };
-            // feed() queues without flushing; recv() flushes before it waits,
-            // so a burst of pipelined messages is echoed with one write.
-            while let Some(msg) = ws.recv().await {
-                match msg {
-                    Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                        if ws.feed(m).await.is_err() {
-                            break;
-                        }
+            match mux {
+                Some(mux) => match mux.accept(stream).await {
+                    Ok(Accepted::Plain(ws)) => echo(ws).await,
+                    Ok(Accepted::Mux(conn)) => echo_channels(conn).await,
+                    Err(_) => {}
+                },
+                None => {
+                    if let Ok(ws) = server.accept(stream).await {
+                        echo(ws).await;
                     }
-                    Ok(_) => {}
-                    Err(_) => break,
+                }
+            }
+        });
+    }
+}
+
+/// Echoes every data message of a plain connection.
+async fn echo(mut ws: weft_core::WebSocket<tokio::net::TcpStream>) {
+    // feed() queues without flushing; recv() flushes before it waits, so a
+    // burst of pipelined messages is echoed with one write.
+    while let Some(msg) = ws.recv().await {
+        match msg {
+            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                if ws.feed(m).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Accepts every logical channel of a mux connection and echoes on each.
+async fn echo_channels(mut conn: weft_mux::MuxServer) {
+    while let Some(incoming) = conn.next_channel().await {
+        let Ok(mut ch) = incoming.accept() else {
+            continue;
+        };
+        tokio::spawn(async move {
+            while let Some(Ok(m)) = ch.recv().await {
+                if m.is_data() && ch.send(m).await.is_err() {
+                    break;
                 }
             }
         });
