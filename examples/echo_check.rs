@@ -22,10 +22,24 @@ use weft_examples::Args;
 
 /// The i-th test message: sizes cycle from 0 B to 1 MiB, text (with multi-byte
 /// UTF-8) and binary alternate, and every fourth message is sent in fragments.
+/// Every ninth message is a random 3000-byte block repeated 20 times, so a
+/// compressor that uses more window than it agreed to is caught by the peer.
 fn message(i: usize) -> (Message, bool) {
     const SIZES: [usize; 8] = [0, 1, 125, 126, 1000, 65535, 65536, 1 << 20];
     let size = SIZES[i % SIZES.len()];
     let fragmented = i % 4 == 3;
+    if i % 9 == 8 {
+        let mut x = i as u32 | 1;
+        let block: Vec<u8> = (0..3000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        return (Message::binary(block.repeat(20)), fragmented);
+    }
     let msg = if i.is_multiple_of(2) {
         let unit = "weft ✓ κόσμε 𝄞 ";
         let mut s = unit.repeat(size / unit.len() + 1);
@@ -159,6 +173,11 @@ async fn run(args: &Args) -> Result<(String, usize), String> {
             match ws.recv().await {
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(echo)) if echo == msg => break,
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(format!(
+                        "message {i}: the server closed the connection ({frame:?})"
+                    ));
+                }
                 Some(Ok(other)) => {
                     return Err(format!("message {i}: wrong echo ({} bytes)", other.len()));
                 }

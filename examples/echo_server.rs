@@ -12,8 +12,9 @@
 //! every logical channel is accepted and echoes, with permessage-deflate
 //! available per channel.
 //! Per-frame deflate (`deflate-frame`, `x-webkit-deflate-frame`) offers are
-//! accepted unless `--no-deflate-frame` is given; when a client offers both,
-//! permessage-deflate wins.
+//! accepted unless `--no-deflate-frame` is given (`--frame-param
+//! max_window_bits=N` and `--frame-param no_context_takeover` request those
+//! of clients); when a client offers both, permessage-deflate wins.
 //! permessage-deflate offers are accepted unless `--no-deflate` is given;
 //! `--param name[=value]` sets its parameters (`server_max_window_bits=10`,
 //! `client_no_context_takeover`, ...), `--deflate-level N` its level and
@@ -22,7 +23,7 @@
 use std::time::Duration;
 use tokio::net::TcpListener;
 use weft_core::{Config, Message, ServerBuilder};
-use weft_examples::{Args, deflate_from_args};
+use weft_examples::{Args, deflate_from_args, perframe_from_args};
 use weft_mux::{Accepted, MuxConfig, MuxServerBuilder};
 
 const PAGE: &str = include_str!("echo_page.html");
@@ -41,7 +42,10 @@ fn server(args: &Args) -> ServerBuilder {
         builder = builder.extension(deflate_from_args(args));
     }
     if !args.flag("--no-deflate-frame") {
-        builder = builder.extension(weft_extensions::PerFrameDeflate::new());
+        builder = builder.extension(perframe_from_args(
+            &args.renamed("--frame-param", "--param"),
+            "deflate-frame",
+        ));
     }
     builder.on_request(|req| {
         let upgrade = req.headers().get("upgrade").is_some();

@@ -45,6 +45,23 @@ impl Args {
         }
     }
 
+    /// The same arguments with every `from` option renamed `to` (and former
+    /// `to` options dropped), to reuse a parser for another option name.
+    pub fn renamed(&self, from: &str, to: &str) -> Args {
+        let mut args = Vec::with_capacity(self.args.len());
+        let mut iter = self.args.iter();
+        while let Some(a) = iter.next() {
+            if a == to {
+                iter.next();
+            } else if a == from {
+                args.push(to.to_owned());
+            } else {
+                args.push(a.clone());
+            }
+        }
+        Args { args }
+    }
+
     /// True if `--name` is present.
     pub fn flag(&self, name: &str) -> bool {
         self.args.iter().any(|a| a == name)

@@ -39,6 +39,7 @@ struct State {
     ended: HashMap<u32, ChannelEnd>,
     closed: bool,
     close_requested: bool,
+    physical_closed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -138,12 +139,37 @@ impl State {
 }
 
 /// Runs a physical connection until it closes or fails.
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut ws: WebSocket<S>) {
+///
+/// Reading and writing run in two tasks over the split physical WebSocket,
+/// so a peer that is itself blocked writing can never stop us from reading
+/// (two drivers each waiting for the other to read would deadlock).
+async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(shared: Arc<Shared>, ws: WebSocket<S>) {
+    let (mut reader, mut writer) = ws.split();
+    let read_side = shared.clone();
+    let read_task = tokio::spawn(async move {
+        while let Some(msg) = reader.recv().await {
+            match msg {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(m) => {
+                    read_side.lock().mux.handle_message(m);
+                    read_side.notify.notify_one();
+                }
+            }
+        }
+        {
+            let mut st = read_side.lock();
+            st.shut();
+            st.physical_closed = true;
+        }
+        read_side.notify.notify_one();
+        // Finish the physical closing handshake (bounded by its close timeout).
+        while reader.recv().await.is_some() {}
+    });
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
     loop {
-        let (failed, close) = {
+        let (failed, close, gone) = {
             let mut st = shared.lock();
             while let Some(m) = st.mux.poll_transmit() {
                 out.push(m);
@@ -152,38 +178,29 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(shared: Arc<Shared>, mut ws: W
             for w in st.writers.drain(..) {
                 w.wake();
             }
-            (st.mux.failure(), st.close_requested)
+            (st.mux.failure(), st.close_requested, st.physical_closed)
         };
         for m in out.drain(..) {
-            if ws.feed(Message::Binary(m)).await.is_err() {
+            if writer.feed(Message::Binary(m)).await.is_err() {
                 shared.lock().shut();
                 return;
             }
         }
-        if failed.is_some() || close {
-            let code = if failed.is_some() {
-                CloseCode::INTERNAL_ERROR
-            } else {
-                CloseCode::NORMAL
-            };
-            let _ = ws.close(code, "").await;
+        if writer.flush().await.is_err() || gone {
             shared.lock().shut();
             return;
         }
+        if failed.is_some() || close {
+            // A failed physical connection closes with 1011 (digest §4.8).
+            let code = if failed.is_some() { CloseCode::INTERNAL_ERROR } else { CloseCode::NORMAL };
+            let _ = writer.close(code, "").await;
+            shared.lock().shut();
+            let _ = tokio::time::timeout(Duration::from_secs(10), read_task).await;
+            return;
+        }
         tokio::select! {
-            msg = ws.recv() => match msg {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
-                    shared.lock().shut();
-                    // Let the physical close handshake finish.
-                    let _ = tokio::time::timeout(Duration::from_secs(5), async { while ws.recv().await.is_some() {} }).await;
-                    return;
-                }
-                Some(Ok(m)) => shared.lock().mux.handle_message(m),
-            },
             _ = shared.notify.notified() => {}
-            _ = tick.tick() => {
-                shared.lock().mux.handle_timeout(Instant::now());
-            }
+            _ = tick.tick() => shared.lock().mux.handle_timeout(Instant::now()),
         }
     }
 }
@@ -447,6 +464,7 @@ fn new_state(mux: Multiplexer) -> State {
         ended: HashMap::new(),
         closed: false,
         close_requested: false,
+        physical_closed: false,
     }
 }
 

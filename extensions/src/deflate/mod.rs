@@ -344,15 +344,21 @@ impl Decompressor {
     }
 
     /// Ends a message. `takeover` says the peer may refer back to it (its
-    /// context takeover). A hibernating decompressor frees its state either
-    /// way (keeping only the window when `takeover`); a live one is kept: a
-    /// persistent inflater is always correct.
+    /// context takeover). Without it the window is dropped, so a peer that
+    /// breaks its own no-context-takeover promise fails with 1007 on its next
+    /// back-reference instead of being silently tolerated. A hibernating
+    /// decompressor frees its state either way (keeping only the window when
+    /// `takeover`).
     pub fn end_message(&mut self, takeover: bool) {
         if let Some(h) = &mut self.history {
             if !takeover {
                 h.clear();
             }
             self.inner = None;
+        } else if !takeover {
+            if let Some(d) = &mut self.inner {
+                d.reset(false);
+            }
         }
     }
 }
@@ -508,6 +514,17 @@ mod tests {
             // Later messages are mostly back-references to the first.
             assert!(sizes[1] < sizes[0] / 3, "{sizes:?}");
         }
+    }
+
+    #[test]
+    fn a_peer_breaking_no_context_takeover_is_caught() {
+        // The second "Hello" refers back into the first message.
+        let mut d = Decompressor::new(WindowBits::MAX, false);
+        assert_eq!(inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]), b"Hello");
+        d.end_message(false);
+        let mut out = Vec::new();
+        let e = d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, 1000, &mut out).unwrap_err();
+        assert_eq!(e.code.as_u16(), 1007);
     }
 
     #[test]
