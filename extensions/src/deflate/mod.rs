@@ -520,10 +520,15 @@ mod tests {
     fn a_peer_breaking_no_context_takeover_is_caught() {
         // The second "Hello" refers back into the first message.
         let mut d = Decompressor::new(WindowBits::MAX, false);
-        assert_eq!(inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]), b"Hello");
+        assert_eq!(
+            inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
+            b"Hello"
+        );
         d.end_message(false);
         let mut out = Vec::new();
-        let e = d.decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, 1000, &mut out).unwrap_err();
+        let e = d
+            .decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, 1000, &mut out)
+            .unwrap_err();
         assert_eq!(e.code.as_u16(), 1007);
     }
 
