@@ -671,3 +671,32 @@ async fn two_endpoints_with_each_parameter_combination() {
     .await;
     echo_round_trip(d().level(0), d().level(9), "permessage-deflate", 1 << 20).await;
 }
+
+#[test]
+fn random_compressed_payloads_never_panic() {
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let cfg = Config::default().max_message_size(1 << 16);
+    for _ in 0..2000 {
+        let mut s = connection(
+            Role::Server,
+            PerMessageDeflate::new(),
+            "permessage-deflate",
+            &cfg,
+        );
+        let mut input = Vec::new();
+        for _ in 0..3 {
+            let len = (next() % 40) as usize;
+            let payload: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let b0 = [0xc1u8, 0xc2, 0x41, 0x80, 0xc0, 0x81][(next() % 6) as usize];
+            input.extend(client_frame(b0, &payload));
+        }
+        let _ = read_all(&mut s, &input);
+        let _ = output(&mut s);
+    }
+}

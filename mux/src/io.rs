@@ -143,7 +143,10 @@ impl State {
 /// Reading and writing run in two tasks over the split physical WebSocket,
 /// so a peer that is itself blocked writing can never stop us from reading
 /// (two drivers each waiting for the other to read would deadlock).
-async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(shared: Arc<Shared>, ws: WebSocket<S>) {
+async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    shared: Arc<Shared>,
+    ws: WebSocket<S>,
+) {
     let (mut reader, mut writer) = ws.split();
     let read_side = shared.clone();
     let read_task = tokio::spawn(async move {
@@ -192,7 +195,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(shared: Arc<S
         }
         if failed.is_some() || close {
             // A failed physical connection closes with 1011 (digest §4.8).
-            let code = if failed.is_some() { CloseCode::INTERNAL_ERROR } else { CloseCode::NORMAL };
+            let code = if failed.is_some() {
+                CloseCode::INTERNAL_ERROR
+            } else {
+                CloseCode::NORMAL
+            };
             let _ = writer.close(code, "").await;
             shared.lock().shut();
             let _ = tokio::time::timeout(Duration::from_secs(10), read_task).await;
@@ -398,11 +405,16 @@ impl MuxClient {
     ) -> Result<Channel, MuxError> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let id = loop {
-            let r = self
-                .shared
-                .lock()
-                .mux
-                .open_channel(path, headers, &[], extensions.clone());
+            let r = {
+                // Register for the answer in the same critical section that
+                // queues the request, so the answer cannot come first.
+                let mut st = self.shared.lock();
+                let r = st.mux.open_channel(path, headers, &[], extensions.clone());
+                if let Ok(id) = r {
+                    st.opened.insert(id.get(), (None, None));
+                }
+                r
+            };
             match r {
                 Ok(id) => break id,
                 Err(MuxError::NoSlot) if Instant::now() < deadline => {
@@ -411,7 +423,6 @@ impl MuxClient {
                 Err(e) => return Err(e),
             }
         };
-        self.shared.lock().opened.insert(id.get(), (None, None));
         self.shared.notify.notify_one();
         let result = poll_fn(|cx| {
             let mut st = self.shared.lock();

@@ -601,3 +601,42 @@ fn drop_channel_zero_from_peer_fails_everything() {
         Err(MuxError::Failed(_))
     ));
 }
+
+#[test]
+fn random_physical_messages_never_panic() {
+    // Deterministic xorshift: random and mutated messages into both roles.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let seeds: [&[u8]; 6] = [
+        &[0x00, 0x00, 0x02, 0x1c],
+        &[0x00, 0x40, 0x01, 0x7e, 0x20, 0x00],
+        &[0x01, 0x81, b'H', b'i'],
+        &[0x00, 0x60, 0x01, 0x00],
+        &[0x00, 0x80, 0x40, 0x7e, 0x20, 0x00],
+        &[0x00, 0x20, 0x02, 0x04, b'H', b'T', b'T', b'P'],
+    ];
+    for round in 0..3000 {
+        let (mut c, mut s) = pair(MuxConfig::default());
+        pump(&mut c, &mut s);
+        for _ in 0..4 {
+            let mut m = seeds[(next() % seeds.len() as u64) as usize].to_vec();
+            for _ in 0..(next() % 4) {
+                let i = (next() as usize) % (m.len() + 1);
+                if i < m.len() {
+                    m[i] = next() as u8;
+                } else {
+                    m.push(next() as u8);
+                }
+            }
+            let target = if round % 2 == 0 { &mut s } else { &mut c };
+            target.handle_message(Message::Binary(Bytes::from(m)));
+            while target.poll_transmit().is_some() {}
+            let _ = events(target);
+        }
+    }
+}

@@ -254,9 +254,11 @@ impl ClientHandshake {
         }
         let elements = parse_extensions(ext_lines)?;
         let extensions = client_accept(&self.options.extensions, &elements)?;
-        let mut builder = http::Response::builder().status(status);
-        *builder.headers_mut().expect("fresh builder") = map;
-        let response = builder.body(()).map_err(|e| invalid(&e.to_string()))?;
+        let mut response = http::Response::builder()
+            .status(status)
+            .body(())
+            .map_err(|e| invalid(&e.to_string()))?;
+        *response.headers_mut() = map;
         Ok(Some((
             ClientAccepted {
                 response,

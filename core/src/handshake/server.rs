@@ -125,14 +125,15 @@ pub fn parse_request(
         Some(1) => http::Version::HTTP_11,
         _ => http::Version::HTTP_10,
     };
-    let mut builder = http::Request::builder()
+    // An invalid method or target makes the builder fail at `body`, so the
+    // headers are set on the built request, never on a failed builder.
+    let mut request = http::Request::builder()
         .method(req.method.unwrap_or("GET"))
         .uri(req.path.unwrap_or("/"))
-        .version(version);
-    *builder.headers_mut().expect("fresh builder") = to_header_map(req.headers)?;
-    let request = builder
+        .version(version)
         .body(())
         .map_err(|e| HandshakeError::BadRequest(format!("invalid request line: {e}")))?;
+    *request.headers_mut() = to_header_map(req.headers)?;
     Ok(Some((request, n)))
 }
 
