@@ -529,3 +529,93 @@ async fn upgrade_from_a_parsed_request() {
     assert_eq!(ws.recv().await.unwrap().unwrap(), Message::text("upgraded"));
     assert_eq!(ws.protocol(), Some("chat"));
 }
+
+/// Counts write calls on a transport.
+struct CountingIo<S> {
+    inner: S,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingIo<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingIo<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_with_one_write() {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let writes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut server = weft_core::WebSocket::from_parts(
+        CountingIo {
+            inner: b,
+            writes: writes.clone(),
+        },
+        weft_core::Role::Server,
+        Default::default(),
+        None,
+        &Config::default(),
+        Default::default(),
+    );
+    let mut client = weft_core::WebSocket::from_parts(
+        a,
+        weft_core::Role::Client,
+        Default::default(),
+        None,
+        &Config::default(),
+        Default::default(),
+    );
+    for i in 0..16 {
+        client.feed(Message::text(format!("m{i}"))).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    // Let all 16 frames sit in the server's transport before it reads.
+    tokio::task::yield_now().await;
+    for _ in 0..16 {
+        let m = server.recv().await.unwrap().unwrap();
+        server.feed(m).await.unwrap();
+    }
+    let before = writes.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(before, 0, "nothing written while input was pending");
+    let next = tokio::time::timeout(Duration::from_millis(50), server.recv()).await;
+    assert!(next.is_err(), "no more input");
+    assert_eq!(
+        writes.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "one write for 16 echoes"
+    );
+    for i in 0..16 {
+        assert_eq!(
+            client.recv().await.unwrap().unwrap(),
+            Message::text(format!("m{i}"))
+        );
+    }
+}

@@ -384,11 +384,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
             match self.conn.handle_read(&mut self.read_buf) {
                 Ok(Some(msg)) => {
-                    self.conn.poll_transmit(&mut self.write_buf);
+                    // Only protocol replies (a Pong) are written at once; data
+                    // the application fed waits until input runs dry, so a
+                    // burst of requests is answered with one write.
+                    let replies = self.conn.poll_transmit(&mut self.write_buf);
                     if self.conn.session_ref().is_finished() {
                         self.enter(Phase::Closing);
-                    } else if let Poll::Ready(Err(e)) = self.poll_write_out() {
-                        self.enter(Phase::Failing(Some(e.into())));
+                    } else if replies {
+                        if let Poll::Ready(Err(e)) = self.poll_write_out() {
+                            self.enter(Phase::Failing(Some(e.into())));
+                        }
                     }
                     return Poll::Ready(Some(Ok(msg)));
                 }
