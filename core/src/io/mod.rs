@@ -39,11 +39,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use wake::WakeSlots;
 
-/// Smallest read: enough for a burst of small frames, small enough that
-/// idle connections stay cheap.
+/// Smallest read: small enough that idle connections stay cheap.
 const MIN_READ: usize = 2048;
-/// An empty read buffer larger than this is released.
-const KEEP_READ_CAPACITY: usize = 64 << 10;
+/// Largest read the adaptive size grows to.
+const MAX_READ: usize = 64 << 10;
 /// Most slices per vectored write.
 const MAX_IOVECS: usize = 64;
 
@@ -68,6 +67,10 @@ pub struct WebSocket<S> {
     io: S,
     conn: Connection,
     read_buf: BytesMut,
+    /// Adaptive read size: doubles while reads fill it, halves when they
+    /// come back much smaller (busy pipelined connections read in large
+    /// chunks, idle ones keep a small buffer).
+    read_size: usize,
     write_buf: WriteBuffer,
     needs_flush: bool,
     phase: Phase,
@@ -117,6 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             io,
             conn: Connection::new(session, config),
             read_buf: leftover,
+            read_size: MIN_READ,
             write_buf: WriteBuffer::new(),
             needs_flush: false,
             phase: Phase::Open,
@@ -303,20 +307,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Reads more bytes into the read buffer; `Ok(0)` is end of stream.
     fn poll_fill(&mut self) -> Poll<std::io::Result<usize>> {
         let mut cx = Context::from_waker(&self.waker);
-        if self.read_buf.is_empty() && self.read_buf.capacity() > KEEP_READ_CAPACITY {
+        if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * self.read_size {
+            // Give back what a large message or a burst left behind.
             self.read_buf = BytesMut::new();
         }
-        let want = self.conn.read_hint().max(MIN_READ);
+        let want = self.conn.read_hint().max(self.read_size);
         if self.read_buf.capacity() - self.read_buf.len() < want {
             self.read_buf.reserve(want);
         }
         let spare = self.read_buf.spare_capacity_mut();
+        let offered = spare.len();
         let mut rb = ReadBuf::uninit(spare);
         ready!(Pin::new(&mut self.io).poll_read(&mut cx, &mut rb))?;
         let n = rb.filled().len();
         // SAFETY: `poll_read` initialized the first `n` bytes of the spare
         // capacity (ReadBuf tracks exactly what was filled).
         unsafe { self.read_buf.set_len(self.read_buf.len() + n) };
+        if n == offered {
+            self.read_size = (self.read_size * 2).min(MAX_READ);
+        } else if n < self.read_size / 8 {
+            self.read_size = (self.read_size / 2).max(MIN_READ);
+        }
         if n > 0 {
             if let Some(d) = self.keepalive {
                 self.keepalive_at = Some(Instant::now() + d);
