@@ -291,3 +291,27 @@ async fn stacked_extensions_end_to_end() {
         Message::binary(&b"plain"[..])
     );
 }
+
+#[tokio::test]
+async fn idle_connections_tell_extensions_once() {
+    let ext = ToyFactory::new(Toy::Xor);
+    let idled = ext.0.idled.clone();
+    let limits = Config::default().release_idle_after(Some(std::time::Duration::from_millis(40)));
+    let (mut c, mut s) = duplex_pair(
+        ClientBuilder::new().extension(ToyFactory::new(Toy::Xor)),
+        ServerBuilder::new().extension(ext).config(limits),
+    )
+    .await;
+    c.send(Message::text("busy")).await.unwrap();
+    assert_eq!(s.recv().await.unwrap().unwrap(), Message::text("busy"));
+    // While the server waits for input, its idle timer fires: encoder and
+    // decoder are each told once, not again and again.
+    let r = tokio::time::timeout(std::time::Duration::from_millis(300), s.recv()).await;
+    assert!(r.is_err());
+    assert_eq!(idled.load(Ordering::Relaxed), 2);
+    // Traffic resumes normally and re-arms the timer.
+    c.send(Message::text("again")).await.unwrap();
+    assert_eq!(s.recv().await.unwrap().unwrap(), Message::text("again"));
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(300), s.recv()).await;
+    assert_eq!(idled.load(Ordering::Relaxed), 4);
+}

@@ -69,13 +69,21 @@ impl Args {
 }
 
 /// permessage-deflate settings from `--param name[=value]` (RFC 7692 names),
-/// `--deflate-level N` and `--deflate-memory keep|hibernate`. Exits on a bad value.
+/// `--deflate-level N` and `--deflate-memory keep|idle|hibernate` (default
+/// idle: hibernate contexts once a connection is idle). Exits on a bad value.
 pub fn deflate_from_args(args: &Args) -> weft_extensions::PerMessageDeflate {
     use weft_extensions::{MemoryStrategy, PerMessageDeflate, WindowBits};
-    let mut pmd = PerMessageDeflate::new().level(args.parsed("--deflate-level", 6));
+    // RFC defaults (32 KiB windows) unless a parameter says otherwise, so
+    // the parameters given are exactly what is negotiated.
+    let mut pmd = PerMessageDeflate::new()
+        .server_max_window_bits(WindowBits::MAX)
+        .client_max_window_bits(WindowBits::MAX)
+        .level(args.parsed("--deflate-level", 6));
     match args.value("--deflate-memory") {
-        None | Some("keep") => {}
+        None => {}
+        Some("keep") => pmd = pmd.memory(MemoryStrategy::Keep),
         Some("hibernate") => pmd = pmd.memory(MemoryStrategy::Hibernate),
+        Some("idle") => pmd = pmd.memory(MemoryStrategy::HibernateWhenIdle),
         Some(other) => fail(&format!("unknown --deflate-memory {other}")),
     }
     for p in args.values("--param") {

@@ -26,6 +26,6 @@ pub mod deflate;
 mod perframe;
 mod permessage;
 
-pub use deflate::{ContextPool, WindowBits};
+pub use deflate::{ContextPool, Release, WindowBits};
 pub use perframe::{DEFLATE_FRAME, PerFrameDeflate, PerFrameDeflateExt, X_WEBKIT_DEFLATE_FRAME};
 pub use permessage::{MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt};

@@ -24,7 +24,7 @@
 
 use crate::MemoryStrategy;
 use crate::deflate::{
-    Compressor, ContextPool, Decompressor, DeflateParams, WindowBits, finish_message,
+    Compressor, ContextPool, Decompressor, DeflateParams, Release, WindowBits, finish_message,
 };
 use std::any::Any;
 use std::sync::Arc;
@@ -70,7 +70,7 @@ pub struct PerFrameDeflate {
     /// Frames with fewer payload bytes go uncompressed (empty frames always
     /// do). Default 1.
     pub threshold: usize,
-    /// What is kept between frames. Default [`MemoryStrategy::Keep`].
+    /// What is kept between frames. Default [`MemoryStrategy::HibernateWhenIdle`].
     pub memory: MemoryStrategy,
     /// Compressor contexts shared by connections.
     pub pool: Option<Arc<ContextPool>>,
@@ -87,7 +87,7 @@ impl Default for PerFrameDeflate {
             request_no_context_takeover: false,
             no_context_takeover: false,
             threshold: 1,
-            memory: MemoryStrategy::Keep,
+            memory: MemoryStrategy::HibernateWhenIdle,
             pool: None,
         }
     }
@@ -175,7 +175,7 @@ impl PerFrameDeflate {
             decompress_window: self.request_max_window_bits.unwrap_or(WindowBits::MAX),
             peer_takeover: !self.request_no_context_takeover,
             threshold: self.threshold.max(1),
-            hibernate: self.memory == MemoryStrategy::Hibernate,
+            release: self.memory.release(),
             pool: self.pool.clone(),
         }
     }
@@ -276,7 +276,7 @@ pub struct PerFrameDeflateExt {
     decompress_window: WindowBits,
     peer_takeover: bool,
     threshold: usize,
-    hibernate: bool,
+    release: Release,
     pool: Option<Arc<ContextPool>>,
 }
 
@@ -303,12 +303,12 @@ impl Extension for PerFrameDeflateExt {
     }
     fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
         let enc = Encoder {
-            compressor: Compressor::new(self.compress, self.pool.clone(), self.hibernate),
+            compressor: Compressor::new(self.compress, self.pool.clone(), self.release),
             takeover: self.compress_takeover,
             threshold: self.threshold,
         };
         let dec = Decoder {
-            decompressor: Decompressor::new(self.decompress_window, self.hibernate),
+            decompressor: Decompressor::new(self.decompress_window, self.release),
             takeover: self.peer_takeover,
         };
         (Box::new(enc), Box::new(dec))
@@ -336,6 +336,10 @@ impl ExtensionEncoder for Encoder {
         frame.rsv |= Rsv::RSV1;
         Ok(())
     }
+
+    fn idle(&mut self) {
+        self.compressor.idle();
+    }
 }
 
 struct Decoder {
@@ -358,5 +362,9 @@ impl ExtensionDecoder for Decoder {
         }
         frame.payload = out.into();
         Ok(())
+    }
+
+    fn idle(&mut self) {
+        self.decompressor.idle();
     }
 }

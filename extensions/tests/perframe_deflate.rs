@@ -120,10 +120,8 @@ fn client_negotiation() {
 
 #[test]
 fn never_together_with_permessage_deflate() {
-    let factories: Vec<Arc<dyn ServerExtensionFactory>> = vec![
-        Arc::new(PerMessageDeflate::new()),
-        Arc::new(PerFrameDeflate::new()),
-    ];
+    let factories: Vec<Arc<dyn ServerExtensionFactory>> =
+        vec![Arc::new(rfc()), Arc::new(PerFrameDeflate::new())];
     let offers = parse_extensions(["deflate-frame, permessage-deflate"]).unwrap();
     // The client's order by default, the server's when it prefers its own.
     let n = server_negotiate(&factories, &offers).unwrap();
@@ -131,10 +129,8 @@ fn never_together_with_permessage_deflate() {
     let n = server_negotiate_with(&factories, &offers, Preference::Server).unwrap();
     assert_eq!(format_extensions(n.headers()), "permessage-deflate");
     // A client receiving both fails (RSV1 claimed twice).
-    let f: Vec<Arc<dyn ClientExtensionFactory>> = vec![
-        Arc::new(PerMessageDeflate::new()),
-        Arc::new(PerFrameDeflate::new()),
-    ];
+    let f: Vec<Arc<dyn ClientExtensionFactory>> =
+        vec![Arc::new(rfc()), Arc::new(PerFrameDeflate::new())];
     let err = client_accept(
         &f,
         &parse_extensions(["permessage-deflate, deflate-frame"]).unwrap(),
@@ -336,7 +332,7 @@ async fn both_names_end_to_end() {
     ] {
         let limits = Config::default().send_frame_size(3000);
         let server = ServerBuilder::new()
-            .extension(PerMessageDeflate::new())
+            .extension(rfc())
             .extension(PerFrameDeflate::new().request_max_window_bits(w(12)))
             .prefer_server_extension_order()
             .config(limits.clone());
@@ -366,4 +362,12 @@ async fn both_names_end_to_end() {
         c.close(weft_core::CloseCode::NORMAL, "").await.unwrap();
         srv.await.unwrap();
     }
+}
+
+/// permessage-deflate with the RFC's default 32 KiB windows (the crate's
+/// default preset uses 8 KiB windows), so answers and vectors are the RFC's.
+fn rfc() -> PerMessageDeflate {
+    PerMessageDeflate::new()
+        .server_max_window_bits(weft_extensions::WindowBits::MAX)
+        .client_max_window_bits(weft_extensions::WindowBits::MAX)
 }

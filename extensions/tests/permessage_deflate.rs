@@ -28,7 +28,7 @@ fn w(bits: u8) -> WindowBits {
 
 #[test]
 fn server_negotiation_table() {
-    let d = PerMessageDeflate::new;
+    let d = rfc;
     let cases: Vec<(PerMessageDeflate, &str, &str)> = vec![
         (d(), "permessage-deflate", "permessage-deflate"),
         (
@@ -147,7 +147,7 @@ fn client_result(
 
 #[test]
 fn client_offer_and_answer_validation() {
-    let d = PerMessageDeflate::new;
+    let d = rfc;
     assert_eq!(
         format_extensions(&d().offers()),
         "permessage-deflate; client_max_window_bits"
@@ -224,7 +224,7 @@ fn client_offer_and_answer_validation() {
     ));
 
     fn strict_clone() -> PerMessageDeflate {
-        PerMessageDeflate::new()
+        rfc()
             .server_no_context_takeover(true)
             .server_max_window_bits(w(10))
             .client_max_window_bits(w(12))
@@ -232,8 +232,31 @@ fn client_offer_and_answer_validation() {
 }
 
 #[test]
+fn default_preset_negotiates_8_kib_windows() {
+    let f: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
+    assert_eq!(
+        format_extensions(&f[0].offers()),
+        "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13"
+    );
+    let answer = server_answer(
+        PerMessageDeflate::new(),
+        "permessage-deflate; client_max_window_bits",
+    );
+    assert_eq!(
+        answer,
+        "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13"
+    );
+    let n = client_accept(&f, &parse_extensions([answer.as_str()]).unwrap()).unwrap();
+    let e = n.extensions()[0]
+        .as_any()
+        .downcast_ref::<PerMessageDeflateExt>()
+        .unwrap();
+    assert_eq!((e.compress_window(), e.decompress_window()), (w(13), w(13)));
+}
+
+#[test]
 fn agreed_parameters_from_each_side() {
-    let n = client_result(PerMessageDeflate::new(), "permessage-deflate; server_no_context_takeover; client_max_window_bits=9; server_max_window_bits=8").unwrap();
+    let n = client_result(rfc(), "permessage-deflate; server_no_context_takeover; client_max_window_bits=9; server_max_window_bits=8").unwrap();
     let e = n.extensions()[0]
         .as_any()
         .downcast_ref::<PerMessageDeflateExt>()
@@ -281,12 +304,7 @@ fn read_all(c: &mut Connection, bytes: &[u8]) -> Result<Vec<Message>, ProtocolEr
 #[test]
 fn rfc_vectors_on_the_wire() {
     let cfg = Config::default();
-    let mut c = connection(
-        Role::Client,
-        PerMessageDeflate::new(),
-        "permessage-deflate",
-        &cfg,
-    );
+    let mut c = connection(Role::Client, rfc(), "permessage-deflate", &cfg);
     let hello = vec![Message::text("Hello")];
     assert_eq!(
         read_all(
@@ -367,12 +385,7 @@ fn rfc_vectors_on_the_wire() {
 #[test]
 fn server_encodes_the_rfc_vectors() {
     let cfg = Config::default();
-    let mut s = connection(
-        Role::Server,
-        PerMessageDeflate::new(),
-        "permessage-deflate",
-        &cfg,
-    );
+    let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
     let h = SendHints::default();
     s.session()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
@@ -402,7 +415,7 @@ fn server_encodes_the_rfc_vectors() {
     // No context takeover: identical payloads for identical messages.
     let mut s = connection(
         Role::Server,
-        PerMessageDeflate::new(),
+        rfc(),
         "permessage-deflate; server_no_context_takeover",
         &cfg,
     );
@@ -416,23 +429,13 @@ fn server_encodes_the_rfc_vectors() {
         );
     }
     // Below the threshold: uncompressed.
-    let mut s = connection(
-        Role::Server,
-        PerMessageDeflate::new().threshold(6),
-        "permessage-deflate",
-        &cfg,
-    );
+    let mut s = connection(Role::Server, rfc().threshold(6), "permessage-deflate", &cfg);
     s.session()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(output(&mut s), [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
     // Streamed fragments: sync-flushed pieces, stripped only at the end.
-    let mut s = connection(
-        Role::Server,
-        PerMessageDeflate::new(),
-        "permessage-deflate",
-        &cfg,
-    );
+    let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
     s.session()
         .send_fragment(OpCode::Text, Bytes::from_static(b"Hel"), false, &h)
         .unwrap();
@@ -451,14 +454,7 @@ fn server_encodes_the_rfc_vectors() {
 #[test]
 fn bad_input_fails_with_the_right_code() {
     let cfg = Config::default();
-    let server = || {
-        connection(
-            Role::Server,
-            PerMessageDeflate::new(),
-            "permessage-deflate",
-            &cfg,
-        )
-    };
+    let server = || connection(Role::Server, rfc(), "permessage-deflate", &cfg);
     let code = |bytes: Vec<u8>| {
         let mut s = server();
         let e = read_all(&mut s, &bytes).unwrap_err();
@@ -480,12 +476,7 @@ fn bad_input_fails_with_the_right_code() {
     // Corrupt DEFLATE data.
     assert_eq!(code(client_frame(0xc1, &[0xff, 0xff, 0xff])), 1007);
     // Invalid UTF-8 after decompression (the wire bytes are valid DEFLATE).
-    let mut c = connection(
-        Role::Client,
-        PerMessageDeflate::new(),
-        "permessage-deflate",
-        &cfg,
-    );
+    let mut c = connection(Role::Client, rfc(), "permessage-deflate", &cfg);
     c.session()
         .send(
             OpCode::Text,
@@ -504,7 +495,7 @@ fn decompression_budget_at_the_limit_and_one_past() {
     let data = vec![b'z'; 100_000];
     let mut enc = connection(
         Role::Client,
-        PerMessageDeflate::new(),
+        rfc(),
         "permessage-deflate",
         &Config::default(),
     );
@@ -518,23 +509,13 @@ fn decompression_budget_at_the_limit_and_one_past() {
     let wire = output(&mut enc);
     assert!(wire.len() < 1000, "{}", wire.len());
     let at = Config::default().max_message_size(100_000);
-    let mut s = connection(
-        Role::Server,
-        PerMessageDeflate::new(),
-        "permessage-deflate",
-        &at,
-    );
+    let mut s = connection(Role::Server, rfc(), "permessage-deflate", &at);
     assert_eq!(
         read_all(&mut s, &wire).unwrap(),
         vec![Message::binary(data)]
     );
     let past = Config::default().max_message_size(99_999);
-    let mut s = connection(
-        Role::Server,
-        PerMessageDeflate::new(),
-        "permessage-deflate",
-        &past,
-    );
+    let mut s = connection(Role::Server, rfc(), "permessage-deflate", &past);
     let e = read_all(&mut s, &wire).unwrap_err();
     assert_eq!(e.close_code().as_u16(), 1009);
 }
@@ -544,7 +525,7 @@ fn a_one_gib_bomb_stops_at_the_limit() {
     // 1 GiB of zeros compresses to about 1 MiB; streamed in 64 fragments.
     let mut enc = connection(
         Role::Client,
-        PerMessageDeflate::new(),
+        rfc(),
         "permessage-deflate",
         &Config::default(),
     );
@@ -568,12 +549,7 @@ fn a_one_gib_bomb_stops_at_the_limit() {
         wire.len()
     );
     let limits = Config::default().max_message_size(8 << 20);
-    let mut s = connection(
-        Role::Server,
-        PerMessageDeflate::new(),
-        "permessage-deflate",
-        &limits,
-    );
+    let mut s = connection(Role::Server, rfc(), "permessage-deflate", &limits);
     let e = read_all(&mut s, &wire).unwrap_err();
     assert!(
         matches!(
@@ -629,7 +605,7 @@ async fn echo_round_trip(
 
 #[tokio::test]
 async fn two_endpoints_with_each_parameter_combination() {
-    let d = PerMessageDeflate::new;
+    let d = rfc;
     echo_round_trip(d(), d(), "permessage-deflate", 1 << 20).await;
     echo_round_trip(d(), d(), "permessage-deflate", 1000).await;
     echo_round_trip(
@@ -665,11 +641,27 @@ async fn two_endpoints_with_each_parameter_combination() {
     echo_round_trip(
         PerMessageDeflate::pooled_no_context_takeover(),
         PerMessageDeflate::pooled_no_context_takeover().memory(MemoryStrategy::Keep),
-        "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
+         server_max_window_bits=13; client_max_window_bits=13",
         1 << 20,
     )
     .await;
     echo_round_trip(d().level(0), d().level(9), "permessage-deflate", 1 << 20).await;
+    // The default preset both ways, and the two live-context presets.
+    echo_round_trip(
+        PerMessageDeflate::new(),
+        PerMessageDeflate::new(),
+        "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13",
+        1 << 20,
+    )
+    .await;
+    echo_round_trip(
+        PerMessageDeflate::fast(),
+        PerMessageDeflate::max_compression(),
+        "permessage-deflate",
+        1 << 20,
+    )
+    .await;
 }
 
 #[test]
@@ -683,12 +675,7 @@ fn random_compressed_payloads_never_panic() {
     };
     let cfg = Config::default().max_message_size(1 << 16);
     for _ in 0..2000 {
-        let mut s = connection(
-            Role::Server,
-            PerMessageDeflate::new(),
-            "permessage-deflate",
-            &cfg,
-        );
+        let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
         let mut input = Vec::new();
         for _ in 0..3 {
             let len = (next() % 40) as usize;
@@ -699,4 +686,12 @@ fn random_compressed_payloads_never_panic() {
         let _ = read_all(&mut s, &input);
         let _ = output(&mut s);
     }
+}
+
+/// permessage-deflate with the RFC's default 32 KiB windows (the crate's
+/// default preset uses 8 KiB windows), so answers and vectors are the RFC's.
+fn rfc() -> PerMessageDeflate {
+    PerMessageDeflate::new()
+        .server_max_window_bits(weft_extensions::WindowBits::MAX)
+        .client_max_window_bits(weft_extensions::WindowBits::MAX)
 }

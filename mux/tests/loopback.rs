@@ -17,8 +17,8 @@ const T: Duration = Duration::from_secs(20);
 async fn echo_server(config: MuxConfig) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let plain = weft_core::ServerBuilder::new().extension(PerMessageDeflate::new());
-    let channel_options = ServerOptions::default().extension(PerMessageDeflate::new());
+    let plain = weft_core::ServerBuilder::new().extension(rfc());
+    let channel_options = ServerOptions::default().extension(rfc());
     let server = MuxServerBuilder::new(plain, config, channel_options);
     tokio::spawn(async move {
         loop {
@@ -121,7 +121,7 @@ async fn per_channel_deflate_reject_and_drop() {
     let client = MuxClient::connect(&format!("ws://{addr}/"), MuxConfig::default())
         .await
         .unwrap();
-    let deflate: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
+    let deflate: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(rfc())];
     let mut z = client.open_channel("/z", &[], deflate).await.unwrap();
     assert_eq!(
         weft_core::ext::format_extensions(z.extensions()),
@@ -167,7 +167,7 @@ async fn per_channel_deflate_reject_and_drop() {
 async fn plain_clients_still_work_with_compression() {
     let addr = echo_server(MuxConfig::default()).await;
     let (mut ws, _) = weft_core::ClientBuilder::new()
-        .extension(PerMessageDeflate::new())
+        .extension(rfc())
         .connect(&format!("ws://{addr}/plain"))
         .await
         .unwrap();
@@ -185,9 +185,17 @@ async fn a_client_asking_for_mux_and_compression_gets_only_mux() {
     let addr = echo_server(MuxConfig::default()).await;
     let (ws, _) = weft_core::ClientBuilder::new()
         .extension(weft_mux::MuxFactory { quota: 1000 })
-        .extension(PerMessageDeflate::new())
+        .extension(rfc())
         .connect(&format!("ws://{addr}/"))
         .await
         .unwrap();
     assert_eq!(weft_core::ext::format_extensions(ws.extensions()), "mux");
+}
+
+/// permessage-deflate with the RFC's default 32 KiB windows (the crate's
+/// default preset uses 8 KiB windows), so answers and vectors are the RFC's.
+fn rfc() -> PerMessageDeflate {
+    PerMessageDeflate::new()
+        .server_max_window_bits(weft_extensions::WindowBits::MAX)
+        .client_max_window_bits(weft_extensions::WindowBits::MAX)
 }

@@ -56,6 +56,8 @@ pub struct ToyExt {
     pub rsv: Rsv,
     /// Counts frames the decoder saw (shared with the test).
     pub decoded: Arc<AtomicUsize>,
+    /// Counts `idle` calls on either half (shared with the test).
+    pub idled: Arc<AtomicUsize>,
 }
 
 impl ToyExt {
@@ -64,12 +66,13 @@ impl ToyExt {
             toy,
             rsv: toy.rsv(),
             decoded: Arc::default(),
+            idled: Arc::default(),
         }
     }
 }
 
-struct ToyEnc(Toy, Rsv, bool);
-struct ToyDec(Toy, Rsv, bool, Arc<AtomicUsize>);
+struct ToyEnc(Toy, Rsv, bool, Arc<AtomicUsize>);
+struct ToyDec(Toy, Rsv, bool, Arc<AtomicUsize>, Arc<AtomicUsize>);
 
 impl Extension for ToyExt {
     fn name(&self) -> &str {
@@ -83,8 +86,8 @@ impl Extension for ToyExt {
     }
     fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
         (
-            Box::new(ToyEnc(self.toy, self.rsv, false)),
-            Box::new(ToyDec(self.toy, self.rsv, false, self.decoded)),
+            Box::new(ToyEnc(self.toy, self.rsv, false, self.idled.clone())),
+            Box::new(ToyDec(self.toy, self.rsv, false, self.decoded, self.idled)),
         )
     }
     fn as_any(&self) -> &dyn Any {
@@ -118,6 +121,10 @@ impl ExtensionEncoder for ToyEnc {
             }
         }
         Ok(())
+    }
+
+    fn idle(&mut self) {
+        self.3.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -160,6 +167,10 @@ impl ExtensionDecoder for ToyDec {
             }
         }
         Ok(())
+    }
+
+    fn idle(&mut self) {
+        self.4.fetch_add(1, Ordering::Relaxed);
     }
 }
 

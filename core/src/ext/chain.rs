@@ -56,6 +56,13 @@ impl EncoderChain {
         self.per_frame_from < self.stages.len()
     }
 
+    /// Tells every encoder the connection is idle.
+    pub fn idle(&mut self) {
+        for (_, _, enc) in &mut self.stages {
+            enc.idle();
+        }
+    }
+
     /// Runs the per-message encoders on a message or streamed fragment.
     pub fn encode_message(
         &mut self,
@@ -100,6 +107,13 @@ impl DecoderChain {
     /// True if no extension is negotiated.
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
+    }
+
+    /// Tells every decoder the connection is idle.
+    pub fn idle(&mut self) {
+        for (_, _, dec) in &mut self.stages {
+            dec.idle();
+        }
     }
 
     /// Decodes one data frame: all stages in reverse negotiated order (so the

@@ -161,6 +161,11 @@ pub trait ExtensionEncoder: Send + 'static {
     /// order when it streams one (the first with a data opcode, the rest
     /// [`OpCode::Continuation`](crate::OpCode::Continuation)).
     fn encode(&mut self, frame: &mut Frame, hints: &SendHints) -> Result<(), ExtensionError>;
+
+    /// The connection has been idle for
+    /// [`Config::release_idle_after`](crate::Config::release_idle_after):
+    /// free whatever can be rebuilt (compression contexts). Default: nothing.
+    fn idle(&mut self) {}
 }
 
 /// The incoming half of an extension.
@@ -171,6 +176,10 @@ pub trait ExtensionDecoder: Send + 'static {
     /// [`ExtensionError::too_big`] instead of producing more. This is the
     /// decompression-bomb defence.
     fn decode(&mut self, frame: &mut Frame, budget: usize) -> Result<(), ExtensionError>;
+
+    /// The connection has been idle: free whatever can be rebuilt. Default:
+    /// nothing.
+    fn idle(&mut self) {}
 }
 
 /// Builds client offers and validates the server's answer for one extension.

@@ -79,6 +79,12 @@ pub struct WebSocket<S> {
     close_timeout: Duration,
     keepalive: Option<Duration>,
     keepalive_at: Option<Instant>,
+    /// Idle release of extension state: the delay, when to check next, and
+    /// whether there was traffic since the last check (so busy connections
+    /// do not read the clock per message).
+    idle_after: Option<Duration>,
+    idle_at: Option<Instant>,
+    active: bool,
     finish_by: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
     slots: Arc<WakeSlots>,
@@ -111,6 +117,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         leftover: BytesMut,
     ) -> Self {
         let headers = extensions.headers().to_vec();
+        let has_extensions = !headers.is_empty();
         let (enc, dec) = extensions.into_chains();
         let session = Session::with_extensions(role, config, enc, dec);
         let slots = Arc::new(WakeSlots::default());
@@ -129,6 +136,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             close_timeout: config.close_timeout,
             keepalive: config.keepalive_interval,
             keepalive_at: config.keepalive_interval.map(|d| now + d),
+            idle_after: if has_extensions {
+                config.release_idle_after
+            } else {
+                None
+            },
+            idle_at: None,
+            active: false,
             finish_by: None,
             timer: None,
             slots,
@@ -247,6 +261,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if !matches!(self.phase, Phase::Open) {
             return Err(Error::Closed);
         }
+        self.mark_active();
         let s = self.conn.session();
         match msg {
             Message::Text(t) => s.send(OpCode::Text, t.into_bytes(), hints)?,
@@ -332,8 +347,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if let Some(d) = self.keepalive {
                 self.keepalive_at = Some(Instant::now() + d);
             }
+            self.mark_active();
         }
         Poll::Ready(Ok(n))
+    }
+
+    /// Notes traffic for the idle release timer.
+    fn mark_active(&mut self) {
+        if let Some(d) = self.idle_after {
+            self.active = true;
+            if self.idle_at.is_none() {
+                self.idle_at = Some(Instant::now() + d);
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -341,6 +367,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.conn.session_ref().poll_timeout(),
             self.keepalive_at,
             self.finish_by,
+            self.idle_at,
         ]
         .into_iter()
         .flatten()
@@ -367,6 +394,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         let now = Instant::now();
         self.conn.session().handle_timeout(now);
+        if let (Some(at), Some(d)) = (self.idle_at, self.idle_after) {
+            if now >= at {
+                if std::mem::take(&mut self.active) {
+                    self.idle_at = Some(now + d);
+                } else {
+                    self.idle_at = None;
+                    self.conn.session().idle();
+                }
+            }
+        }
         if let (Some(at), Some(d)) = (self.keepalive_at, self.keepalive) {
             if now >= at {
                 self.keepalive_at = Some(now + d);

@@ -34,6 +34,11 @@ pub struct Config {
     pub write_buffer_size: usize,
     /// Send a Ping after this much idle time, if set. Default: off.
     pub keepalive_interval: Option<Duration>,
+    /// After this long without traffic, negotiated extensions are told the
+    /// connection is idle so they can free what they can rebuild
+    /// (compression contexts). Only armed when extensions are negotiated.
+    /// Default 1 s; `None` never.
+    pub release_idle_after: Option<Duration>,
 }
 
 impl Default for Config {
@@ -48,6 +53,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             write_buffer_size: 128 << 10,
             keepalive_interval: None,
+            release_idle_after: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -85,4 +91,6 @@ setters! {
     write_buffer_size: usize,
     /// Sets [`Config::keepalive_interval`].
     keepalive_interval: Option<Duration>,
+    /// Sets [`Config::release_idle_after`].
+    release_idle_after: Option<Duration>,
 }

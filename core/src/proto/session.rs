@@ -184,6 +184,18 @@ impl Session {
         }
     }
 
+    /// True if any extension is negotiated.
+    pub fn has_extensions(&self) -> bool {
+        !self.encoders.is_empty() || !self.decoders.is_empty()
+    }
+
+    /// Tells the extensions the connection is idle, so they can free what
+    /// they can rebuild (see [`ExtensionEncoder::idle`](crate::ext::ExtensionEncoder::idle)).
+    pub fn idle(&mut self) {
+        self.encoders.idle();
+        self.decoders.idle();
+    }
+
     /// The configured message limit.
     pub fn max_message_size(&self) -> usize {
         self.max_message_size

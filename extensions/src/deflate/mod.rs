@@ -57,35 +57,70 @@ impl DeflateParams {
 }
 
 /// Keeps the last `2^w` bytes of a stream: all a DEFLATE context needs to
-/// carry over to the next message, at a fraction of the full zlib state.
+/// carry over to the next message, at a fraction of the full zlib state. A
+/// ring buffer, so recording a message costs one copy of (at most) its last
+/// window, never a shift of the whole history.
 #[derive(Debug, Default)]
 struct History {
-    bytes: Vec<u8>,
+    buf: Vec<u8>,
+    /// Index of the oldest byte once `buf` is full.
+    head: usize,
     max: usize,
 }
 
 impl History {
     fn new(window: WindowBits) -> Self {
         History {
-            bytes: Vec::new(),
+            buf: Vec::new(),
+            head: 0,
             max: 1 << window.get().max(9),
         }
     }
 
-    fn push(&mut self, data: &[u8]) {
+    fn push(&mut self, mut data: &[u8]) {
         if data.len() >= self.max {
-            self.bytes.clear();
-            self.bytes.extend_from_slice(&data[data.len() - self.max..]);
+            self.buf.clear();
+            self.buf.extend_from_slice(&data[data.len() - self.max..]);
+            self.head = 0;
             return;
         }
-        let excess = (self.bytes.len() + data.len()).saturating_sub(self.max);
-        self.bytes.drain(..excess);
-        self.bytes.extend_from_slice(data);
+        if self.buf.len() < self.max {
+            let take = (self.max - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+        }
+        while !data.is_empty() {
+            let n = data.len().min(self.max - self.head);
+            self.buf[self.head..self.head + n].copy_from_slice(&data[..n]);
+            self.head = (self.head + n) % self.max;
+            data = &data[n..];
+        }
+    }
+
+    /// The history, oldest byte first.
+    fn contiguous(&mut self) -> &[u8] {
+        if self.head != 0 {
+            self.buf.rotate_left(self.head);
+            self.head = 0;
+        }
+        &self.buf
     }
 
     fn clear(&mut self) {
-        self.bytes = Vec::new();
+        self.buf = Vec::new();
+        self.head = 0;
     }
+}
+
+/// When a context gives up its zlib state (see [`crate::MemoryStrategy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Never (while the window matters).
+    Never,
+    /// When the connection has been idle (see `weft_core::Config::release_idle_after`).
+    WhenIdle,
+    /// After every message.
+    EveryMessage,
 }
 
 /// A raw-DEFLATE compressor for one direction of one connection.
@@ -102,6 +137,7 @@ pub struct Compressor {
     inner: Option<Box<Deflate>>,
     pool: Option<Arc<ContextPool>>,
     history: Option<History>,
+    release: Release,
 }
 
 impl std::fmt::Debug for Compressor {
@@ -115,13 +151,14 @@ impl std::fmt::Debug for Compressor {
 
 impl Compressor {
     /// A compressor that allocates nothing until it is first used.
-    pub fn new(params: DeflateParams, pool: Option<Arc<ContextPool>>, hibernate: bool) -> Self {
-        let history = hibernate.then(|| History::new(params.window));
+    pub fn new(params: DeflateParams, pool: Option<Arc<ContextPool>>, release: Release) -> Self {
+        let history = (release != Release::Never).then(|| History::new(params.window));
         Compressor {
             params,
             inner: None,
             pool,
             history,
+            release,
         }
     }
 
@@ -140,8 +177,8 @@ impl Compressor {
                 .as_ref()
                 .and_then(|p| p.take(&params))
                 .unwrap_or_else(|| Box::new(Deflate::new_with_config(params.config())));
-            if let Some(h) = self.history.as_ref().filter(|h| !h.bytes.is_empty()) {
-                d.set_dictionary(&h.bytes).map_err(|e| {
+            if let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
+                d.set_dictionary(h.contiguous()).map_err(|e| {
                     ExtensionError::internal(format!("deflate dictionary: {}", e.as_str()))
                 })?;
             }
@@ -175,31 +212,42 @@ impl Compressor {
     }
 
     /// Ends a message. `takeover` keeps the LZ77 window for the next one
-    /// (context takeover); otherwise it is forgotten. A hibernating
-    /// compressor gives its state back to the pool (or frees it) either way;
-    /// a live one is reset in place only when the window is forgotten.
+    /// (context takeover); otherwise it is forgotten. State is given back to
+    /// the pool (or freed) when the window is forgotten and a pool or
+    /// release policy allows, or after every message with
+    /// [`Release::EveryMessage`]; otherwise it is reset in place or kept.
     pub fn end_message(&mut self, takeover: bool) {
-        let hibernate = self.history.is_some();
         if !takeover {
             if let Some(h) = &mut self.history {
                 h.clear();
             }
-        } else if !hibernate {
-            return;
         }
+        let give_up = self.release == Release::EveryMessage
+            || (!takeover && (self.pool.is_some() || self.release != Release::Never));
+        if give_up {
+            self.give_up();
+        } else if !takeover {
+            if let Some(d) = &mut self.inner {
+                d.reset();
+            }
+        }
+    }
+
+    /// The connection is idle: with a release policy, give the zlib state up
+    /// and keep only the window.
+    pub fn idle(&mut self) {
+        if self.release != Release::Never {
+            self.give_up();
+        }
+    }
+
+    fn give_up(&mut self) {
         let Some(mut d) = self.inner.take() else {
             return;
         };
-        match &self.pool {
-            Some(pool) => {
-                d.reset();
-                pool.put(self.params, d);
-            }
-            None if hibernate => {}
-            None => {
-                d.reset();
-                self.inner = Some(d);
-            }
+        if let Some(pool) = &self.pool {
+            d.reset();
+            pool.put(self.params, d);
         }
     }
 }
@@ -213,6 +261,7 @@ pub struct Decompressor {
     window: WindowBits,
     inner: Option<Box<Decompress>>,
     history: Option<History>,
+    release: Release,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -226,11 +275,13 @@ impl std::fmt::Debug for Decompressor {
 
 impl Decompressor {
     /// A decompressor that allocates nothing until it is first used.
-    pub fn new(window: WindowBits, hibernate: bool) -> Self {
+    pub fn new(window: WindowBits, release: Release) -> Self {
+        let history = (release != Release::Never).then(|| History::new(window));
         Decompressor {
             window,
             inner: None,
-            history: hibernate.then(|| History::new(window)),
+            history,
+            release,
         }
     }
 
@@ -258,8 +309,8 @@ impl Decompressor {
     ) -> Result<(), ExtensionError> {
         if self.inner.is_none() {
             let mut d = self.make();
-            if let Some(h) = self.history.as_ref().filter(|h| !h.bytes.is_empty()) {
-                d.set_dictionary(&h.bytes)
+            if let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
+                d.set_dictionary(h.contiguous())
                     .map_err(|e| ExtensionError::internal(format!("inflate dictionary: {e}")))?;
             }
             self.inner = Some(d);
@@ -346,19 +397,29 @@ impl Decompressor {
     /// Ends a message. `takeover` says the peer may refer back to it (its
     /// context takeover). Without it the window is dropped, so a peer that
     /// breaks its own no-context-takeover promise fails with 1007 on its next
-    /// back-reference instead of being silently tolerated. A hibernating
-    /// decompressor frees its state either way (keeping only the window when
-    /// `takeover`).
+    /// back-reference instead of being silently tolerated. With
+    /// [`Release::EveryMessage`] the state is freed (keeping only the window
+    /// when `takeover`).
     pub fn end_message(&mut self, takeover: bool) {
-        if let Some(h) = &mut self.history {
-            if !takeover {
+        if !takeover {
+            if let Some(h) = &mut self.history {
                 h.clear();
             }
+        }
+        if self.release == Release::EveryMessage {
             self.inner = None;
         } else if !takeover {
             if let Some(d) = &mut self.inner {
                 d.reset(false);
             }
+        }
+    }
+
+    /// The connection is idle: with a release policy, free the zlib state
+    /// and keep only the window.
+    pub fn idle(&mut self) {
+        if self.release != Release::Never {
+            self.inner = None;
         }
     }
 }
@@ -406,11 +467,11 @@ mod tests {
                 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
             ],
         ] {
-            let mut d = Decompressor::new(WindowBits::MAX, false);
+            let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
             assert_eq!(inflate(&mut d, payload), b"Hello", "{payload:02x?}");
         }
         // Shared window: the second message is a back-reference.
-        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
         assert_eq!(
             inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
             b"Hello"
@@ -420,7 +481,7 @@ mod tests {
         assert_eq!(inflate(&mut d, &[0x00]), b"");
         assert_eq!(inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00]), b"Hello");
         // A BFINAL message, then a message referring back into it.
-        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
         assert_eq!(
             inflate(&mut d, &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]),
             b"Hello"
@@ -430,7 +491,7 @@ mod tests {
 
     #[test]
     fn compressor_matches_rfc_vectors() {
-        let mut c = Compressor::new(params(15), None, false);
+        let mut c = Compressor::new(params(15), None, Release::Never);
         let mut out = Vec::new();
         c.compress(b"Hello", &mut out).unwrap();
         assert_eq!(
@@ -459,8 +520,8 @@ mod tests {
             .map(|i| ((i * 7919) % 253) as u8 ^ (i / 1000) as u8)
             .collect();
         for w in 8..=15 {
-            let mut c = Compressor::new(params(w), None, false);
-            let mut d = Decompressor::new(WindowBits::new(w).unwrap(), false);
+            let mut c = Compressor::new(params(w), None, Release::Never);
+            let mut d = Decompressor::new(WindowBits::new(w).unwrap(), Release::Never);
             for len in [0usize, 1, 100, 5000, 70_000, 300_000] {
                 let mut out = Vec::new();
                 c.compress(&data[..len], &mut out).unwrap();
@@ -473,15 +534,15 @@ mod tests {
     #[test]
     fn budget_at_limit_and_one_past() {
         let data = vec![b'a'; 10_000];
-        let mut c = Compressor::new(params(15), None, false);
+        let mut c = Compressor::new(params(15), None, Release::Never);
         let mut out = Vec::new();
         c.compress(&data, &mut out).unwrap();
         let payload = finish_message(out);
-        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
         let mut out = Vec::new();
         d.decompress(&payload, true, 10_000, &mut out).unwrap();
         assert_eq!(out.len(), 10_000);
-        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
         let mut out = Vec::new();
         let e = d.decompress(&payload, true, 9_999, &mut out).unwrap_err();
         assert_eq!(e.code.as_u16(), 1009);
@@ -494,9 +555,16 @@ mod tests {
         // messages while holding only the window between them.
         let pool = Arc::new(ContextPool::new(4));
         for (hc, hd) in [(true, true), (true, false), (false, true)] {
-            let mut c = Compressor::new(params(12), Some(pool.clone()), hc);
-            let mut d = Decompressor::new(WindowBits::new(12).unwrap(), hd);
-            let mut live = Decompressor::new(WindowBits::new(12).unwrap(), false);
+            let rel = |h: bool| {
+                if h {
+                    Release::EveryMessage
+                } else {
+                    Release::Never
+                }
+            };
+            let mut c = Compressor::new(params(12), Some(pool.clone()), rel(hc));
+            let mut d = Decompressor::new(WindowBits::new(12).unwrap(), rel(hd));
+            let mut live = Decompressor::new(WindowBits::new(12).unwrap(), Release::Never);
             let msg = b"the same sentence, again and again, the same sentence".repeat(3);
             let mut sizes = Vec::new();
             for _ in 0..4 {
@@ -517,9 +585,51 @@ mod tests {
     }
 
     #[test]
+    fn idle_release_keeps_context_takeover() {
+        let pool = Arc::new(ContextPool::new(4));
+        let mut c = Compressor::new(params(15), Some(pool.clone()), Release::WhenIdle);
+        let mut d = Decompressor::new(WindowBits::MAX, Release::WhenIdle);
+        let msg = b"a sentence long enough to be worth a back-reference, twice".repeat(2);
+        let mut sizes = Vec::new();
+        for i in 0..4 {
+            let mut out = Vec::new();
+            c.compress(&msg, &mut out).unwrap();
+            c.end_message(true);
+            let payload = finish_message(out);
+            sizes.push(payload.len());
+            assert_eq!(inflate(&mut d, &payload), msg);
+            d.end_message(true);
+            // Busy connections keep their contexts between messages.
+            assert!(c.is_allocated() && d.is_allocated());
+            if i % 2 == 1 {
+                c.idle();
+                d.idle();
+                assert!(!c.is_allocated() && !d.is_allocated());
+                assert_eq!(pool.len(), 1);
+            }
+        }
+        // Every message after the first refers back, across idle periods too.
+        assert!(sizes[1..].iter().all(|s| *s < sizes[0] / 3), "{sizes:?}");
+    }
+
+    #[test]
+    fn history_ring_keeps_the_last_window() {
+        let mut h = History::new(WindowBits::new(9).unwrap());
+        let data: Vec<u8> = (0..2000u32).map(|i| i as u8).collect();
+        for chunk in data.chunks(37) {
+            h.push(chunk);
+        }
+        assert_eq!(h.contiguous(), &data[2000 - 512..]);
+        h.push(&data[..100]);
+        let mut want = data[2000 - 412..].to_vec();
+        want.extend_from_slice(&data[..100]);
+        assert_eq!(h.contiguous(), &want[..]);
+    }
+
+    #[test]
     fn a_peer_breaking_no_context_takeover_is_caught() {
         // The second "Hello" refers back into the first message.
-        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
         assert_eq!(
             inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
             b"Hello"
@@ -534,7 +644,7 @@ mod tests {
 
     #[test]
     fn corrupt_data_is_1007() {
-        let mut d = Decompressor::new(WindowBits::MAX, false);
+        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
         let mut out = Vec::new();
         let e = d
             .decompress(&[0xff, 0xff, 0xff, 0xff, 0x00], true, 1000, &mut out)
@@ -545,13 +655,13 @@ mod tests {
     #[test]
     fn pooled_compressor_is_reused() {
         let pool = Arc::new(ContextPool::new(4));
-        let mut c = Compressor::new(params(10), Some(pool.clone()), false);
+        let mut c = Compressor::new(params(10), Some(pool.clone()), Release::Never);
         let mut out = Vec::new();
         c.compress(b"Hello", &mut out).unwrap();
         c.end_message(false);
         assert!(!c.is_allocated());
         assert_eq!(pool.len(), 1);
-        let mut c2 = Compressor::new(params(10), Some(pool.clone()), false);
+        let mut c2 = Compressor::new(params(10), Some(pool.clone()), Release::Never);
         let mut out = Vec::new();
         c2.compress(b"Hello", &mut out).unwrap();
         assert_eq!(pool.len(), 0);
