@@ -87,8 +87,10 @@ pub struct WebSocket<S> {
     active: bool,
     finish_by: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
-    slots: Arc<WakeSlots>,
-    waker: Waker,
+    /// Set by [`split`](WebSocket::split): both halves poll the transport
+    /// with one waker that wakes both tasks. Unsplit, the caller's waker is
+    /// used directly.
+    split: Option<(Arc<WakeSlots>, Waker)>,
     protocol: Option<String>,
     extensions: Vec<ExtensionHeader>,
 }
@@ -120,8 +122,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let has_extensions = !headers.is_empty();
         let (enc, dec) = extensions.into_chains();
         let session = Session::with_extensions(role, config, enc, dec);
-        let slots = Arc::new(WakeSlots::default());
-        let waker = wake::combined(&slots);
         let now = Instant::now();
         WebSocket {
             io,
@@ -145,8 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             active: false,
             finish_by: None,
             timer: None,
-            slots,
-            waker,
+            split: None,
             protocol,
             extensions: headers,
         }
@@ -274,37 +273,59 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         Ok(())
     }
 
+    /// Split halves poll the transport with the combined waker.
+    fn shared_waker(&self, cx: &Context<'_>, read: bool) -> Option<Waker> {
+        let (slots, waker) = self.split.as_ref()?;
+        if read {
+            slots.register_read(cx.waker());
+        } else {
+            slots.register_write(cx.waker());
+        }
+        Some(waker.clone())
+    }
+
     fn poll_ready_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.slots.register_write(cx.waker());
+        if let Some(w) = self.shared_waker(cx, false) {
+            return self.poll_ready_with(&mut Context::from_waker(&w));
+        }
+        self.poll_ready_with(cx)
+    }
+
+    fn poll_ready_with(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if !matches!(self.phase, Phase::Open) {
             return Poll::Ready(Err(Error::Closed));
         }
         if self.write_buf.len() >= self.write_high_water {
-            ready!(self.poll_write_out())?;
+            ready!(self.poll_write_out(cx))?;
         }
         Poll::Ready(Ok(()))
     }
 
     fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.slots.register_write(cx.waker());
+        if let Some(w) = self.shared_waker(cx, false) {
+            return self.poll_flush_with(&mut Context::from_waker(&w));
+        }
+        self.poll_flush_with(cx)
+    }
+
+    fn poll_flush_with(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.conn.poll_transmit(&mut self.write_buf);
         if matches!(self.phase, Phase::Done) && !self.write_buf.is_empty() {
             return Poll::Ready(Err(Error::Closed));
         }
-        ready!(self.poll_write_out())?;
+        ready!(self.poll_write_out(cx))?;
         Poll::Ready(Ok(()))
     }
 
     /// Writes the write buffer out and flushes the transport.
-    fn poll_write_out(&mut self) -> Poll<std::io::Result<()>> {
-        let mut cx = Context::from_waker(&self.waker);
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while !self.write_buf.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let n = self.write_buf.chunks(&mut slices);
             let written = if self.io.is_write_vectored() {
-                ready!(Pin::new(&mut self.io).poll_write_vectored(&mut cx, &slices[..n]))?
+                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
             } else {
-                ready!(Pin::new(&mut self.io).poll_write(&mut cx, &slices[0]))?
+                ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?
             };
             if written == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
@@ -313,15 +334,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.needs_flush = true;
         }
         if self.needs_flush {
-            ready!(Pin::new(&mut self.io).poll_flush(&mut cx))?;
+            ready!(Pin::new(&mut self.io).poll_flush(cx))?;
             self.needs_flush = false;
         }
         Poll::Ready(Ok(()))
     }
 
     /// Reads more bytes into the read buffer; `Ok(0)` is end of stream.
-    fn poll_fill(&mut self) -> Poll<std::io::Result<usize>> {
-        let mut cx = Context::from_waker(&self.waker);
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * self.read_size {
             // Give back what a large message or a burst left behind.
             self.read_buf = BytesMut::new();
@@ -333,7 +353,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         let spare = self.read_buf.spare_capacity_mut();
         let offered = spare.len();
         let mut rb = ReadBuf::uninit(spare);
-        ready!(Pin::new(&mut self.io).poll_read(&mut cx, &mut rb))?;
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
         let n = rb.filled().len();
         // SAFETY: `poll_read` initialized the first `n` bytes of the spare
         // capacity (ReadBuf tracks exactly what was filled).
@@ -376,7 +396,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls the single timer; returns true if a deadline passed (state may
     /// have changed).
-    fn poll_timers(&mut self) -> bool {
+    fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(deadline) = self.next_deadline() else {
             self.timer = None;
             return false;
@@ -388,8 +408,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         if timer.deadline() != at {
             timer.as_mut().reset(at);
         }
-        let mut cx = Context::from_waker(&self.waker);
-        if timer.as_mut().poll(&mut cx).is_pending() {
+        if timer.as_mut().poll(cx).is_pending() {
             return false;
         }
         let now = Instant::now();
@@ -417,12 +436,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        self.slots.register_read(cx.waker());
+        if let Some(w) = self.shared_waker(cx, true) {
+            return self.poll_recv_with(&mut Context::from_waker(&w));
+        }
+        self.poll_recv_with(cx)
+    }
+
+    fn poll_recv_with(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
             match &mut self.phase {
                 Phase::Done => return Poll::Ready(None),
                 Phase::Closing | Phase::Failing(_) => {
-                    ready!(self.poll_finish());
+                    ready!(self.poll_finish(cx));
                     return match std::mem::replace(&mut self.phase, Phase::Done) {
                         Phase::Failing(Some(e)) => Poll::Ready(Some(Err(e))),
                         _ => Poll::Ready(None),
@@ -439,7 +464,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     if self.conn.session_ref().is_finished() {
                         self.enter(Phase::Closing);
                     } else if replies {
-                        if let Poll::Ready(Err(e)) = self.poll_write_out() {
+                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                             self.enter(Phase::Failing(Some(e.into())));
                         }
                     }
@@ -457,14 +482,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 continue;
             }
             self.conn.poll_transmit(&mut self.write_buf);
-            if let Poll::Ready(Err(e)) = self.poll_write_out() {
+            if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                 self.enter(Phase::Failing(Some(e.into())));
                 continue;
             }
-            if self.poll_timers() {
+            if self.poll_timers(cx) {
                 continue;
             }
-            match ready!(self.poll_fill()) {
+            match ready!(self.poll_fill(cx)) {
                 Ok(0) => {
                     self.eof = true;
                     self.phase = Phase::Done;
@@ -486,16 +511,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Flushes, waits for the server's end of stream on a client after a
     /// clean close, and shuts the transport down; bounded by the close timeout.
-    fn poll_finish(&mut self) -> Poll<()> {
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             if self.finish_by.is_some_and(|d| Instant::now() >= d) {
                 return Poll::Ready(());
             }
-            let timer_fired = self.poll_timers();
+            let timer_fired = self.poll_timers(cx);
             if timer_fired {
                 continue;
             }
-            match self.poll_write_out() {
+            match self.poll_write_out(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(())) => {}
@@ -504,7 +529,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if clean && self.role() == Role::Client && !self.eof {
                 // RFC 6455 §7.1.1: the client waits for the server to close TCP.
                 self.read_buf.clear();
-                match ready!(self.poll_fill()) {
+                match ready!(self.poll_fill(cx)) {
                     Ok(0) | Err(_) => self.eof = true,
                     Ok(_) => {
                         self.read_buf.clear();
@@ -512,8 +537,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     }
                 }
             }
-            let mut cx = Context::from_waker(&self.waker);
-            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(&mut cx));
+            let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
             self.timer = None;
             return Poll::Ready(());
         }

@@ -34,7 +34,10 @@ pub struct WebSocketWriter<S> {
     shared: Shared<S>,
 }
 
-pub(super) fn split<S>(ws: WebSocket<S>) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+pub(super) fn split<S>(mut ws: WebSocket<S>) -> (WebSocketReader<S>, WebSocketWriter<S>) {
+    let slots = Arc::new(super::wake::WakeSlots::default());
+    let waker = super::wake::combined(&slots);
+    ws.split = Some((slots, waker));
     let shared = Arc::new(Mutex::new(ws));
     (
         WebSocketReader {
@@ -60,7 +63,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         }
         drop(writer);
         match Arc::try_unwrap(self.shared) {
-            Ok(m) => Ok(m.into_inner().unwrap_or_else(|e| e.into_inner())),
+            Ok(m) => {
+                let mut ws = m.into_inner().unwrap_or_else(|e| e.into_inner());
+                ws.split = None;
+                Ok(ws)
+            }
             Err(_) => unreachable!("both halves were given back"),
         }
     }

@@ -37,6 +37,8 @@ impl Wake for WakeSlots {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
+        // Taken, not kept: a task that moved on to other work must not be
+        // woken by every later readiness event.
         for slot in [&self.read, &self.write] {
             if let Some(w) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 w.wake();
