@@ -1,1 +1,61 @@
-//! Shared bench helpers.
+//! Shared bench helpers: echo servers written with each implementation under
+//! test ([`servers`]) and one raw, library-independent WebSocket client
+//! ([`client`]) that drives all of them identically.
+
+pub mod client;
+pub mod servers;
+
+/// Raises `RLIMIT_NOFILE` to its hard limit; returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: `getrlimit`/`setrlimit` only read and write the `rlimit` struct
+    // we pass, which lives on the stack for the duration of the calls.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+                lim = wanted;
+            }
+        }
+        lim.rlim_cur
+    }
+}
+
+/// The current thread's CPU affinity mask (Linux `sched_getaffinity`).
+pub fn thread_affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: `cpu_set_t` is plain data (all-zero is a valid empty set), and
+    // `sched_getaffinity` writes at most `size_of::<cpu_set_t>()` bytes to it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
+            .then_some(set)
+    }
+}
+
+/// Sets the current thread's CPU affinity mask; false on failure.
+pub fn set_thread_affinity(set: &libc::cpu_set_t) -> bool {
+    // SAFETY: `set` is a valid, initialized `cpu_set_t` of the size passed.
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) == 0 }
+}
+
+/// The lowest CPU in `set`, as a one-CPU mask.
+pub fn first_cpu_of(set: &libc::cpu_set_t) -> Option<libc::cpu_set_t> {
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `CPU_ISSET`/`CPU_SET` index inside the set (cpu < max), and an
+    // all-zero `cpu_set_t` is a valid empty set.
+    unsafe {
+        let cpu = (0..max).find(|&c| libc::CPU_ISSET(c, set))?;
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        Some(one)
+    }
+}

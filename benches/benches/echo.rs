@@ -1,0 +1,205 @@
+//! Echo throughput: weft against tokio-tungstenite, fastwebsockets and
+//! tokio-websockets, in one run.
+//!
+//! Each implementation runs an echo server (see `weft_benches::servers`) on
+//! 127.0.0.1:0 in a tokio multi-thread runtime (default worker count). The
+//! same hand-written raw client (`weft_benches::client`) drives every server
+//! from a current-thread runtime on the bench's main thread.
+//!
+//! Cells (criterion group `<mode>/<size>`, one benchmark per implementation):
+//! - `c1`: 1 connection, one message in flight (send, wait for the echo,
+//!   repeat); one iteration = 1 message.
+//! - `c64`: 64 connections, pipelined: up to 16 messages in flight per
+//!   connection (2 for 1 MiB); one iteration = 1 message per connection
+//!   (64 messages).
+//!
+//! The `c1` groups run with the client thread and the server's worker
+//! threads pinned to one CPU (set `WEFT_BENCH_NO_PIN=1` to run them
+//! unpinned). On the 2-vCPU VM these numbers were taken on, a wake-up across
+//! CPUs costs ~30 µs, so an unpinned ping-pong measured 6 µs or 70 µs per
+//! round trip depending on where the scheduler happened to put the threads,
+//! whatever the server. Pinned, a round trip is the client's, the kernel's
+//! and the server's work per message, in series. The `c64` groups are not
+//! pinned: there the server's workers use both CPUs.
+//!
+//! Each group also has a `raw-tcp-echo` row: not a WebSocket server but a
+//! plain read/write echo of the raw bytes after a hand-made handshake, as the
+//! ceiling of what this client and the loopback allow.
+//!
+//! Throughput is payload bytes echoed (one direction).
+//!
+//! ```text
+//! cargo bench -p weft-benches --bench echo            # everything (~5 min)
+//! cargo bench -p weft-benches --bench echo -- c64/1KiB # one group
+//! ```
+
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+use weft_benches::client::{EchoConn, masked_frame, payload};
+use weft_benches::servers::{Impl, serve, serve_raw_tcp};
+
+/// Name of the raw TCP echo baseline row.
+const BASELINE: &str = "raw-tcp-echo";
+
+/// Message sizes.
+const SIZES: [(usize, &str); 4] = [
+    (16, "16B"),
+    (1 << 10, "1KiB"),
+    (64 << 10, "64KiB"),
+    (1 << 20, "1MiB"),
+];
+/// Upper bound for one measured batch (guards against a hung server).
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Copy)]
+struct Mode {
+    name: &'static str,
+    conns: usize,
+    /// Messages in flight per connection, by message size.
+    window: fn(usize) -> u64,
+}
+
+const MODES: [Mode; 2] = [
+    Mode {
+        name: "c1",
+        conns: 1,
+        window: |_| 1,
+    },
+    Mode {
+        name: "c64",
+        conns: 64,
+        window: |size| if size >= 1 << 20 { 2 } else { 16 },
+    },
+];
+
+/// Set to run the `c1` groups unpinned (see the module docs).
+const NO_PIN_ENV: &str = "WEFT_BENCH_NO_PIN";
+
+fn main() {
+    weft_benches::raise_fd_limit();
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let all_cpus = weft_benches::thread_affinity();
+    let one_cpu = all_cpus.as_ref().and_then(weft_benches::first_cpu_of);
+    let pin_c1 = std::env::var_os(NO_PIN_ENV).is_none();
+
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+
+    for mode in MODES {
+        // c1: client thread and server workers on one CPU (see module docs).
+        let pin = if mode.conns == 1 && pin_c1 {
+            one_cpu
+        } else {
+            None
+        };
+        if let Some(set) = &pin {
+            weft_benches::set_thread_affinity(set);
+        }
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.enable_all();
+        if let Some(set) = pin {
+            builder.on_thread_start(move || {
+                weft_benches::set_thread_affinity(&set);
+            });
+        }
+        let server_rt = builder.build().expect("server runtime");
+        let servers = start_servers(&server_rt);
+
+        for (size, size_name) in SIZES {
+            let mut group = c.benchmark_group(format!("{}/{size_name}", mode.name));
+            group.sampling_mode(SamplingMode::Flat);
+            group.throughput(Throughput::Bytes((size * mode.conns) as u64));
+            for &(name, addr) in &servers {
+                bench_cell(&mut group, &client_rt, name, addr, mode, size);
+            }
+            group.finish();
+        }
+        server_rt.shutdown_timeout(Duration::from_secs(1));
+        if let (Some(_), Some(all)) = (&pin, &all_cpus) {
+            weft_benches::set_thread_affinity(all);
+        }
+    }
+    c.final_summary();
+}
+
+/// Starts every echo server (and the baseline) on `rt`.
+fn start_servers(rt: &Runtime) -> Vec<(&'static str, SocketAddr)> {
+    let bind = || {
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        (listener, addr)
+    };
+    let mut servers: Vec<(&'static str, SocketAddr)> = Impl::ALL
+        .into_iter()
+        .map(|imp| {
+            let (listener, addr) = bind();
+            rt.spawn(serve(imp, listener));
+            (imp.name(), addr)
+        })
+        .collect();
+    let (listener, addr) = bind();
+    rt.spawn(serve_raw_tcp(listener));
+    servers.push((BASELINE, addr));
+    servers
+}
+
+fn bench_cell(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    name: &'static str,
+    addr: SocketAddr,
+    mode: Mode,
+    size: usize,
+) {
+    let body = payload(size);
+    let frame = masked_frame(&body);
+    let window = (mode.window)(size);
+    let burst = frame.repeat(window as usize);
+
+    // Opened on first use (so a filtered-out cell opens nothing), checked
+    // once, and kept for all samples of the cell; closed when the cell ends.
+    let mut conns: Vec<EchoConn> = Vec::new();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                while conns.len() < mode.conns {
+                    let mut conn = EchoConn::connect(addr)
+                        .await
+                        .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
+                    let checked = if name == BASELINE {
+                        conn.verify_raw(&frame).await
+                    } else {
+                        conn.verify(&frame, &body).await
+                    };
+                    checked.unwrap_or_else(|e| panic!("{name}: echo check: {e}"));
+                    conns.push(conn);
+                }
+                let start = Instant::now();
+                let all = futures_util::future::join_all(
+                    conns
+                        .iter_mut()
+                        .map(|c| c.run(&burst, frame.len(), size, window, iters)),
+                );
+                let results = tokio::time::timeout(RUN_TIMEOUT, all)
+                    .await
+                    .unwrap_or_else(|_| panic!("{name}: echo run timed out"));
+                let elapsed = start.elapsed();
+                for r in results {
+                    r.unwrap_or_else(|e| panic!("{name}: echo run: {e}"));
+                }
+                elapsed
+            })
+        })
+    });
+    drop(conns);
+}

@@ -1,0 +1,365 @@
+//! Multiplexing benchmarks (issue: weft-mux).
+//!
+//! ```text
+//! cargo run --release -p weft-benches --bin mux_bench -- [--quick] [throughput] [memory] [fairness]
+//! ```
+//!
+//! - **throughput**: K logical channels over one connection against K
+//!   separate connections, K = 1, 10, 100, 1000, with 1 KiB and 64 KiB
+//!   messages. Every channel (or connection) runs send-then-receive loops on
+//!   its own task against an in-process echo server; the figure is echoed
+//!   messages per second over all of them.
+//! - **memory**: resident memory per idle logical channel with 10,000
+//!   channels open on one connection. The server runs in a child process
+//!   (this binary re-executed with `--serve`), so only its memory is counted;
+//!   measured once with the server holding the channel handles and once with
+//!   an echo task per channel (what an application typically does).
+//! - **fairness**: while one channel streams 100 MiB (1 MiB messages,
+//!   echoed), another sends a 64-byte message every millisecond and times
+//!   its echo: p50, p99 and maximum latency.
+//!
+//! Loopback only; every loop is bounded in count and time.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use weft_core::handshake::ServerOptions;
+use weft_core::{ClientBuilder, Message, ServerBuilder};
+use weft_mux::{Accepted, Channel, MuxClient, MuxConfig, MuxServerBuilder};
+
+fn config() -> MuxConfig {
+    MuxConfig::default().max_channels(20_000)
+}
+
+/// Serves mux and plain clients on `listener`; `hold` keeps channel handles
+/// instead of running an echo task per channel.
+async fn serve(listener: TcpListener, hold: bool) {
+    let server = MuxServerBuilder::new(ServerBuilder::new(), config(), ServerOptions::default());
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        tokio::spawn(async move {
+            match server.accept(stream).await {
+                Ok(Accepted::Plain(mut ws)) => {
+                    while let Some(Ok(m)) = ws.recv().await {
+                        if m.is_data() && ws.feed(m).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Ok(Accepted::Mux(mut conn)) => {
+                    let mut held: Vec<Channel> = Vec::new();
+                    while let Some(incoming) = conn.next_channel().await {
+                        let Ok(mut ch) = incoming.accept() else {
+                            continue;
+                        };
+                        if hold {
+                            held.push(ch);
+                            continue;
+                        }
+                        tokio::spawn(async move {
+                            while let Some(Ok(m)) = ch.recv().await {
+                                if m.is_data() && ch.send(m).await.is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                }
+                Err(_) => {}
+            }
+        });
+    }
+}
+
+async fn start_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(serve(listener, false));
+    addr
+}
+
+async fn open_channels(client: &MuxClient, k: usize) -> Vec<Channel> {
+    let mut out = Vec::with_capacity(k);
+    for batch in (0..k).collect::<Vec<_>>().chunks(200) {
+        let opens = batch.iter().map(|i| {
+            let client = client.clone();
+            async move {
+                client
+                    .open_channel(&format!("/c{i}"), &[], Vec::new())
+                    .await
+            }
+        });
+        for ch in futures_util::future::join_all(opens).await {
+            out.push(ch.expect("open channel"));
+        }
+    }
+    out
+}
+
+/// Messages per second for `k` channels (or connections) each echoing
+/// `per` messages of `size` bytes one at a time.
+async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool) -> f64 {
+    let total_budget: usize = if size >= 65536 { 4_000 } else { 40_000 };
+    let per = (total_budget / k).max(2);
+    let payload = Message::binary(vec![0x5au8; size]);
+    let started;
+    let mut tasks = Vec::with_capacity(k);
+    if mux {
+        let client = MuxClient::connect(&format!("ws://{addr}/"), config())
+            .await
+            .expect("mux connect");
+        let channels = open_channels(&client, k).await;
+        started = Instant::now();
+        for mut ch in channels {
+            let payload = payload.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per {
+                    ch.send(payload.clone()).await.expect("send");
+                    match ch.recv().await {
+                        Some(Ok(m)) if m.len() == size => {}
+                        other => panic!("bad echo: {:?}", other.map(|r| r.map(|m| m.len()))),
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(120), t)
+                .await
+                .expect("bounded")
+                .expect("task");
+        }
+        client.close();
+    } else {
+        let mut conns = Vec::with_capacity(k);
+        for _ in 0..k {
+            let (ws, _) = ClientBuilder::new()
+                .connect(&format!("ws://{addr}/"))
+                .await
+                .expect("connect");
+            conns.push(ws);
+        }
+        started = Instant::now();
+        for mut ws in conns {
+            let payload = payload.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..per {
+                    ws.send(payload.clone()).await.expect("send");
+                    match ws.recv().await {
+                        Some(Ok(m)) if m.len() == size => {}
+                        other => panic!("bad echo: {:?}", other.map(|r| r.map(|m| m.len()))),
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(120), t)
+                .await
+                .expect("bounded")
+                .expect("task");
+        }
+    }
+    (k * per) as f64 / started.elapsed().as_secs_f64()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Child mode: serve on 127.0.0.1:0, print the port, exit when stdin closes.
+fn serve_child(hold: bool) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!("{}", listener.local_addr().expect("addr").port());
+        let _ = std::io::stdout().flush();
+        tokio::spawn(serve(listener, hold));
+        let _ = tokio::time::timeout(
+            Duration::from_secs(600),
+            tokio::task::spawn_blocking(|| {
+                let mut line = String::new();
+                let _ = std::io::stdin().read_line(&mut line);
+            }),
+        )
+        .await;
+    });
+}
+
+async fn memory(channels: usize, hold: bool) -> (f64, u64, u64) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .arg("--serve")
+        .arg(if hold { "hold" } else { "tasks" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut port)
+        .expect("port");
+    let addr = format!("127.0.0.1:{}", port.trim());
+    // Warm up: one mux connection with a few channels, then closed.
+    {
+        let c = MuxClient::connect(&format!("ws://{addr}/"), config())
+            .await
+            .expect("connect");
+        let _w = open_channels(&c, 50).await;
+        c.close();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let client = MuxClient::connect(&format!("ws://{addr}/"), config())
+        .await
+        .expect("connect");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(child.id());
+    let held = open_channels(&client, channels).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(child.id());
+    drop(held);
+    client.close();
+    drop(child.stdin.take());
+    let _ = child.wait();
+    (
+        (after.saturating_sub(before)) as f64 * 1024.0 / channels as f64,
+        before,
+        after,
+    )
+}
+
+async fn fairness(
+    addr: std::net::SocketAddr,
+    total_mib: usize,
+) -> (Duration, Duration, Duration, usize) {
+    let client = MuxClient::connect(&format!("ws://{addr}/"), config())
+        .await
+        .expect("connect");
+    let mut bulk = client
+        .open_channel("/bulk", &[], Vec::new())
+        .await
+        .expect("open");
+    let mut probe = client
+        .open_channel("/probe", &[], Vec::new())
+        .await
+        .expect("open");
+    let big = Message::binary(vec![1u8; 1 << 20]);
+    let streamer = tokio::spawn(async move {
+        // Keep two messages in flight so the physical connection stays busy.
+        let mut sent = 0;
+        let mut received = 0;
+        while received < total_mib {
+            while sent < total_mib && sent - received < 2 {
+                bulk.send(big.clone()).await.expect("send");
+                sent += 1;
+            }
+            match bulk.recv().await {
+                Some(Ok(m)) if m.len() == 1 << 20 => received += 1,
+                other => panic!("bad bulk echo {:?}", other.map(|r| r.map(|m| m.len()))),
+            }
+        }
+    });
+    let mut latencies = Vec::new();
+    let small = Message::binary(vec![2u8; 64]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !streamer.is_finished() && Instant::now() < deadline {
+        let t = Instant::now();
+        probe.send(small.clone()).await.expect("send");
+        match probe.recv().await {
+            Some(Ok(m)) if m.len() == 64 => latencies.push(t.elapsed()),
+            other => panic!("bad probe echo {:?}", other.map(|r| r.map(|m| m.len()))),
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(60), streamer)
+        .await
+        .expect("bounded")
+        .expect("streamer");
+    client.close();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    (
+        pct(0.5),
+        pct(0.99),
+        *latencies.last().expect("samples"),
+        latencies.len(),
+    )
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        return serve_child(args.get(i + 1).map(String::as_str) == Some("hold"));
+    }
+    raise_fd_limit();
+    let quick = args.iter().any(|a| a == "--quick");
+    let wants =
+        |name: &str| !args.iter().any(|a| !a.starts_with("--")) || args.iter().any(|a| a == name);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        if wants("throughput") {
+            let addr = start_server().await;
+            println!("## Throughput: K channels over one connection vs K connections (echoed messages/s)\n");
+            println!("| K | size | mux | separate | mux / separate |\n|---|---|---|---|---|");
+            let ks: &[usize] = if quick { &[1, 10, 100] } else { &[1, 10, 100, 1000] };
+            for &size in &[1024usize, 65536] {
+                for &k in ks {
+                    let m = throughput(addr, k, size, true).await;
+                    let s = throughput(addr, k, size, false).await;
+                    println!("| {k} | {size} | {m:.0} | {s:.0} | {:.2} |", m / s);
+                    println!("{{\"bench\":\"mux_throughput\",\"k\":{k},\"size\":{size},\"mux\":{m:.0},\"separate\":{s:.0}}}");
+                }
+            }
+        }
+        if wants("memory") {
+            let n = if quick { 2_000 } else { 10_000 };
+            println!("\n## Memory per idle logical channel ({n} channels, server process)\n");
+            for hold in [true, false] {
+                let (per, before, after) = memory(n, hold).await;
+                let mode = if hold { "channel handles held" } else { "an echo task per channel" };
+                println!("- {mode}: {:.0} bytes per channel (RSS {before} KiB -> {after} KiB)", per);
+                println!("{{\"bench\":\"mux_memory\",\"channels\":{n},\"hold\":{hold},\"bytes_per_channel\":{per:.0}}}");
+            }
+        }
+        if wants("fairness") {
+            let addr = start_server().await;
+            let mib = if quick { 20 } else { 100 };
+            let (p50, p99, max, n) = fairness(addr, mib).await;
+            println!("\n## Fairness: 64 B echo latency while another channel streams {mib} MiB\n");
+            println!("- {n} samples: p50 {p50:.2?}, p99 {p99:.2?}, max {max:.2?}");
+            println!(
+                "{{\"bench\":\"mux_fairness\",\"mib\":{mib},\"samples\":{n},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+                p50.as_micros(),
+                p99.as_micros(),
+                max.as_micros()
+            );
+        }
+    });
+}
+
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max.min(65_536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
