@@ -320,12 +320,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Writes the write buffer out and flushes the transport.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while !self.write_buf.is_empty() {
-            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-            let n = self.write_buf.chunks(&mut slices);
-            let written = if self.io.is_write_vectored() {
-                ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
+            let written = if let Some(run) = self.write_buf.contiguous() {
+                ready!(Pin::new(&mut self.io).poll_write(cx, run))?
             } else {
-                ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let n = self.write_buf.chunks(&mut slices);
+                if self.io.is_write_vectored() {
+                    ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
+                } else {
+                    ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?
+                }
             };
             if written == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));

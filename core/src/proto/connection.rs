@@ -91,6 +91,12 @@ impl WriteBuffer {
         }
     }
 
+    /// The pending bytes when they are one contiguous run (the common case
+    /// of small frames), so the writer can skip building an I/O vector.
+    pub fn contiguous(&self) -> Option<&[u8]> {
+        self.chunks.is_empty().then_some(&self.tail[..])
+    }
+
     /// Fills `dst` with slices of the pending bytes, in order; returns how many.
     pub fn chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;

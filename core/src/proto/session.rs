@@ -278,6 +278,18 @@ impl Session {
                 max: self.max_message_size,
             });
         }
+        if frame.fin && self.assembly.is_none() {
+            // A whole message in one frame: no assembly state at all.
+            return match frame.opcode {
+                OpCode::Text => match simdutf8::basic::from_utf8(&frame.payload) {
+                    Ok(_) => Ok(Some(Message::Text(Utf8Bytes::from_validated(
+                        frame.payload,
+                    )))),
+                    Err(_) => Err(ProtocolError::InvalidUtf8),
+                },
+                _ => Ok(Some(Message::Binary(frame.payload))),
+            };
+        }
         let asm = self.assembly.get_or_insert_with(|| Assembly {
             text: frame.opcode == OpCode::Text,
             data: Assembled::Empty,
