@@ -325,11 +325,12 @@ impl Multiplexer {
     }
 
     fn schedule(&mut self, id: u32) {
-        if let Some(ch) = self.channels.get_mut(&id) {
-            if !ch.scheduled && ch.has_output() {
-                ch.scheduled = true;
-                self.ready.push_back(id);
-            }
+        if let Some(ch) = self.channels.get_mut(&id)
+            && !ch.scheduled
+            && ch.has_output()
+        {
+            ch.scheduled = true;
+            self.ready.push_back(id);
         }
     }
 

@@ -231,12 +231,12 @@ pub fn server_negotiate_with(
             continue;
         }
         for factory in factories.iter().filter(|f| f.handles(&offer.name)) {
-            if let Some((response, ext)) = factory.negotiate(offer, &negotiated.extensions)? {
-                if check_compatible(&negotiated.extensions, ext.as_ref()).is_ok() {
-                    negotiated.extensions.push(ext);
-                    negotiated.headers.push(response);
-                    break;
-                }
+            if let Some((response, ext)) = factory.negotiate(offer, &negotiated.extensions)?
+                && check_compatible(&negotiated.extensions, ext.as_ref()).is_ok()
+            {
+                negotiated.extensions.push(ext);
+                negotiated.headers.push(response);
+                break;
             }
         }
     }

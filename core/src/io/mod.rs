@@ -417,23 +417,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
         let now = Instant::now();
         self.conn.session().handle_timeout(now);
-        if let (Some(at), Some(d)) = (self.idle_at, self.idle_after) {
-            if now >= at {
-                if std::mem::take(&mut self.active) {
-                    self.idle_at = Some(now + d);
-                } else {
-                    self.idle_at = None;
-                    self.conn.session().idle();
-                }
+        if let (Some(at), Some(d)) = (self.idle_at, self.idle_after)
+            && now >= at
+        {
+            if std::mem::take(&mut self.active) {
+                self.idle_at = Some(now + d);
+            } else {
+                self.idle_at = None;
+                self.conn.session().idle();
             }
         }
-        if let (Some(at), Some(d)) = (self.keepalive_at, self.keepalive) {
-            if now >= at {
-                self.keepalive_at = Some(now + d);
-                if self.conn.session_ref().state() == CloseState::Open {
-                    let _ = self.conn.session().ping(Bytes::new());
-                    self.conn.poll_transmit(&mut self.write_buf);
-                }
+        if let (Some(at), Some(d)) = (self.keepalive_at, self.keepalive)
+            && now >= at
+        {
+            self.keepalive_at = Some(now + d);
+            if self.conn.session_ref().state() == CloseState::Open {
+                let _ = self.conn.session().ping(Bytes::new());
+                self.conn.poll_transmit(&mut self.write_buf);
             }
         }
         true
@@ -467,10 +467,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     let replies = self.conn.poll_transmit(&mut self.write_buf);
                     if self.conn.session_ref().is_finished() {
                         self.enter(Phase::Closing);
-                    } else if replies {
-                        if let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
-                            self.enter(Phase::Failing(Some(e.into())));
-                        }
+                    } else if replies && let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
+                        self.enter(Phase::Failing(Some(e.into())));
                     }
                     return Poll::Ready(Some(Ok(msg)));
                 }

@@ -185,10 +185,10 @@ impl ServerBuilder {
                 return Err(HandshakeError::Eof.into());
             }
         };
-        if let Some(hook) = &self.hook {
-            if let Some(r) = hook(&request) {
-                return Err(HandshakeError::Rejected(Box::new(r)).into());
-            }
+        if let Some(hook) = &self.hook
+            && let Some(r) = hook(&request)
+        {
+            return Err(HandshakeError::Rejected(Box::new(r)).into());
         }
         let accepted = accept_request(&request, &self.options)?;
         let mut out = Vec::with_capacity(256);

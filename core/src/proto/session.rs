@@ -532,11 +532,11 @@ impl Session {
     /// Advances timers. After the close timeout the session gives up on the
     /// peer's Close and becomes [`CloseState::Closed`] (reported as 1006).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(d) = self.deadline {
-            if now >= d {
-                self.deadline = None;
-                self.state = CloseState::Closed;
-            }
+        if let Some(d) = self.deadline
+            && now >= d
+        {
+            self.deadline = None;
+            self.state = CloseState::Closed;
         }
     }
 }

@@ -217,19 +217,15 @@ impl Compressor {
     /// release policy allows, or after every message with
     /// [`Release::EveryMessage`]; otherwise it is reset in place or kept.
     pub fn end_message(&mut self, takeover: bool) {
-        if !takeover {
-            if let Some(h) = &mut self.history {
-                h.clear();
-            }
+        if !takeover && let Some(h) = &mut self.history {
+            h.clear();
         }
         let give_up = self.release == Release::EveryMessage
             || (!takeover && (self.pool.is_some() || self.release != Release::Never));
         if give_up {
             self.give_up();
-        } else if !takeover {
-            if let Some(d) = &mut self.inner {
-                d.reset();
-            }
+        } else if !takeover && let Some(d) = &mut self.inner {
+            d.reset();
         }
     }
 
@@ -401,17 +397,13 @@ impl Decompressor {
     /// [`Release::EveryMessage`] the state is freed (keeping only the window
     /// when `takeover`).
     pub fn end_message(&mut self, takeover: bool) {
-        if !takeover {
-            if let Some(h) = &mut self.history {
-                h.clear();
-            }
+        if !takeover && let Some(h) = &mut self.history {
+            h.clear();
         }
         if self.release == Release::EveryMessage {
             self.inner = None;
-        } else if !takeover {
-            if let Some(d) = &mut self.inner {
-                d.reset(false);
-            }
+        } else if !takeover && let Some(d) = &mut self.inner {
+            d.reset(false);
         }
     }
 
