@@ -27,16 +27,18 @@ pub struct MuxConfig {
     /// to. Default 64.
     pub slots: u64,
     /// Server: the client's initial send quota on each new channel (carried by
-    /// NewChannelSlot). Default 64 KiB.
+    /// NewChannelSlot). Default 128 KiB.
     pub slot_quota: u64,
     /// Quota granted to the peer on each channel and kept replenished: the
-    /// per-channel receive window. Default 64 KiB.
+    /// per-channel receive window. Default 128 KiB.
     pub receive_window: u64,
     /// Client: the `quota` offered in the handshake, the server's initial
-    /// send quota on channel 1. Default 64 KiB.
+    /// send quota on channel 1. Default 128 KiB.
     pub implicit_quota: u64,
     /// Largest inner frame payload sent; a longer frame is cut so other
-    /// channels can interleave. Default 16 KiB.
+    /// channels can interleave. Default 64 KiB (tens of microseconds of
+    /// loopback bandwidth: small against any latency target, and a message
+    /// that fits travels as one inner frame, without reassembly copies).
     pub max_inner_frame: usize,
     /// Received but unread bytes per channel before the receive window stops
     /// being replenished (back-pressure). Default 256 KiB.
@@ -63,10 +65,10 @@ impl Default for MuxConfig {
         MuxConfig {
             max_channels: 10_000,
             slots: 64,
-            slot_quota: 64 << 10,
-            receive_window: 64 << 10,
-            implicit_quota: 64 << 10,
-            max_inner_frame: 16 << 10,
+            slot_quota: 128 << 10,
+            receive_window: 128 << 10,
+            implicit_quota: 128 << 10,
+            max_inner_frame: 64 << 10,
             max_buffered_per_channel: 256 << 10,
             max_buffered_total: 64 << 20,
             strict_channel_ids: true,

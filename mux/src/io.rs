@@ -154,8 +154,18 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             match msg {
                 Ok(Message::Close(_)) | Err(_) => break,
                 Ok(m) => {
-                    read_side.lock().mux.handle_message(m);
-                    read_side.notify.notify_one();
+                    // Events are handed out here, so a reader waiting on a
+                    // channel is woken without a hop through the writer task;
+                    // the writer is only woken when there is output.
+                    let output = {
+                        let mut st = read_side.lock();
+                        st.mux.handle_message(m);
+                        st.dispatch();
+                        st.mux.has_output() || st.mux.failure().is_some()
+                    };
+                    if output {
+                        read_side.notify.notify_one();
+                    }
                 }
             }
         }

@@ -1009,6 +1009,11 @@ impl Multiplexer {
 
     // ----------------------------------------------------------------- output
 
+    /// True if [`poll_transmit`](Self::poll_transmit) has something to send.
+    pub fn has_output(&self) -> bool {
+        !self.control.is_empty() || !self.ready.is_empty()
+    }
+
     /// The next physical binary message to send, if any: pending control
     /// blocks first, then one inner frame of the next channel in turn.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {

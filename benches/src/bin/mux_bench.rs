@@ -18,7 +18,9 @@
 //!   echoed), another sends a 64-byte message every millisecond and times
 //!   its echo: p50, p99 and maximum latency.
 //!
-//! Loopback only; every loop is bounded in count and time.
+//! Client and server share one current-thread runtime by default
+//! (`--threads N` for a multi-thread one). Loopback only; every loop is
+//! bounded in count and time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -305,10 +307,26 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let wants =
         |name: &str| !args.iter().any(|a| !a.starts_with("--")) || args.iter().any(|a| a == name);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // One thread by default: on this 2-core VM a wake-up that crosses CPUs
+    // costs tens of microseconds, which would measure the scheduler, not the
+    // protocol (the mux path has more task hand-offs than a plain socket).
+    // `--threads N` uses a multi-thread runtime instead.
+    let threads: usize = args
+        .iter()
+        .position(|a| a == "--threads")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(1);
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
     rt.block_on(async move {
         if wants("throughput") {
             let addr = start_server().await;
