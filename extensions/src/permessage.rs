@@ -123,14 +123,18 @@ impl Default for PerMessageDeflate {
 
 impl PerMessageDeflate {
     /// The default: 8 KiB windows (13 bits) both ways, context takeover,
-    /// level 6, contexts hibernated when the connection is idle. About 16 KiB
-    /// per idle connection after traffic; full speed while busy.
+    /// level 6, contexts hibernated when the connection is idle. Full speed
+    /// while busy; once idle a connection holds its two 8 KiB windows (about
+    /// 17 KiB per connection measured on a server with 10,000 connections).
+    /// Note that the allocator may keep the freed context memory (about
+    /// 240 KiB per connection that was busy at the same time) in its heap
+    /// rather than return it to the system.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Best ratio: the RFC's 32 KiB windows, level 9, live contexts (over
-    /// 170 KiB per connection once both directions compressed).
+    /// Best ratio: the RFC's 32 KiB windows, level 9, live contexts (about
+    /// 340 KiB per server connection once both directions compressed).
     pub fn max_compression() -> Self {
         PerMessageDeflate {
             level: 9,
@@ -141,7 +145,9 @@ impl PerMessageDeflate {
         }
     }
 
-    /// Fastest: level 1, 32 KiB windows, live contexts.
+    /// Fastest: level 1, 32 KiB windows, live contexts. Level 1 grows
+    /// incompressible data by about 5.5% (level 6: 0.2%): pair it with a
+    /// [`threshold`](Self::threshold) or per-message opt-out for such data.
     pub fn fast() -> Self {
         PerMessageDeflate {
             level: 1,
@@ -153,8 +159,9 @@ impl PerMessageDeflate {
     }
 
     /// Context takeover with 4 KiB windows, hibernating after every message:
-    /// about 8 KiB per connection after traffic, busy or idle, at a CPU cost
-    /// per message.
+    /// about 11 KiB per server connection after traffic (I/O buffers
+    /// included), busy or idle, at a CPU cost per message (about 0.8x the
+    /// throughput of live contexts for 1 KiB messages).
     pub fn low_memory() -> Self {
         PerMessageDeflate {
             server_max_window_bits: WindowBits::new(12).expect("valid"),
