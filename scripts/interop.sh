@@ -34,6 +34,8 @@
 #                         extended regex (bash =~) [all]
 #   INTEROP_CHECK_TIMEOUT seconds for one check [60]
 #   INTEROP_TIME_BUDGET   seconds for all checks, after setup [600]
+#   INTEROP_SKIP_NETTY    set to skip the Netty per-frame deflate checks
+#                         (scripts/interop/netty.sh, run at the end)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -438,4 +440,11 @@ browser_case "memory=hibernate" ""
 
 log "checks took $((SECONDS - CHECKS_START))s; logs in ${LOGS#"$ROOT"/}/"
 echo "interop: $PASSED passed, $FAILED failed"
-((FAILED == 0 && PASSED > 0))
+
+# Per-frame deflate against Netty (deflate-frame, x-webkit-deflate-frame),
+# both roles: its own script, run from here so one command covers all peers.
+netty_rc=0
+if [[ -z "${INTEROP_SKIP_NETTY:-}" ]]; then
+    bash "$ROOT/scripts/interop/netty.sh" || netty_rc=$?
+fi
+((FAILED == 0 && PASSED > 0 && netty_rc == 0))
