@@ -18,7 +18,10 @@ fn client() -> ClientBuilder {
     // what Autobahn's reference client offers: `client_no_context_takeover`
     // and `client_max_window_bits` in one offer, which every 13.* server
     // acceptance accepts.
-    let deflate = weft_extensions::PerMessageDeflate::new().client_no_context_takeover(true);
+    let deflate = weft_extensions::PerMessageDeflate::new()
+        .server_max_window_bits(weft_extensions::WindowBits::MAX)
+        .client_max_window_bits(weft_extensions::WindowBits::MAX)
+        .client_no_context_takeover(true);
     ClientBuilder::new().extension(deflate).config(
         Config::default()
             .max_message_size(64 << 20)

@@ -78,6 +78,7 @@ pub fn deflate_from_args(args: &Args) -> weft_extensions::PerMessageDeflate {
     let mut pmd = PerMessageDeflate::new()
         .server_max_window_bits(WindowBits::MAX)
         .client_max_window_bits(WindowBits::MAX)
+        .rfc_fallback(false)
         .level(args.parsed("--deflate-level", 6));
     match args.value("--deflate-memory") {
         None => {}

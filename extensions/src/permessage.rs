@@ -102,6 +102,12 @@ pub struct PerMessageDeflate {
     /// Client role: further offers, sent after this one in preference order
     /// (see [`or_offer`](Self::or_offer)). Ignored by servers.
     pub fallbacks: Vec<PerMessageDeflate>,
+    /// Client role: also offer, last, the same settings with the RFC's
+    /// window sizes (32 KiB, no window request of the server, a valueless
+    /// `client_max_window_bits`), so servers that cannot honour smaller
+    /// windows still agree to compress. No-context-takeover requests are
+    /// kept. Default true. Ignored by servers.
+    pub rfc_fallback: bool,
 }
 
 impl Default for PerMessageDeflate {
@@ -117,6 +123,7 @@ impl Default for PerMessageDeflate {
             memory: MemoryStrategy::HibernateWhenIdle,
             pool: None,
             fallbacks: Vec::new(),
+            rfc_fallback: true,
         }
     }
 }
@@ -189,6 +196,13 @@ impl PerMessageDeflate {
     /// of the offers, tried in order.
     pub fn or_offer(mut self, other: PerMessageDeflate) -> Self {
         self.fallbacks.push(other);
+        self
+    }
+
+    /// Sets [`rfc_fallback`](Self::rfc_fallback): false offers exactly this
+    /// configuration (and explicit [`or_offer`](Self::or_offer)s) only.
+    pub fn rfc_fallback(mut self, on: bool) -> Self {
+        self.rfc_fallback = on;
         self
     }
 
@@ -308,6 +322,12 @@ impl ClientExtensionFactory for PerMessageDeflate {
     fn offers(&self) -> Vec<ExtensionHeader> {
         let mut all = vec![self.offer()];
         all.extend(self.fallbacks.iter().map(PerMessageDeflate::offer));
+        if let Some(fb) = self.rfc_fallback_config() {
+            let offer = fb.offer();
+            if !all.contains(&offer) {
+                all.push(offer);
+            }
+        }
         all
     }
 
@@ -322,6 +342,8 @@ impl ClientExtensionFactory for PerMessageDeflate {
         }
         self.fallbacks
             .iter()
+            .cloned()
+            .chain(self.rfc_fallback_config())
             .map(|f| f.accept_one(response))
             .find(Result::is_ok)
             .unwrap_or(first)
@@ -329,6 +351,20 @@ impl ClientExtensionFactory for PerMessageDeflate {
 }
 
 impl PerMessageDeflate {
+    /// The RFC-defaults offer appended after ours (see `rfc_fallback`).
+    fn rfc_fallback_config(&self) -> Option<PerMessageDeflate> {
+        self.rfc_fallback.then(|| PerMessageDeflate {
+            // Only the window sizes are relaxed: a no-context-takeover
+            // request may matter for security and is kept.
+            server_max_window_bits: WindowBits::MAX,
+            client_max_window_bits: WindowBits::MAX,
+            fallbacks: Vec::new(),
+            rfc_fallback: false,
+            pool: self.pool.clone(),
+            ..*self
+        })
+    }
+
     fn offer(&self) -> ExtensionHeader {
         let mut h = ExtensionHeader::new(NAME);
         if self.server_no_context_takeover {

@@ -155,7 +155,8 @@ fn client_offer_and_answer_validation() {
     let strict = d()
         .server_no_context_takeover(true)
         .server_max_window_bits(w(10))
-        .client_max_window_bits(w(12));
+        .client_max_window_bits(w(12))
+        .rfc_fallback(false);
     assert_eq!(
         format_extensions(&strict.offers()),
         "permessage-deflate; server_no_context_takeover; server_max_window_bits=10; client_max_window_bits=12"
@@ -228,7 +229,22 @@ fn client_offer_and_answer_validation() {
             .server_no_context_takeover(true)
             .server_max_window_bits(w(10))
             .client_max_window_bits(w(12))
+            .rfc_fallback(false)
     }
+
+    // With the RFC fallback, window requests may be dropped by the server,
+    // the no-context-takeover request may not.
+    let relaxed = rfc()
+        .server_no_context_takeover(true)
+        .server_max_window_bits(w(10));
+    assert!(
+        client_result(
+            relaxed.clone(),
+            "permessage-deflate; server_no_context_takeover"
+        )
+        .is_ok()
+    );
+    assert!(client_result(relaxed, "permessage-deflate").is_err());
 }
 
 #[test]
@@ -236,7 +252,17 @@ fn default_preset_negotiates_8_kib_windows() {
     let f: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
     assert_eq!(
         format_extensions(&f[0].offers()),
-        "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13"
+        "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13, \
+         permessage-deflate; client_max_window_bits"
+    );
+    // A server that cannot honour 13 bits for its compressor (and says 15
+    // for ours) still gets compression, through the RFC-defaults offer.
+    assert!(
+        client_accept(
+            &f,
+            &parse_extensions(["permessage-deflate; client_max_window_bits=15"]).unwrap()
+        )
+        .is_ok()
     );
     let answer = server_answer(
         PerMessageDeflate::new(),
