@@ -3,15 +3,13 @@
 //! and end-to-end traffic over an in-memory pipe.
 
 use bytes::{Bytes, BytesMut};
-use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use test_support::{Toy, ToyExt, ToyFactory, client_frame, duplex_pair};
+use test_support::{Toy, ToyExt, ToyFactory, client_frame, drain_output, duplex_pair};
 use weft_core::ext::{
     ClientExtensionFactory, Negotiated, NegotiationError, SendHints, ServerExtensionFactory,
     client_accept, client_offers, format_extensions, parse_extensions, server_negotiate,
 };
-use weft_core::proto::WriteBuffer;
 use weft_core::{
     ClientBuilder, Config, Connection, Message, OpCode, ProtocolError, Role, Rsv, ServerBuilder,
     Session,
@@ -46,14 +44,6 @@ fn connection(role: Role, toys: &[Toy], config: &Config) -> Connection {
     Connection::new(Session::with_extensions(role, config, enc, dec), config)
 }
 
-fn output(c: &mut Connection) -> Vec<u8> {
-    let mut out = WriteBuffer::new();
-    c.poll_transmit(&mut out);
-    let mut slices = [IoSlice::new(&[]); 64];
-    let n = out.chunks(&mut slices);
-    slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
-}
-
 #[test]
 fn encode_in_negotiated_order_decode_in_reverse() {
     // x-xor (per-message) then x-tag (per-frame): the wire payload is the
@@ -67,7 +57,7 @@ fn encode_in_negotiated_order_decode_in_reverse() {
             &SendHints::default(),
         )
         .unwrap();
-    let wire = output(&mut s);
+    let wire = drain_output(&mut s);
     assert_eq!(
         wire,
         [0x81 | 0x20 | 0x10, 3, b'a' ^ 0x5A, b'b' ^ 0x5A, 0xEE]
@@ -88,7 +78,7 @@ fn per_frame_stage_runs_after_fragmentation() {
             &SendHints::default(),
         )
         .unwrap();
-    let wire = output(&mut s);
+    let wire = drain_output(&mut s);
     // Two frames, each tagged (RSV3); RSV2 only on the first.
     assert_eq!(
         wire,
@@ -130,7 +120,7 @@ fn control_frames_bypass_extensions() {
     );
     assert_eq!(counter.load(Ordering::Relaxed), 0);
     // The Pong goes out untagged.
-    assert_eq!(output(&mut s), [0x8a, 2, b'h', b'i']);
+    assert_eq!(drain_output(&mut s), [0x8a, 2, b'h', b'i']);
     // RSV3 on a control frame is refused even though x-tag owns RSV3.
     let mut buf = BytesMut::from(&client_frame(0x89 | 0x10, b"")[..]);
     assert_eq!(
@@ -149,7 +139,7 @@ fn undeclared_rsv_bits_are_rejected() {
         s.handle_read(&mut buf),
         Err(ProtocolError::ReservedBits(Rsv::RSV1))
     );
-    assert_eq!(output(&mut s), [0x88, 2, 0x03, 0xea]);
+    assert_eq!(drain_output(&mut s), [0x88, 2, 0x03, 0xea]);
     // A declared bit the decoder does not consume is rejected too: x-xor on
     // a continuation frame fails inside the extension with 1002.
     let mut s = connection(Role::Server, &[Toy::Xor], &cfg);
@@ -183,7 +173,7 @@ fn decode_budget_is_enforced_at_the_limit_and_one_past() {
     let mut buf = BytesMut::from(&v[..]);
     let e = s.handle_read(&mut buf).unwrap_err();
     assert_eq!(e.close_code().as_u16(), 1009);
-    assert_eq!(output(&mut s), [0x88, 2, 0x03, 0xf1]);
+    assert_eq!(drain_output(&mut s), [0x88, 2, 0x03, 0xf1]);
 }
 
 #[test]

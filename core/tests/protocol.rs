@@ -3,11 +3,9 @@
 //! handshake and limits (at the limit and one past it).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use std::io::IoSlice;
 use std::time::{Duration, Instant};
-use test_support::client_frame;
+use test_support::{client_frame, drain_output};
 use weft_core::ext::SendHints;
-use weft_core::proto::WriteBuffer;
 use weft_core::{
     CloseCode, CloseFrame, CloseState, Config, Connection, Frame, Message, OpCode, ProtocolError,
     Role, Rsv, SendError, Session,
@@ -23,15 +21,6 @@ fn server() -> Connection {
 
 fn client() -> Connection {
     conn(Role::Client, &Config::default())
-}
-
-/// Everything the connection wants to send, as bytes.
-fn output(c: &mut Connection) -> Vec<u8> {
-    let mut out = WriteBuffer::new();
-    c.poll_transmit(&mut out);
-    let mut slices = [IoSlice::new(&[]); 64];
-    let n = out.chunks(&mut slices);
-    slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
 }
 
 /// Feeds bytes; returns every message and the first error.
@@ -54,7 +43,7 @@ fn assert_fails(bytes: &[u8], code: u16) -> ProtocolError {
     let (_, err) = feed(&mut s, bytes);
     let err = err.unwrap_or_else(|| panic!("no error for {bytes:02x?}"));
     assert_eq!(err.close_code().as_u16(), code, "{err}");
-    let out = output(&mut s);
+    let out = drain_output(&mut s);
     assert_eq!(
         &out[..2],
         &[0x88, 0x02],
@@ -95,7 +84,7 @@ fn rfc_5_7_client_vectors() {
     // Unmasked Ping "Hello": answered with a masked Pong with the same body.
     let (m, _) = feed(&mut c, &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
     assert_eq!(m, vec![Message::Ping(Bytes::from_static(b"Hello"))]);
-    let out = output(&mut c);
+    let out = drain_output(&mut c);
     assert_eq!(&out[..2], &[0x8a, 0x85]);
     let key = [out[2], out[3], out[4], out[5]];
     let body: Vec<u8> = out[6..]
@@ -124,7 +113,7 @@ fn rfc_5_7_server_vectors() {
         ],
     );
     assert_eq!(m, vec![Message::Pong(Bytes::from_static(b"Hello"))]);
-    assert!(output(&mut s).is_empty());
+    assert!(drain_output(&mut s).is_empty());
     // An all-zero masking key is still a key.
     let (m, _) = feed(
         &mut s,
@@ -138,7 +127,10 @@ fn rfc_5_7_server_vectors() {
             &SendHints::default(),
         )
         .unwrap();
-    assert_eq!(output(&mut s), [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+    assert_eq!(
+        drain_output(&mut s),
+        [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+    );
 }
 
 #[test]
@@ -158,7 +150,7 @@ fn client_frames_are_masked_with_fresh_keys() {
             &SendHints::default(),
         )
         .unwrap();
-    let out = output(&mut c);
+    let out = drain_output(&mut c);
     assert_eq!(out.len(), 22);
     assert_eq!(&out[..2], &[0x81, 0x85]);
     assert_ne!(out[2..6], out[13..17], "two frames with the same key");
@@ -218,7 +210,7 @@ fn client_rejects_masked_frames() {
     let mut c = client();
     let (_, err) = feed(&mut c, &client_frame(0x81, b"x"));
     assert_eq!(err, Some(ProtocolError::MaskedFrame));
-    let out = output(&mut c);
+    let out = drain_output(&mut c);
     assert_eq!(out[0], 0x88);
     assert_eq!(out[1], 0x82, "client close frames are masked");
 }
@@ -257,7 +249,7 @@ fn ping_between_fragments_is_answered_and_assembly_continues() {
             Message::text("Hello")
         ]
     );
-    assert_eq!(output(&mut s), [0x8a, 0x01, b'p']);
+    assert_eq!(drain_output(&mut s), [0x8a, 0x01, b'p']);
 }
 
 #[test]
@@ -273,7 +265,7 @@ fn close_handshake_initiated_by_peer() {
             "bye"
         )))]
     );
-    assert_eq!(output(&mut s), [0x88, 0x02, 0x03, 0xe8]);
+    assert_eq!(drain_output(&mut s), [0x88, 0x02, 0x03, 0xe8]);
     assert!(s.session_ref().is_finished());
     // No data after the Close; a Ping after the Close is not answered.
     assert_eq!(
@@ -282,13 +274,13 @@ fn close_handshake_initiated_by_peer() {
         Err(SendError::Closed)
     );
     assert_eq!(feed(&mut s, &client_frame(0x89, b"")), (vec![], None));
-    assert!(output(&mut s).is_empty());
+    assert!(drain_output(&mut s).is_empty());
 
     // An empty Close is reported as None (1005) and answered with an empty Close.
     let mut s = server();
     let (m, _) = feed(&mut s, &client_frame(0x88, b""));
     assert_eq!(m, vec![Message::Close(None)]);
-    assert_eq!(output(&mut s), [0x88, 0x00]);
+    assert_eq!(drain_output(&mut s), [0x88, 0x00]);
 }
 
 #[test]
@@ -299,7 +291,7 @@ fn close_handshake_initiated_locally_and_timeout() {
     s.session()
         .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "x")), t0)
         .unwrap();
-    assert_eq!(output(&mut s), [0x88, 0x03, 0x03, 0xe9, b'x']);
+    assert_eq!(drain_output(&mut s), [0x88, 0x03, 0x03, 0xe9, b'x']);
     assert_eq!(s.session_ref().state(), CloseState::CloseSent);
     // No data after our Close, but incoming data is still processed.
     assert_eq!(
@@ -321,10 +313,10 @@ fn close_handshake_initiated_locally_and_timeout() {
     // The peer's answer completes it without a reply.
     let mut s = server();
     s.session().close(None, Instant::now()).unwrap();
-    output(&mut s);
+    drain_output(&mut s);
     let (m, _) = feed(&mut s, &client_frame(0x88, &1000u16.to_be_bytes()));
     assert_eq!(m.len(), 1);
-    assert!(output(&mut s).is_empty());
+    assert!(drain_output(&mut s).is_empty());
     assert_eq!(s.session_ref().state(), CloseState::Closed);
 }
 
@@ -357,7 +349,7 @@ fn fragmentation_on_send() {
         )
         .unwrap();
     assert_eq!(
-        output(&mut s),
+        drain_output(&mut s),
         [
             0x01, 4, b'a', b'b', b'c', b'd', 0x00, 4, b'e', b'f', b'g', b'h', 0x80, 2, b'i', b'j'
         ]
@@ -381,7 +373,10 @@ fn fragmentation_on_send() {
     s.session()
         .send_fragment(OpCode::Continuation, Bytes::from_static(b"b"), true, &h)
         .unwrap();
-    assert_eq!(output(&mut s), [0x02, 1, b'a', 0x89, 0, 0x80, 1, b'b']);
+    assert_eq!(
+        drain_output(&mut s),
+        [0x02, 1, b'a', 0x89, 0, 0x80, 1, b'b']
+    );
 }
 
 #[test]
@@ -413,7 +408,7 @@ fn message_limit_at_and_past_across_fragments() {
     v.extend(client_frame(0x80, &[2; 5]));
     let (_, e) = feed(&mut s, &v);
     assert_eq!(e, Some(ProtocolError::MessageTooLarge { max: 10 }));
-    assert_eq!(output(&mut s), [0x88, 0x02, 0x03, 0xf1]);
+    assert_eq!(drain_output(&mut s), [0x88, 0x02, 0x03, 0xf1]);
 }
 
 #[test]

@@ -2,15 +2,13 @@
 //! vectors on the wire, bad input with its close code, the decompression
 //! budget, and two endpoints talking over an in-memory pipe.
 
-use bytes::{Bytes, BytesMut};
-use std::io::IoSlice;
+use bytes::Bytes;
 use std::sync::Arc;
-use test_support::{client_frame, duplex_pair};
+use test_support::{client_frame, drain_output, duplex_pair, read_messages};
 use weft_core::ext::{
     ClientExtensionFactory, Negotiated, NegotiationError, SendHints, ServerExtensionFactory,
     client_accept, format_extensions, parse_extensions, server_negotiate,
 };
-use weft_core::proto::WriteBuffer;
 use weft_core::{
     ClientBuilder, Config, Connection, Message, OpCode, ProtocolError, Role, ServerBuilder, Session,
 };
@@ -310,30 +308,13 @@ fn connection(
     Connection::new(Session::with_extensions(role, limits, enc, dec), limits)
 }
 
-fn output(c: &mut Connection) -> Vec<u8> {
-    let mut out = WriteBuffer::new();
-    c.poll_transmit(&mut out);
-    let mut slices = [IoSlice::new(&[]); 64];
-    let n = out.chunks(&mut slices);
-    slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
-}
-
-fn read_all(c: &mut Connection, bytes: &[u8]) -> Result<Vec<Message>, ProtocolError> {
-    let mut buf = BytesMut::from(bytes);
-    let mut msgs = Vec::new();
-    while let Some(m) = c.handle_read(&mut buf)? {
-        msgs.push(m);
-    }
-    Ok(msgs)
-}
-
 #[test]
 fn rfc_vectors_on_the_wire() {
     let cfg = Config::default();
     let mut c = connection(Role::Client, rfc(), "permessage-deflate", &cfg);
     let hello = vec![Message::text("Hello")];
     assert_eq!(
-        read_all(
+        read_messages(
             &mut c,
             &[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
         )
@@ -342,7 +323,7 @@ fn rfc_vectors_on_the_wire() {
     );
     // Fragmented 3 + 4, RSV1 on the first frame only.
     assert_eq!(
-        read_all(
+        read_messages(
             &mut c,
             &[
                 0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00
@@ -353,12 +334,12 @@ fn rfc_vectors_on_the_wire() {
     );
     // A back-reference into the previous message (context takeover).
     assert_eq!(
-        read_all(&mut c, &[0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]).unwrap(),
+        read_messages(&mut c, &[0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]).unwrap(),
         hello
     );
     // Stored block, BFINAL block, two blocks, empty message, uncompressed message.
     assert_eq!(
-        read_all(
+        read_messages(
             &mut c,
             &[
                 0xc1, 0x0b, 0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00
@@ -368,7 +349,7 @@ fn rfc_vectors_on_the_wire() {
         hello
     );
     assert_eq!(
-        read_all(
+        read_messages(
             &mut c,
             &[
                 0xc1, 0x0d, 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07,
@@ -379,15 +360,15 @@ fn rfc_vectors_on_the_wire() {
         hello
     );
     assert_eq!(
-        read_all(&mut c, &[0xc1, 0x01, 0x00]).unwrap(),
+        read_messages(&mut c, &[0xc1, 0x01, 0x00]).unwrap(),
         vec![Message::text("")]
     );
     assert_eq!(
-        read_all(&mut c, &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']).unwrap(),
+        read_messages(&mut c, &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']).unwrap(),
         hello
     );
     assert_eq!(
-        read_all(
+        read_messages(
             &mut c,
             &[0xc1, 0x08, 0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]
         )
@@ -396,7 +377,7 @@ fn rfc_vectors_on_the_wire() {
     );
     // Streamed: an unstripped intermediate fragment and an empty final one.
     assert_eq!(
-        read_all(
+        read_messages(
             &mut c,
             &[
                 0x41, 0x0b, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00, 0x00, 0xff, 0xff, 0x80,
@@ -417,13 +398,16 @@ fn server_encodes_the_rfc_vectors() {
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
-        output(&mut s),
+        drain_output(&mut s),
         [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
     );
     s.session()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
-    assert_eq!(output(&mut s), [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]);
+    assert_eq!(
+        drain_output(&mut s),
+        [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
+    );
     // Opting out: RSV1 clear, the window untouched.
     s.session()
         .send(
@@ -432,11 +416,14 @@ fn server_encodes_the_rfc_vectors() {
             &SendHints { compress: false },
         )
         .unwrap();
-    assert_eq!(output(&mut s), [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+    assert_eq!(
+        drain_output(&mut s),
+        [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
+    );
     s.session().send(OpCode::Binary, Bytes::new(), &h).unwrap();
-    assert_eq!(output(&mut s), [0xc2, 0x01, 0x00]);
+    assert_eq!(drain_output(&mut s), [0xc2, 0x01, 0x00]);
     s.session().ping(Bytes::from_static(b"p")).unwrap();
-    assert_eq!(output(&mut s), [0x89, 0x01, b'p']);
+    assert_eq!(drain_output(&mut s), [0x89, 0x01, b'p']);
 
     // No context takeover: identical payloads for identical messages.
     let mut s = connection(
@@ -450,7 +437,7 @@ fn server_encodes_the_rfc_vectors() {
             .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
             .unwrap();
         assert_eq!(
-            output(&mut s),
+            drain_output(&mut s),
             [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
         );
     }
@@ -459,7 +446,10 @@ fn server_encodes_the_rfc_vectors() {
     s.session()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
-    assert_eq!(output(&mut s), [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+    assert_eq!(
+        drain_output(&mut s),
+        [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
+    );
     // Streamed fragments: sync-flushed pieces, stripped only at the end.
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
     s.session()
@@ -469,7 +459,7 @@ fn server_encodes_the_rfc_vectors() {
         .send_fragment(OpCode::Continuation, Bytes::from_static(b"lo"), true, &h)
         .unwrap();
     assert_eq!(
-        output(&mut s),
+        drain_output(&mut s),
         [
             0x41, 0x09, 0xf2, 0x48, 0xcd, 0x01, 0x00, 0x00, 0x00, 0xff, 0xff, 0x80, 0x04, 0xca,
             0xc9, 0x07, 0x00
@@ -483,8 +473,8 @@ fn bad_input_fails_with_the_right_code() {
     let server = || connection(Role::Server, rfc(), "permessage-deflate", &cfg);
     let code = |bytes: Vec<u8>| {
         let mut s = server();
-        let e = read_all(&mut s, &bytes).unwrap_err();
-        let out = output(&mut s);
+        let e = read_messages(&mut s, &bytes).unwrap_err();
+        let out = drain_output(&mut s);
         assert_eq!(&out[..2], &[0x88, 0x02]);
         assert_eq!(
             u16::from_be_bytes([out[2], out[3]]),
@@ -510,10 +500,13 @@ fn bad_input_fails_with_the_right_code() {
             &SendHints::default(),
         )
         .unwrap();
-    let wire = output(&mut c);
+    let wire = drain_output(&mut c);
     assert_eq!(wire[0], 0xc1);
     let mut s = server();
-    assert_eq!(read_all(&mut s, &wire), Err(ProtocolError::InvalidUtf8));
+    assert_eq!(
+        read_messages(&mut s, &wire),
+        Err(ProtocolError::InvalidUtf8)
+    );
 }
 
 #[test]
@@ -532,17 +525,17 @@ fn decompression_budget_at_the_limit_and_one_past() {
             &SendHints::default(),
         )
         .unwrap();
-    let wire = output(&mut enc);
+    let wire = drain_output(&mut enc);
     assert!(wire.len() < 1000, "{}", wire.len());
     let at = Config::default().max_message_size(100_000);
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &at);
     assert_eq!(
-        read_all(&mut s, &wire).unwrap(),
+        read_messages(&mut s, &wire).unwrap(),
         vec![Message::binary(data)]
     );
     let past = Config::default().max_message_size(99_999);
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &past);
-    let e = read_all(&mut s, &wire).unwrap_err();
+    let e = read_messages(&mut s, &wire).unwrap_err();
     assert_eq!(e.close_code().as_u16(), 1009);
 }
 
@@ -567,7 +560,7 @@ fn a_one_gib_bomb_stops_at_the_limit() {
         enc.session()
             .send_fragment(op, chunk.clone(), i == 63, &h)
             .unwrap();
-        wire.extend(output(&mut enc));
+        wire.extend(drain_output(&mut enc));
     }
     assert!(
         wire.len() < 2 << 20,
@@ -576,7 +569,7 @@ fn a_one_gib_bomb_stops_at_the_limit() {
     );
     let limits = Config::default().max_message_size(8 << 20);
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &limits);
-    let e = read_all(&mut s, &wire).unwrap_err();
+    let e = read_messages(&mut s, &wire).unwrap_err();
     assert!(
         matches!(
             e,
@@ -709,8 +702,8 @@ fn random_compressed_payloads_never_panic() {
             let b0 = [0xc1u8, 0xc2, 0x41, 0x80, 0xc0, 0x81][(next() % 6) as usize];
             input.extend(client_frame(b0, &payload));
         }
-        let _ = read_all(&mut s, &input);
-        let _ = output(&mut s);
+        let _ = read_messages(&mut s, &input);
+        let _ = drain_output(&mut s);
     }
 }
 
