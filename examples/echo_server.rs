@@ -18,7 +18,8 @@
 //! permessage-deflate offers are accepted unless `--no-deflate` is given;
 //! `--param name[=value]` sets its parameters (`server_max_window_bits=10`,
 //! `client_no_context_takeover`, ...), `--deflate-level N` its level and
-//! `--deflate-memory keep|hibernate` its memory strategy.
+//! `--deflate-memory keep|idle|hibernate` its memory strategy (default
+//! hibernate).
 
 use std::time::Duration;
 use tokio::net::TcpListener;

@@ -70,7 +70,7 @@ impl Args {
 
 /// permessage-deflate settings from `--param name[=value]` (RFC 7692 names),
 /// `--deflate-level N` and `--deflate-memory keep|idle|hibernate` (default
-/// idle: hibernate contexts once a connection is idle). Exits on a bad value.
+/// hibernate: contexts go back to a shared pool after every message). Exits on a bad value.
 pub fn deflate_from_args(args: &Args) -> weft_extensions::PerMessageDeflate {
     use weft_extensions::{MemoryStrategy, PerMessageDeflate, WindowBits};
     // RFC defaults (32 KiB windows) unless a parameter says otherwise, so

@@ -28,4 +28,6 @@ mod permessage;
 
 pub use deflate::{ContextPool, Release, WindowBits};
 pub use perframe::{DEFLATE_FRAME, PerFrameDeflate, PerFrameDeflateExt, X_WEBKIT_DEFLATE_FRAME};
-pub use permessage::{MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt};
+pub use permessage::{
+    DEFAULT_POOL_CONTEXTS, MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt,
+};

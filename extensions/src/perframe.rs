@@ -70,9 +70,11 @@ pub struct PerFrameDeflate {
     /// Frames with fewer payload bytes go uncompressed (empty frames always
     /// do). Default 1.
     pub threshold: usize,
-    /// What is kept between frames. Default [`MemoryStrategy::HibernateWhenIdle`].
+    /// What is kept between frames. Default [`MemoryStrategy::Hibernate`]
+    /// with a pool (see [`MemoryStrategy`]).
     pub memory: MemoryStrategy,
-    /// Compressor contexts shared by connections.
+    /// Contexts shared by the connections this configuration serves.
+    /// Default: a pool of [`crate::DEFAULT_POOL_CONTEXTS`] of each kind.
     pub pool: Option<Arc<ContextPool>>,
 }
 
@@ -87,8 +89,8 @@ impl Default for PerFrameDeflate {
             request_no_context_takeover: false,
             no_context_takeover: false,
             threshold: 1,
-            memory: MemoryStrategy::HibernateWhenIdle,
-            pool: None,
+            memory: MemoryStrategy::Hibernate,
+            pool: Some(Arc::new(ContextPool::new(crate::DEFAULT_POOL_CONTEXTS))),
         }
     }
 }
@@ -308,7 +310,11 @@ impl Extension for PerFrameDeflateExt {
             threshold: self.threshold,
         };
         let dec = Decoder {
-            decompressor: Decompressor::new(self.decompress_window, self.release),
+            decompressor: Decompressor::new(
+                self.decompress_window,
+                self.pool.clone(),
+                self.release,
+            ),
             takeover: self.peer_takeover,
         };
         (Box::new(enc), Box::new(dec))

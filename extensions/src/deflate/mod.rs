@@ -23,6 +23,8 @@ mod window;
 pub use pool::ContextPool;
 pub use window::WindowBits;
 
+use pool::{NO_OWNER, Owner, Taken, new_owner};
+
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress};
 use std::sync::Arc;
@@ -125,17 +127,20 @@ pub enum Release {
 
 /// A raw-DEFLATE compressor for one direction of one connection.
 ///
-/// With `hibernate`, the zlib state is given up after every message and only
-/// the window's worth of recent input is kept; the next message starts a
-/// context (from the pool if there is one) primed with it as a preset
-/// dictionary. The peer sees exactly the same stream semantics as with a
-/// live context (back-references into earlier messages), while an idle
-/// connection holds `2^w` bytes instead of the full state (over 128 KiB:
-/// zlib-rs uses a fixed 64 Ki-entry hash table).
+/// With a [`Release`] policy other than `Never`, the zlib state is given up
+/// (after every message, or when the connection is idle) and only the
+/// window's worth of recent input is kept; the next message starts a context
+/// primed with it as a preset dictionary. The peer sees exactly the same
+/// stream semantics as with a live context (back-references into earlier
+/// messages), while a connection between messages holds at most `2^w` bytes
+/// instead of the full state (over 128 KiB: zlib-rs uses a fixed 64 Ki-entry
+/// hash table). With a [`ContextPool`] the state goes back to the pool, and
+/// comes back warm (no priming) if no other connection needed it meanwhile.
 pub struct Compressor {
     params: DeflateParams,
     inner: Option<Box<Deflate>>,
     pool: Option<Arc<ContextPool>>,
+    owner: Owner,
     history: Option<History>,
     release: Release,
 }
@@ -157,6 +162,7 @@ impl Compressor {
             params,
             inner: None,
             pool,
+            owner: new_owner(),
             history,
             release,
         }
@@ -172,12 +178,19 @@ impl Compressor {
     pub fn compress(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), ExtensionError> {
         if self.inner.is_none() {
             let params = self.params;
-            let mut d = self
-                .pool
-                .as_ref()
-                .and_then(|p| p.take(&params))
-                .unwrap_or_else(|| Box::new(Deflate::new_with_config(params.config())));
-            if let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
+            let taken = match &self.pool {
+                Some(p) => p.take_deflate(&params, self.owner),
+                None => Taken::Allocate,
+            };
+            let (mut d, warm) = match taken {
+                Taken::Own(d) => (d, true),
+                Taken::Foreign(mut d) => {
+                    d.reset();
+                    (d, false)
+                }
+                Taken::Allocate => (Box::new(Deflate::new_with_config(params.config())), false),
+            };
+            if !warm && let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
                 d.set_dictionary(h.contiguous()).map_err(|e| {
                     ExtensionError::internal(format!("deflate dictionary: {}", e.as_str()))
                 })?;
@@ -223,7 +236,7 @@ impl Compressor {
         let give_up = self.release == Release::EveryMessage
             || (!takeover && (self.pool.is_some() || self.release != Release::Never));
         if give_up {
-            self.give_up();
+            self.give_up(takeover);
         } else if !takeover && let Some(d) = &mut self.inner {
             d.reset();
         }
@@ -233,31 +246,52 @@ impl Compressor {
     /// and keep only the window.
     pub fn idle(&mut self) {
         if self.release != Release::Never {
-            self.give_up();
+            // Every `compress` ends with a sync flush, so the state always
+            // matches the history here.
+            self.give_up(true);
         }
     }
 
-    fn give_up(&mut self) {
-        let Some(mut d) = self.inner.take() else {
+    /// Frees the state or gives it to the pool; `warm` says it still
+    /// matches the history, so it can come back to us without priming.
+    fn give_up(&mut self, warm: bool) {
+        let Some(d) = self.inner.take() else {
             return;
         };
         if let Some(pool) = &self.pool {
-            d.reset();
-            pool.put(self.params, d);
+            let owner = if warm && self.history.is_some() {
+                self.owner
+            } else {
+                NO_OWNER
+            };
+            pool.put_deflate(self.params, owner, d);
         }
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        // A pooled context outlives its connection: anyone may reuse it.
+        self.give_up(false);
     }
 }
 
 /// A raw-DEFLATE decompressor for one direction of one connection.
 ///
-/// With `hibernate` the zlib state is freed after every message and only the
-/// last `2^w` bytes of output are kept, restored as a preset dictionary when
-/// the next message starts (see [`Compressor`]).
+/// With a [`Release`] policy other than `Never` the zlib state is given up
+/// between messages (never inside one: inflate state in the middle of a
+/// block cannot be rebuilt) and only the last `2^w` bytes of output are
+/// kept, restored as a preset dictionary when the next message starts (see
+/// [`Compressor`]); with a [`ContextPool`] the state goes back to the pool.
 pub struct Decompressor {
     window: WindowBits,
     inner: Option<Box<Decompress>>,
+    pool: Option<Arc<ContextPool>>,
+    owner: Owner,
     history: Option<History>,
     release: Release,
+    /// Inside a message (its last frame not seen yet).
+    in_message: bool,
 }
 
 impl std::fmt::Debug for Decompressor {
@@ -271,13 +305,16 @@ impl std::fmt::Debug for Decompressor {
 
 impl Decompressor {
     /// A decompressor that allocates nothing until it is first used.
-    pub fn new(window: WindowBits, release: Release) -> Self {
+    pub fn new(window: WindowBits, pool: Option<Arc<ContextPool>>, release: Release) -> Self {
         let history = (release != Release::Never).then(|| History::new(window));
         Decompressor {
             window,
             inner: None,
+            pool,
+            owner: new_owner(),
             history,
             release,
+            in_message: false,
         }
     }
 
@@ -304,13 +341,26 @@ impl Decompressor {
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
         if self.inner.is_none() {
-            let mut d = self.make();
-            if let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
+            let bits = self.window.get().max(9);
+            let taken = match &self.pool {
+                Some(p) => p.take_inflate(bits, self.owner),
+                None => Taken::Allocate,
+            };
+            let (mut d, warm) = match taken {
+                Taken::Own(d) => (d, true),
+                Taken::Foreign(mut d) => {
+                    d.reset(false);
+                    (d, false)
+                }
+                Taken::Allocate => (self.make(), false),
+            };
+            if !warm && let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
                 d.set_dictionary(h.contiguous())
                     .map_err(|e| ExtensionError::internal(format!("inflate dictionary: {e}")))?;
             }
             self.inner = Some(d);
         }
+        self.in_message = !finish;
         let start = out.len();
         let mut ended = self.feed(input, budget, out)?;
         if finish && !ended {
@@ -324,12 +374,12 @@ impl Decompressor {
             // (RFC 7692 §7.2.3.4). Start a new stream primed with the last
             // window of output so later back-references still resolve, as far
             // as this message's output reaches.
-            let mut fresh = self.make();
+            let d = self.inner.as_mut().expect("allocated above");
+            d.reset(false);
             let keep = out.len().min(1 << self.window.get().max(9));
             if keep > 0 {
-                let _ = fresh.set_dictionary(&out[out.len() - keep..]);
+                let _ = d.set_dictionary(&out[out.len() - keep..]);
             }
-            self.inner = Some(fresh);
         }
         Ok(())
     }
@@ -397,22 +447,45 @@ impl Decompressor {
     /// [`Release::EveryMessage`] the state is freed (keeping only the window
     /// when `takeover`).
     pub fn end_message(&mut self, takeover: bool) {
+        self.in_message = false;
         if !takeover && let Some(h) = &mut self.history {
             h.clear();
         }
         if self.release == Release::EveryMessage {
-            self.inner = None;
+            self.give_up(takeover);
         } else if !takeover && let Some(d) = &mut self.inner {
             d.reset(false);
         }
     }
 
-    /// The connection is idle: with a release policy, free the zlib state
-    /// and keep only the window.
+    /// The connection is idle: with a release policy, give the zlib state up
+    /// and keep only the window (not in the middle of a message).
     pub fn idle(&mut self) {
-        if self.release != Release::Never {
-            self.inner = None;
+        if self.release != Release::Never && !self.in_message {
+            self.give_up(true);
         }
+    }
+
+    /// Frees the state or gives it to the pool; `warm` says it still
+    /// matches the history, so it can come back to us without priming.
+    fn give_up(&mut self, warm: bool) {
+        let Some(d) = self.inner.take() else {
+            return;
+        };
+        if let Some(pool) = &self.pool {
+            let owner = if warm && self.history.is_some() {
+                self.owner
+            } else {
+                NO_OWNER
+            };
+            pool.put_inflate(self.window.get().max(9), owner, d);
+        }
+    }
+}
+
+impl Drop for Decompressor {
+    fn drop(&mut self) {
+        self.give_up(false);
     }
 }
 
@@ -459,11 +532,11 @@ mod tests {
                 0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
             ],
         ] {
-            let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
+            let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
             assert_eq!(inflate(&mut d, payload), b"Hello", "{payload:02x?}");
         }
         // Shared window: the second message is a back-reference.
-        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
+        let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
         assert_eq!(
             inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
             b"Hello"
@@ -473,7 +546,7 @@ mod tests {
         assert_eq!(inflate(&mut d, &[0x00]), b"");
         assert_eq!(inflate(&mut d, &[0xf2, 0x00, 0x11, 0x00, 0x00]), b"Hello");
         // A BFINAL message, then a message referring back into it.
-        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
+        let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
         assert_eq!(
             inflate(&mut d, &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00]),
             b"Hello"
@@ -513,7 +586,7 @@ mod tests {
             .collect();
         for w in 8..=15 {
             let mut c = Compressor::new(params(w), None, Release::Never);
-            let mut d = Decompressor::new(WindowBits::new(w).unwrap(), Release::Never);
+            let mut d = Decompressor::new(WindowBits::new(w).unwrap(), None, Release::Never);
             for len in [0usize, 1, 100, 5000, 70_000, 300_000] {
                 let mut out = Vec::new();
                 c.compress(&data[..len], &mut out).unwrap();
@@ -530,11 +603,11 @@ mod tests {
         let mut out = Vec::new();
         c.compress(&data, &mut out).unwrap();
         let payload = finish_message(out);
-        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
+        let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
         let mut out = Vec::new();
         d.decompress(&payload, true, 10_000, &mut out).unwrap();
         assert_eq!(out.len(), 10_000);
-        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
+        let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
         let mut out = Vec::new();
         let e = d.decompress(&payload, true, 9_999, &mut out).unwrap_err();
         assert_eq!(e.code.as_u16(), 1009);
@@ -555,8 +628,8 @@ mod tests {
                 }
             };
             let mut c = Compressor::new(params(12), Some(pool.clone()), rel(hc));
-            let mut d = Decompressor::new(WindowBits::new(12).unwrap(), rel(hd));
-            let mut live = Decompressor::new(WindowBits::new(12).unwrap(), Release::Never);
+            let mut d = Decompressor::new(WindowBits::new(12).unwrap(), None, rel(hd));
+            let mut live = Decompressor::new(WindowBits::new(12).unwrap(), None, Release::Never);
             let msg = b"the same sentence, again and again, the same sentence".repeat(3);
             let mut sizes = Vec::new();
             for _ in 0..4 {
@@ -580,7 +653,7 @@ mod tests {
     fn idle_release_keeps_context_takeover() {
         let pool = Arc::new(ContextPool::new(4));
         let mut c = Compressor::new(params(15), Some(pool.clone()), Release::WhenIdle);
-        let mut d = Decompressor::new(WindowBits::MAX, Release::WhenIdle);
+        let mut d = Decompressor::new(WindowBits::MAX, None, Release::WhenIdle);
         let msg = b"a sentence long enough to be worth a back-reference, twice".repeat(2);
         let mut sizes = Vec::new();
         for i in 0..4 {
@@ -621,7 +694,7 @@ mod tests {
     #[test]
     fn a_peer_breaking_no_context_takeover_is_caught() {
         // The second "Hello" refers back into the first message.
-        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
+        let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
         assert_eq!(
             inflate(&mut d, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]),
             b"Hello"
@@ -636,7 +709,7 @@ mod tests {
 
     #[test]
     fn corrupt_data_is_1007() {
-        let mut d = Decompressor::new(WindowBits::MAX, Release::Never);
+        let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
         let mut out = Vec::new();
         let e = d
             .decompress(&[0xff, 0xff, 0xff, 0xff, 0x00], true, 1000, &mut out)
@@ -662,5 +735,98 @@ mod tests {
             finish_message(out).as_ref(),
             [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
         );
+    }
+
+    #[test]
+    fn pooled_contexts_serve_interleaved_connections_correctly() {
+        // Three connection pairs share pools bounded at two contexts, so
+        // contexts are taken over, reset and primed from saved windows, and
+        // still every message decodes and refers back to earlier ones.
+        let cpool = Arc::new(ContextPool::new(2));
+        let dpool = Arc::new(ContextPool::new(2));
+        let w = WindowBits::new(10).unwrap();
+        let mut pairs: Vec<_> = (0..3)
+            .map(|_| {
+                (
+                    Compressor::new(params(10), Some(cpool.clone()), Release::EveryMessage),
+                    Decompressor::new(w, Some(dpool.clone()), Release::EveryMessage),
+                )
+            })
+            .collect();
+        let mut sizes = vec![Vec::new(); 3];
+        for round in 0..6 {
+            for (i, (c, d)) in pairs.iter_mut().enumerate() {
+                let msg =
+                    format!("connection {i} says the same long sentence again, round {round}")
+                        .repeat(4);
+                let mut out = Vec::new();
+                c.compress(msg.as_bytes(), &mut out).unwrap();
+                c.end_message(true);
+                let payload = finish_message(out);
+                sizes[i].push(payload.len());
+                assert_eq!(
+                    inflate(d, &payload),
+                    msg.as_bytes(),
+                    "pair {i} round {round}"
+                );
+                d.end_message(true);
+            }
+        }
+        assert!(cpool.live_compressors() <= 2);
+        assert!(cpool.compressors() <= 2 && dpool.decompressors() <= 2);
+        for s in &sizes {
+            assert!(s[1..].iter().all(|n| *n < s[0] / 2), "{s:?}");
+        }
+        // Dropped connections give their contexts back for anyone to reuse.
+        drop(pairs);
+        assert_eq!(cpool.compressors(), 2);
+    }
+
+    #[test]
+    fn a_connection_gets_its_own_context_back_warm() {
+        let pool = Arc::new(ContextPool::new(4));
+        let mut c = Compressor::new(params(12), Some(pool.clone()), Release::EveryMessage);
+        let mut other = Compressor::new(params(12), Some(pool.clone()), Release::EveryMessage);
+        let mut d = Decompressor::new(WindowBits::new(12).unwrap(), None, Release::Never);
+        let mut od = Decompressor::new(WindowBits::new(12).unwrap(), None, Release::Never);
+        for _ in 0..3 {
+            for (c, d) in [(&mut c, &mut d), (&mut other, &mut od)] {
+                let mut out = Vec::new();
+                c.compress(b"warm context, warm context, warm context", &mut out)
+                    .unwrap();
+                c.end_message(true);
+                assert_eq!(
+                    inflate(d, &finish_message(out)),
+                    b"warm context, warm context, warm context"
+                );
+            }
+        }
+        // Below the bound each connection kept its own context: two exist.
+        assert_eq!(pool.live_compressors(), 2);
+    }
+
+    #[test]
+    fn idle_inside_a_message_keeps_the_inflate_state() {
+        let data: Vec<u8> = (0..20_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 97) as u8)
+            .collect();
+        let mut c = Compressor::new(params(15), None, Release::Never);
+        let mut out = Vec::new();
+        c.compress(&data, &mut out).unwrap();
+        let payload = finish_message(out);
+        let pool = Arc::new(ContextPool::new(4));
+        let mut d = Decompressor::new(WindowBits::MAX, Some(pool.clone()), Release::WhenIdle);
+        let (a, b) = payload.split_at(payload.len() / 2);
+        let mut got = Vec::new();
+        d.decompress(a, false, 1 << 20, &mut got).unwrap();
+        // The connection goes idle between two frames of one message.
+        d.idle();
+        assert!(d.is_allocated());
+        d.decompress(b, true, 1 << 20, &mut got).unwrap();
+        d.end_message(true);
+        assert_eq!(got, data);
+        d.idle();
+        assert!(!d.is_allocated());
+        assert_eq!(pool.decompressors(), 1);
     }
 }
