@@ -31,6 +31,7 @@ use crate::proto::{
 use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
 use std::io::IoSlice;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
@@ -39,8 +40,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 use wake::WakeSlots;
 
-/// Smallest read: small enough that idle connections stay cheap.
+/// Smallest read size the adaptive size shrinks to.
 const MIN_READ: usize = 2048;
+/// Reads into an empty buffer of at most this size go through the stack:
+/// an idle connection holds no read buffer at all, and a busy one allocates
+/// exactly what arrived (see [`WebSocket::poll_fill`]).
+const SCRATCH: usize = 8 << 10;
 /// Largest read the adaptive size grows to.
 const MAX_READ: usize = 64 << 10;
 /// Most slices per vectored write.
@@ -345,23 +350,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Reads more bytes into the read buffer; `Ok(0)` is end of stream.
+    ///
+    /// Memory: while reads are small (the adaptive size is at most
+    /// [`SCRATCH`]) and nothing is buffered, the buffer is given up and the
+    /// read goes into a stack buffer first, then exactly the bytes that
+    /// arrived are copied into a fresh allocation (which a message that
+    /// fills it takes over without another copy). So a connection waiting
+    /// for its peer holds no read buffer, and one that received a message
+    /// does not keep a buffer sized for it. Larger reads go straight into
+    /// the heap buffer, which then adapts between 2 and 64 KiB.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * self.read_size {
-            // Give back what a large message or a burst left behind.
-            self.read_buf = BytesMut::new();
-        }
         let want = self.conn.read_hint().max(self.read_size);
-        if self.read_buf.capacity() - self.read_buf.len() < want {
-            self.read_buf.reserve(want);
-        }
-        let spare = self.read_buf.spare_capacity_mut();
-        let offered = spare.len();
-        let mut rb = ReadBuf::uninit(spare);
-        ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-        let n = rb.filled().len();
-        // SAFETY: `poll_read` initialized the first `n` bytes of the spare
-        // capacity (ReadBuf tracks exactly what was filled).
-        unsafe { self.read_buf.set_len(self.read_buf.len() + n) };
+        let (n, offered) = if self.read_buf.is_empty() && want <= SCRATCH {
+            if self.read_buf.capacity() != 0 {
+                self.read_buf = BytesMut::new();
+            }
+            let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
+            let mut rb = ReadBuf::uninit(&mut scratch);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+            self.read_buf.extend_from_slice(rb.filled());
+            (rb.filled().len(), SCRATCH)
+        } else {
+            if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * self.read_size {
+                // Give back what a large message or a burst left behind.
+                self.read_buf = BytesMut::new();
+            }
+            if self.read_buf.capacity() - self.read_buf.len() < want {
+                self.read_buf.reserve(want);
+            }
+            let spare = self.read_buf.spare_capacity_mut();
+            let offered = spare.len();
+            let mut rb = ReadBuf::uninit(spare);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
+            let n = rb.filled().len();
+            // SAFETY: `poll_read` initialized the first `n` bytes of the spare
+            // capacity (ReadBuf tracks exactly what was filled).
+            unsafe { self.read_buf.set_len(self.read_buf.len() + n) };
+            (n, offered)
+        };
         if n == offered {
             self.read_size = (self.read_size * 2).min(MAX_READ);
         } else if n < self.read_size / 8 {

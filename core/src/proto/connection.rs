@@ -135,9 +135,7 @@ impl WriteBuffer {
         }
         if self.len == 0 {
             // Let an idle connection hold no buffer.
-            if self.tail.capacity() > 4 * COPY_THRESHOLD {
-                self.tail = BytesMut::new();
-            }
+            self.tail = BytesMut::new();
             if self.chunks.capacity() > 64 {
                 self.chunks = VecDeque::new();
             }
@@ -267,8 +265,16 @@ impl Connection {
             buf.reserve(self.need);
             return Ok(None);
         }
-        buf.advance(header_len);
-        let mut payload = buf.split_to(len);
+        let mut payload = if total == buf.len() {
+            // The frame is the whole buffer: take it over, so a buffer
+            // allocated to fit becomes the payload without a shared header.
+            let mut all = std::mem::take(buf);
+            all.advance(header_len);
+            all
+        } else {
+            buf.advance(header_len);
+            buf.split_to(len)
+        };
         let done = self.partial.take().map_or(0, |p| p.unmasked);
         if let Some(key) = header.mask {
             apply_mask_at(&mut payload[done..], key, done);
