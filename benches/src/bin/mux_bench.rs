@@ -19,8 +19,9 @@
 //!   its echo: p50, p99 and maximum latency.
 //!
 //! Client and server share one current-thread runtime by default
-//! (`--threads N` for a multi-thread one). Loopback only; every loop is
-//! bounded in count and time.
+//! (`--threads N` for a multi-thread one). `--sizes 1024,65536` and
+//! `--ks 1,100` pick throughput cases. Loopback only; every loop is bounded
+//! in count and time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -303,10 +304,28 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--serve") {
         return serve_child(args.get(i + 1).map(String::as_str) == Some("hold"));
     }
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "mux_bench [--quick] [--threads N] [--sizes 1024,65536] [--ks 1,10,100,1000] \
+             [throughput] [memory] [fairness]"
+        );
+        return;
+    }
     raise_fd_limit();
     let quick = args.iter().any(|a| a == "--quick");
-    let wants =
-        |name: &str| !args.iter().any(|a| !a.starts_with("--")) || args.iter().any(|a| a == name);
+    const SECTIONS: [&str; 3] = ["throughput", "memory", "fairness"];
+    let named = |name: &str| args.iter().any(|a| a == name);
+    let any_named = SECTIONS.iter().any(|s| named(s));
+    let [want_throughput, want_memory, want_fairness] = SECTIONS.map(|s| !any_named || named(s));
+    let ks = list_arg(&args, "--ks");
+    let sizes = list_arg(&args, "--sizes");
+    // `--side mux` or `--side separate` runs one side only (for profiling).
+    let side = args
+        .iter()
+        .position(|a| a == "--side")
+        .and_then(|i| args.get(i + 1).cloned());
+    let run_mux = side.as_deref() != Some("separate");
+    let run_separate = side.as_deref() != Some("mux");
     // One thread by default: on this 2-core VM a wake-up that crosses CPUs
     // costs tens of microseconds, which would measure the scheduler, not the
     // protocol (the mux path has more task hand-offs than a plain socket).
@@ -328,21 +347,23 @@ fn main() {
     }
     .expect("runtime");
     rt.block_on(async move {
-        if wants("throughput") {
+        if want_throughput {
             let addr = start_server().await;
             println!("## Throughput: K channels over one connection vs K connections (echoed messages/s)\n");
             println!("| K | size | mux | separate | mux / separate |\n|---|---|---|---|---|");
-            let ks: &[usize] = if quick { &[1, 10, 100] } else { &[1, 10, 100, 1000] };
-            for &size in &[1024usize, 65536] {
-                for &k in ks {
-                    let m = throughput(addr, k, size, true).await;
-                    let s = throughput(addr, k, size, false).await;
+            let default_ks: &[usize] = if quick { &[1, 10, 100] } else { &[1, 10, 100, 1000] };
+            let ks = ks.unwrap_or_else(|| default_ks.to_vec());
+            let sizes = sizes.unwrap_or_else(|| vec![1024, 65536]);
+            for &size in &sizes {
+                for &k in &ks {
+                    let m = if run_mux { throughput(addr, k, size, true).await } else { f64::NAN };
+                    let s = if run_separate { throughput(addr, k, size, false).await } else { f64::NAN };
                     println!("| {k} | {size} | {m:.0} | {s:.0} | {:.2} |", m / s);
                     println!("{{\"bench\":\"mux_throughput\",\"k\":{k},\"size\":{size},\"mux\":{m:.0},\"separate\":{s:.0}}}");
                 }
             }
         }
-        if wants("memory") {
+        if want_memory {
             let n = if quick { 2_000 } else { 10_000 };
             println!("\n## Memory per idle logical channel ({n} channels, server process)\n");
             for hold in [true, false] {
@@ -352,7 +373,7 @@ fn main() {
                 println!("{{\"bench\":\"mux_memory\",\"channels\":{n},\"hold\":{hold},\"bytes_per_channel\":{per:.0}}}");
             }
         }
-        if wants("fairness") {
+        if want_fairness {
             let addr = start_server().await;
             let mib = if quick { 20 } else { 100 };
             let (p50, p99, max, n) = fairness(addr, mib).await;
@@ -366,6 +387,18 @@ fn main() {
             );
         }
     });
+}
+
+/// A comma-separated list of numbers after `flag`, if given.
+fn list_arg(args: &[String], flag: &str) -> Option<Vec<usize>> {
+    let i = args.iter().position(|a| a == flag)?;
+    let list: Vec<usize> = args
+        .get(i + 1)?
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .filter(|&v| v > 0)
+        .collect();
+    (!list.is_empty()).then_some(list)
 }
 
 fn raise_fd_limit() {
