@@ -138,6 +138,14 @@ impl State {
     }
 }
 
+/// Bytes of physical messages the writer takes from the multiplexer before
+/// writing them out (one 64 KiB message, or many small ones per write).
+const WRITE_BATCH: usize = 64 << 10;
+
+/// Bytes of physical messages the reader hands to the multiplexer before it
+/// lets other tasks run.
+const READ_BATCH: usize = 64 << 10;
+
 /// Runs a physical connection until it closes or fails.
 ///
 /// Reading and writing run in two tasks over the split physical WebSocket,
@@ -150,10 +158,12 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let (mut reader, mut writer) = ws.split();
     let read_side = shared.clone();
     let read_task = tokio::spawn(async move {
+        let mut since_yield = 0;
         while let Some(msg) = reader.recv().await {
             match msg {
                 Ok(Message::Close(_)) | Err(_) => break,
                 Ok(m) => {
+                    since_yield += m.len();
                     // Events are handed out here, so a reader waiting on a
                     // channel is woken without a hop through the writer task;
                     // the writer is only woken when there is output.
@@ -165,6 +175,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                     };
                     if output {
                         read_side.notify.notify_one();
+                    }
+                    if since_yield >= READ_BATCH {
+                        // Let the channels take what was read while it is
+                        // still in the CPU cache, instead of reading megabytes
+                        // ahead of them (a busy socket never runs dry).
+                        since_yield = 0;
+                        tokio::task::yield_now().await;
                     }
                 }
             }
@@ -182,27 +199,48 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
     loop {
-        let (failed, close, gone) = {
-            let mut st = shared.lock();
-            while let Some(m) = st.mux.poll_transmit() {
-                out.push(m);
+        // Output is taken in batches of about WRITE_BATCH bytes and written
+        // before the next batch is built, so the bytes copied into physical
+        // messages are still in the CPU cache when the socket copies them,
+        // and the memory in flight stays bounded however much the channels
+        // have queued.
+        let (failed, close) = loop {
+            let (failed, close, gone, full) = {
+                let mut st = shared.lock();
+                let mut batch = 0;
+                while batch < WRITE_BATCH {
+                    let Some(m) = st.mux.poll_transmit() else {
+                        break;
+                    };
+                    batch += m.len();
+                    out.push(m);
+                }
+                st.dispatch();
+                for w in st.writers.drain(..) {
+                    w.wake();
+                }
+                let full = batch >= WRITE_BATCH;
+                (
+                    st.mux.failure(),
+                    st.close_requested,
+                    st.physical_closed,
+                    full,
+                )
+            };
+            for m in out.drain(..) {
+                if writer.feed(Message::Binary(m)).await.is_err() {
+                    shared.lock().shut();
+                    return;
+                }
             }
-            st.dispatch();
-            for w in st.writers.drain(..) {
-                w.wake();
-            }
-            (st.mux.failure(), st.close_requested, st.physical_closed)
-        };
-        for m in out.drain(..) {
-            if writer.feed(Message::Binary(m)).await.is_err() {
+            if writer.flush().await.is_err() || gone {
                 shared.lock().shut();
                 return;
             }
-        }
-        if writer.flush().await.is_err() || gone {
-            shared.lock().shut();
-            return;
-        }
+            if !full {
+                break (failed, close);
+            }
+        };
         if failed.is_some() || close {
             // A failed physical connection closes with 1011 (digest §4.8).
             let code = if failed.is_some() {
@@ -260,8 +298,14 @@ impl Channel {
     fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let mut st = self.shared.lock();
         if let Some(m) = st.mux.take_message(self.id) {
+            // Reading may free quota to return or end the channel; the
+            // driver is only woken when that left something to send.
+            st.dispatch();
+            let output = st.mux.has_output();
             drop(st);
-            self.shared.notify.notify_one();
+            if output {
+                self.shared.notify.notify_one();
+            }
             return Poll::Ready(Some(Ok(m)));
         }
         if st.closed || !st.mux.is_open(self.id) {
