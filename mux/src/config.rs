@@ -27,13 +27,19 @@ pub struct MuxConfig {
     /// to. Default 64.
     pub slots: u64,
     /// Server: the client's initial send quota on each new channel (carried by
-    /// NewChannelSlot). Default 128 KiB.
+    /// NewChannelSlot). Default 256 KiB (see [`receive_window`](Self::receive_window)).
     pub slot_quota: u64,
     /// Quota granted to the peer on each channel and kept replenished: the
-    /// per-channel receive window. Default 128 KiB.
+    /// per-channel receive window. Default 256 KiB: consumed quota is
+    /// returned once a quarter of the window is used, and without a
+    /// FlowControl message of its own until half of it is (it rides along
+    /// with the next output), so a 64 KiB request answered by a reply costs
+    /// no extra physical message. The window is a number, not a buffer: it
+    /// costs an idle channel nothing, and bounds what an honest peer can have
+    /// in flight on one channel.
     pub receive_window: u64,
     /// Client: the `quota` offered in the handshake, the server's initial
-    /// send quota on channel 1. Default 128 KiB.
+    /// send quota on channel 1. Default 256 KiB.
     pub implicit_quota: u64,
     /// Largest inner frame payload sent; a longer frame is cut so other
     /// channels can interleave. Default 64 KiB (tens of microseconds of
@@ -65,9 +71,9 @@ impl Default for MuxConfig {
         MuxConfig {
             max_channels: 10_000,
             slots: 64,
-            slot_quota: 128 << 10,
-            receive_window: 128 << 10,
-            implicit_quota: 128 << 10,
+            slot_quota: 256 << 10,
+            receive_window: 256 << 10,
+            implicit_quota: 256 << 10,
             max_inner_frame: 64 << 10,
             max_buffered_per_channel: 256 << 10,
             max_buffered_total: 64 << 20,

@@ -32,7 +32,9 @@
 //! allowance is replenished as frames arrive, unless the channel (or the
 //! connection) holds more unread data than its limit: then replenishing
 //! waits until the application reads, which is how back-pressure reaches a
-//! sender. A peer exceeding its allowance loses the channel (3005).
+//! sender. While the peer still has half its window, the FlowControl is
+//! deferred to ride along with the next output instead of costing a physical
+//! message of its own. A peer exceeding its allowance loses the channel (3005).
 //!
 //! # Fairness
 //!
@@ -166,6 +168,9 @@ struct Channel {
     control_partial: Option<(OpCode, BytesMut)>,
     scheduled: bool,
     signalled: bool,
+    /// In `Multiplexer::fc_deferred`: a FlowControl waits to ride along with
+    /// the next output.
+    fc_deferred: bool,
     ending: Option<DropCode>,
     opening: Option<Box<Opening>>,
     request: Option<Box<http::Request<()>>>,
@@ -185,6 +190,7 @@ impl Channel {
             control_partial: None,
             scheduled: false,
             signalled: false,
+            fc_deferred: false,
             ending: None,
             opening: None,
             request: None,
@@ -210,6 +216,8 @@ pub struct Multiplexer {
     channels: HashMap<u32, Channel>,
     ready: VecDeque<u32>,
     control: Vec<u8>,
+    /// Channels owed a FlowControl that is not urgent yet (see `after_input`).
+    fc_deferred: Vec<u32>,
     events: VecDeque<MuxEvent>,
     failed: Option<DropCode>,
     buffered_total: usize,
@@ -241,6 +249,7 @@ impl Multiplexer {
             channels: HashMap::new(),
             ready: VecDeque::new(),
             control: Vec::new(),
+            fc_deferred: Vec::new(),
             events: VecDeque::new(),
             failed: None,
             buffered_total: 0,
@@ -633,7 +642,6 @@ impl Multiplexer {
 
     fn handle_inner(&mut self, f: InnerFrame) {
         let id = f.channel.get();
-        let window = self.config.receive_window;
         let Some(ch) = self.channels.get_mut(&id) else {
             return;
         };
@@ -657,7 +665,7 @@ impl Multiplexer {
                 }
                 buf.extend_from_slice(&f.payload);
                 if !f.fin {
-                    return self.after_input(id, window);
+                    return self.after_input(id);
                 }
                 let op = *op;
                 let (_, buf) = ch.control_partial.take().expect("present");
@@ -673,7 +681,7 @@ impl Multiplexer {
             }
             (None, op) if op.is_control() && !f.fin => {
                 ch.control_partial = Some((op, BytesMut::from(&f.payload[..])));
-                return self.after_input(id, window);
+                return self.after_input(id);
             }
             _ => Frame {
                 fin: f.fin,
@@ -704,27 +712,84 @@ impl Multiplexer {
             }
         }
         self.schedule(id);
-        self.after_input(id, window);
+        self.after_input(id);
         self.maybe_finish(id);
     }
 
     /// Returns consumed receive allowance to the peer unless too much is
     /// buffered unread.
-    fn after_input(&mut self, id: u32, window: u64) {
-        let total_ok = self.buffered_total <= self.config.max_buffered_total;
-        let per = self.config.max_buffered_per_channel;
+    ///
+    /// A channel's window is its allowance plus what it consumed and not yet
+    /// returned (FlowControl returns exactly the consumed bytes, so the sum
+    /// stays the initial grant). Nothing is returned below a quarter of the
+    /// window. Between a quarter and half, the peer still has at least half
+    /// its window, so the FlowControl is deferred: it leaves with the next
+    /// physical write (typically the reply the application sends), instead of
+    /// costing a write, a packet and a wakeup of its own per message. From
+    /// half the window on it is queued at once, so a sender that streams
+    /// without replies never waits for more than the deferral.
+    fn after_input(&mut self, id: u32) {
+        if !self.may_return(id) {
+            return;
+        }
         let Some(ch) = self.channels.get_mut(&id) else {
             return;
         };
-        if ch.unreturned > 0 && ch.unreturned >= window / 4 && ch.inbox_bytes <= per && total_ok {
-            let quota = ch.unreturned;
-            ch.recv_allowance += quota;
-            ch.unreturned = 0;
-            self.push_block(Block::FlowControl(FlowControl {
-                channel: ChannelId::new(id).expect("valid"),
-                quota,
-            }));
+        let window = ch.recv_allowance + ch.unreturned;
+        if ch.unreturned < window / 2 {
+            if !ch.fc_deferred {
+                ch.fc_deferred = true;
+                self.fc_deferred.push(id);
+            }
+            return;
         }
+        self.return_quota(id);
+    }
+
+    /// True if the channel has consumed allowance to return and the buffer
+    /// limits allow returning it.
+    fn may_return(&self, id: u32) -> bool {
+        let Some(ch) = self.channels.get(&id) else {
+            return false;
+        };
+        let window = ch.recv_allowance + ch.unreturned;
+        ch.unreturned > 0
+            && ch.unreturned >= window / 4
+            && ch.inbox_bytes <= self.config.max_buffered_per_channel
+            && self.buffered_total <= self.config.max_buffered_total
+    }
+
+    /// Queues FlowControl for everything the channel consumed.
+    fn return_quota(&mut self, id: u32) {
+        let Some(ch) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let quota = std::mem::take(&mut ch.unreturned);
+        if quota == 0 {
+            return;
+        }
+        ch.recv_allowance += quota;
+        self.push_block(Block::FlowControl(FlowControl {
+            channel: ChannelId::new(id).expect("valid"),
+            quota,
+        }));
+    }
+
+    /// Queues the deferred FlowControl blocks that are still due.
+    fn flush_deferred(&mut self) {
+        let mut ids = std::mem::take(&mut self.fc_deferred);
+        for &id in &ids {
+            let Some(ch) = self.channels.get_mut(&id) else {
+                continue;
+            };
+            ch.fc_deferred = false;
+            if self.may_return(id) {
+                self.return_quota(id);
+            }
+        }
+        // Keep the allocation for the next round.
+        ids.clear();
+        self.fc_deferred = ids;
     }
 
     /// Removes a channel whose session finished once its output is sent.
@@ -970,8 +1035,7 @@ impl Multiplexer {
         if ch.inbox.is_empty() {
             ch.signalled = false;
         }
-        let window = self.config.receive_window;
-        self.after_input(id, window);
+        self.after_input(id);
         self.maybe_finish(id);
         msg
     }
@@ -1009,14 +1073,20 @@ impl Multiplexer {
 
     // ----------------------------------------------------------------- output
 
-    /// True if [`poll_transmit`](Self::poll_transmit) has something to send.
+    /// True if [`poll_transmit`](Self::poll_transmit) has something that
+    /// should be sent now. Deferred FlowControl blocks do not count: they
+    /// are sent by the next `poll_transmit` call, whatever prompts it.
     pub fn has_output(&self) -> bool {
         !self.control.is_empty() || !self.ready.is_empty()
     }
 
     /// The next physical binary message to send, if any: pending control
-    /// blocks first, then one inner frame of the next channel in turn.
+    /// blocks (with any deferred FlowControl) first, then one inner frame of
+    /// the next channel in turn.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        if !self.fc_deferred.is_empty() && self.failed.is_none() {
+            self.flush_deferred();
+        }
         if !self.control.is_empty() {
             let mut msg = Vec::with_capacity(1 + self.control.len());
             msg.push(0);

@@ -90,12 +90,12 @@ fn drain(m: &mut Multiplexer, id: ChannelId) -> Vec<Message> {
 #[test]
 fn implicit_channel_and_start_up_blocks() {
     let (mut c, mut s) = pair(MuxConfig::default());
-    // Server start-up: FlowControl(1, 128 KiB) and NewChannelSlot(64, 128 KiB).
+    // Server start-up: FlowControl(1, 256 KiB) and NewChannelSlot(64, 256 KiB).
     let first = s.poll_transmit().unwrap();
     assert_eq!(
         &first[..],
         &[
-            0x00, 0x40, 0x01, 0x7f, 0, 0, 0, 0, 0, 2, 0, 0, 0x80, 0x40, 0x7f, 0, 0, 0, 0, 0, 2, 0,
+            0x00, 0x40, 0x01, 0x7f, 0, 0, 0, 0, 0, 4, 0, 0, 0x80, 0x40, 0x7f, 0, 0, 0, 0, 0, 4, 0,
             0
         ]
     );
@@ -108,7 +108,7 @@ fn implicit_channel_and_start_up_blocks() {
     s.handle_message(Message::Binary(m));
     assert_eq!(drain(&mut s, ch(1)), vec![Message::text("Hello")]);
     // 6 bytes of quota used: 5 payload + 1 for the message start.
-    assert_eq!(c.send_quota(ch(1)), Some((128 << 10) - 6));
+    assert_eq!(c.send_quota(ch(1)), Some((256 << 10) - 6));
 }
 
 #[test]
