@@ -63,10 +63,15 @@ pub mod proto;
 pub mod io;
 
 pub use error::Error;
+
 pub use proto::{
     CloseCode, CloseFrame, CloseState, Config, Connection, Frame, FrameHeader, HeaderParse,
     Message, OpCode, ProtocolError, Role, Rsv, SendError, Session, Utf8Bytes,
 };
+/// The TLS crate behind [`ClientBuilder::connect_tls`] (feature `rustls`),
+/// re-exported so servers build their acceptors with the same version.
+#[cfg(feature = "rustls")]
+pub use tokio_rustls;
 
 #[cfg(feature = "tokio")]
 pub use io::{
