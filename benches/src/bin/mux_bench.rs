@@ -103,13 +103,28 @@ async fn open_channels(client: &MuxClient, k: usize) -> Vec<Channel> {
     out
 }
 
-/// Messages per second for `k` channels (or connections) each echoing
-/// `per` messages of `size` bytes one at a time.
-async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool) -> f64 {
+/// CPU time (user + system) of this process so far. Client and server run
+/// in it, so CPU time per message does not depend on what else the machine
+/// runs, unlike wall time.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Messages per second of wall time and per second of CPU time for `k`
+/// channels (or connections) each echoing `per` messages of `size` bytes one
+/// at a time.
+async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool) -> (f64, f64) {
     let total_budget: usize = if size >= 65536 { 4_000 } else { 40_000 };
     let per = (total_budget / k).max(2);
     let payload = Message::binary(vec![0x5au8; size]);
     let started;
+    let cpu_started;
     let mut tasks = Vec::with_capacity(k);
     if mux {
         let client = MuxClient::connect(&format!("ws://{addr}/"), config())
@@ -117,6 +132,7 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
             .expect("mux connect");
         let channels = open_channels(&client, k).await;
         started = Instant::now();
+        cpu_started = cpu_time();
         for mut ch in channels {
             let payload = payload.clone();
             tasks.push(tokio::spawn(async move {
@@ -146,6 +162,7 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
             conns.push(ws);
         }
         started = Instant::now();
+        cpu_started = cpu_time();
         for mut ws in conns {
             let payload = payload.clone();
             tasks.push(tokio::spawn(async move {
@@ -165,7 +182,9 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
                 .expect("task");
         }
     }
-    (k * per) as f64 / started.elapsed().as_secs_f64()
+    let wall = started.elapsed().as_secs_f64();
+    let cpu = (cpu_time() - cpu_started).as_secs_f64();
+    ((k * per) as f64 / wall, (k * per) as f64 / cpu)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -350,16 +369,18 @@ fn main() {
         if want_throughput {
             let addr = start_server().await;
             println!("## Throughput: K channels over one connection vs K connections (echoed messages/s)\n");
-            println!("| K | size | mux | separate | mux / separate |\n|---|---|---|---|---|");
+            println!("Per second of wall time, and per second of CPU time (client and server share this process; CPU time is steadier on a busy machine).\n");
+            println!("| K | size | mux | separate | mux / separate | mux / CPU-s | separate / CPU-s | CPU ratio |\n|---|---|---|---|---|---|---|---|");
             let default_ks: &[usize] = if quick { &[1, 10, 100] } else { &[1, 10, 100, 1000] };
             let ks = ks.unwrap_or_else(|| default_ks.to_vec());
             let sizes = sizes.unwrap_or_else(|| vec![1024, 65536]);
+            let none = (f64::NAN, f64::NAN);
             for &size in &sizes {
                 for &k in &ks {
-                    let m = if run_mux { throughput(addr, k, size, true).await } else { f64::NAN };
-                    let s = if run_separate { throughput(addr, k, size, false).await } else { f64::NAN };
-                    println!("| {k} | {size} | {m:.0} | {s:.0} | {:.2} |", m / s);
-                    println!("{{\"bench\":\"mux_throughput\",\"k\":{k},\"size\":{size},\"mux\":{m:.0},\"separate\":{s:.0}}}");
+                    let (m, mc) = if run_mux { throughput(addr, k, size, true).await } else { none };
+                    let (s, sc) = if run_separate { throughput(addr, k, size, false).await } else { none };
+                    println!("| {k} | {size} | {m:.0} | {s:.0} | {:.2} | {mc:.0} | {sc:.0} | {:.2} |", m / s, mc / sc);
+                    println!("{{\"bench\":\"mux_throughput\",\"k\":{k},\"size\":{size},\"mux\":{m:.0},\"separate\":{s:.0},\"mux_per_cpu_s\":{mc:.0},\"separate_per_cpu_s\":{sc:.0}}}");
                 }
             }
         }
