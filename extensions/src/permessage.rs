@@ -153,8 +153,10 @@ impl PerMessageDeflate {
     /// connections busy at once keep warm contexts and run at full speed;
     /// between messages a connection holds only what its windows have seen
     /// (at most 8 KiB each way). Measured on a server with 10,000
-    /// connections after one 2 KiB message each way: about 11.5 KiB per
-    /// connection, I/O buffers included.
+    /// connections after one 2 KiB message each way: about 8 KiB per
+    /// connection, I/O buffers included, plus the pool itself, shared by
+    /// every connection: at most 64 contexts each way, about 12 MiB once
+    /// that many connections were busy at the same time.
     pub fn new() -> Self {
         Self::default()
     }
