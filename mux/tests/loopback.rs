@@ -26,6 +26,7 @@ async fn echo_server(config: MuxConfig) -> std::net::SocketAddr {
                 return;
             };
             let server = server.clone();
+            server.tune_tcp(&stream).unwrap();
             tokio::spawn(async move {
                 match server.accept(stream).await {
                     Ok(Accepted::Plain(mut ws)) => {
@@ -198,4 +199,26 @@ fn rfc() -> PerMessageDeflate {
     PerMessageDeflate::new()
         .server_max_window_bits(weft_extensions::WindowBits::MAX)
         .client_max_window_bits(weft_extensions::WindowBits::MAX)
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn tune_tcp_sets_notsent_lowat() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (stream, _) = listener.accept().await.unwrap();
+    let lowat = |s: &tokio::net::TcpStream| socket2::SockRef::from(s).tcp_notsent_lowat().unwrap();
+    let untouched = lowat(&stream);
+    let server = |n| {
+        MuxServerBuilder::new(
+            weft_core::ServerBuilder::new(),
+            MuxConfig::default().notsent_lowat(n),
+            ServerOptions::default(),
+        )
+    };
+    server(None).tune_tcp(&stream).unwrap();
+    assert_eq!(lowat(&stream), untouched);
+    server(Some(20_000)).tune_tcp(&stream).unwrap();
+    assert_eq!(lowat(&stream), 20_000);
 }
