@@ -8,6 +8,14 @@
 //! channel's session and wakes the driver; `recv` takes from the channel's
 //! inbox. Nothing per channel lives in the driver, so an idle channel costs
 //! only its session and bookkeeping.
+//!
+//! Large transfers are kept cache-sized: the reader lets the channel tasks
+//! run after every 64 KiB it hands to the multiplexer, the writer takes
+//! output from the multiplexer 64 KiB at a time and writes it before taking
+//! more, and `TCP_NOTSENT_LOWAT` ([`MuxConfig::notsent_lowat`]) keeps the
+//! kernel from queueing megabytes ahead of the scheduler. With 100 channels
+//! echoing 64 KiB messages this took one connection from 0.4 to about 1.4
+//! times the throughput of 100 separate connections (mux_bench).
 
 use crate::MuxConfig;
 use crate::mux::{ChannelEnd, Multiplexer, MuxError, MuxEvent};
