@@ -10,7 +10,7 @@
 //! only its session and bookkeeping.
 //!
 //! Large transfers are kept cache-sized: the reader lets the channel tasks
-//! run after every 64 KiB it hands to the multiplexer, the writer takes
+//! run after every 64 KiB of large messages it hands to the multiplexer, the writer takes
 //! output from the multiplexer 64 KiB at a time and writes it before taking
 //! more, and `TCP_NOTSENT_LOWAT` ([`MuxConfig::notsent_lowat`]) keeps the
 //! kernel from queueing megabytes ahead of the scheduler. With 100 channels
@@ -150,9 +150,15 @@ impl State {
 /// writing them out (one 64 KiB message, or many small ones per write).
 const WRITE_BATCH: usize = 64 << 10;
 
-/// Bytes of physical messages the reader hands to the multiplexer before it
-/// lets other tasks run.
+/// Bytes of large physical messages the reader hands to the multiplexer
+/// before it lets other tasks run.
 const READ_BATCH: usize = 64 << 10;
+
+/// Physical messages below this size do not count towards [`READ_BATCH`]:
+/// they are cheap to hold, and handling a run of them before the channels
+/// run is what batches their replies (yielding among them cost 20% at 10
+/// channels echoing 1 KiB messages).
+const YIELD_MIN_MESSAGE: usize = 4 << 10;
 
 /// Runs a physical connection until it closes or fails.
 ///
@@ -171,7 +177,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             match msg {
                 Ok(Message::Close(_)) | Err(_) => break,
                 Ok(m) => {
-                    since_yield += m.len();
+                    if m.len() >= YIELD_MIN_MESSAGE {
+                        since_yield += m.len();
+                    }
                     // Events are handed out here, so a reader waiting on a
                     // channel is woken without a hop through the writer task;
                     // the writer is only woken when there is output.
