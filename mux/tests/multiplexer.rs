@@ -558,6 +558,52 @@ fn delta_base_both_readings() {
 }
 
 #[test]
+fn flow_control_waits_for_other_output_until_half_the_window_is_used() {
+    let cfg = MuxConfig::default()
+        .receive_window(4096)
+        .implicit_quota(4096);
+    let (mut c, mut s) = pair(cfg);
+    pump(&mut c, &mut s);
+    assert_eq!(c.send_quota(ch(1)), Some(4096));
+    let send = |c: &mut Multiplexer, s: &mut Multiplexer, len: usize| {
+        c.send(
+            ch(1),
+            Message::binary(vec![7u8; len]),
+            &SendHints::default(),
+        )
+        .unwrap();
+        let m = c.poll_transmit().unwrap();
+        s.handle_message(Message::Binary(m));
+        assert_eq!(drain(s, ch(1)).len(), 1);
+    };
+    // 1500 of 4096 (a quarter to a half): deferred, nothing to send now...
+    send(&mut c, &mut s, 1499);
+    assert!(!s.has_output());
+    // ...but the next transmission carries it.
+    let fc = s.poll_transmit().expect("the deferred FlowControl");
+    let mut expected = vec![0x00];
+    Block::FlowControl(FlowControl {
+        channel: ch(1),
+        quota: 1500,
+    })
+    .encode(&mut expected);
+    assert_eq!(&fc[..], &expected[..]);
+    assert!(s.poll_transmit().is_none());
+    c.handle_message(Message::Binary(fc));
+    assert_eq!(c.send_quota(ch(1)), Some(4096));
+    // Past half the window it is due at once.
+    send(&mut c, &mut s, 2100);
+    assert!(s.has_output());
+    pump(&mut c, &mut s);
+    assert_eq!(c.send_quota(ch(1)), Some(4096));
+    // Below a quarter nothing is returned yet.
+    send(&mut c, &mut s, 99);
+    assert!(!s.has_output());
+    assert!(s.poll_transmit().is_none());
+    assert_eq!(c.send_quota(ch(1)), Some(4096 - 100));
+}
+
+#[test]
 fn peer_ignoring_quota_cannot_grow_memory() {
     // The client never reads; the server keeps sending. Buffered data stays
     // bounded by the per-channel limit plus one window.
