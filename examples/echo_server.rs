@@ -108,11 +108,15 @@ async fn main() -> std::io::Result<()> {
         let mux = mux.clone();
         tokio::spawn(async move {
             match mux {
-                Some(mux) => match mux.accept(stream).await {
-                    Ok(Accepted::Plain(ws)) => echo(ws).await,
-                    Ok(Accepted::Mux(conn)) => echo_channels(conn).await,
-                    Err(_) => {}
-                },
+                Some(mux) => {
+                    // TCP_NOTSENT_LOWAT keeps large mux transfers cache-sized.
+                    let _ = mux.tune_tcp(&stream);
+                    match mux.accept(stream).await {
+                        Ok(Accepted::Plain(ws)) => echo(ws).await,
+                        Ok(Accepted::Mux(conn)) => echo_channels(conn).await,
+                        Err(_) => {}
+                    }
+                }
                 None => {
                     if let Ok(ws) = server.accept(stream).await {
                         echo(ws).await;

@@ -41,6 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Ok((stream, _)) = listener.accept().await {
             let server = server.clone();
             tokio::spawn(async move {
+                let _ = server.tune_tcp(&stream);
                 let Ok(Accepted::Mux(mut conn)) = server.accept(stream).await else {
                     return;
                 };
