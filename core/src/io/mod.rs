@@ -351,17 +351,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Reads more bytes into the read buffer; `Ok(0)` is end of stream.
     ///
-    /// Memory: while reads are small (the adaptive size is at most
-    /// [`SCRATCH`]) and nothing is buffered, the buffer is given up and the
-    /// read goes into a stack buffer first, then exactly the bytes that
-    /// arrived are copied into a fresh allocation (which a message that
-    /// fills it takes over without another copy). So a connection waiting
-    /// for its peer holds no read buffer, and one that received a message
-    /// does not keep a buffer sized for it. Larger reads go straight into
-    /// the heap buffer, which then adapts between 2 and 64 KiB.
+    /// Memory: while reads are small (the adaptive size and the buffer are
+    /// at most [`SCRATCH`]) and nothing is buffered, the buffer is given up
+    /// and the read goes into a stack buffer first, then exactly the bytes
+    /// that arrived are copied into a fresh allocation (which a message
+    /// that fills it takes over without another copy). So a connection
+    /// waiting for its peer holds no read buffer, and one that received a
+    /// small message does not keep a buffer sized for it. A connection
+    /// receiving large messages reads straight into a heap buffer that
+    /// adapts between 2 and 64 KiB and is reused from message to message
+    /// (freed once the read size has shrunk well below it).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         let want = self.conn.read_hint().max(self.read_size);
-        let (n, offered) = if self.read_buf.is_empty() && want <= SCRATCH {
+        let small = self.read_buf.capacity() <= SCRATCH && want <= SCRATCH;
+        let (n, offered) = if self.read_buf.is_empty() && small {
             if self.read_buf.capacity() != 0 {
                 self.read_buf = BytesMut::new();
             }

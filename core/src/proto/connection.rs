@@ -27,6 +27,10 @@ use std::io::IoSlice;
 /// chunk without copying (servers) .
 const COPY_THRESHOLD: usize = 4096;
 
+/// Largest buffer a frame that fills it exactly takes over as its payload
+/// (see `parse_frame`).
+const TAKE_MAX: usize = 8 << 10;
+
 /// Outgoing bytes: a queue of chunks plus a contiguous tail that small frames
 /// are appended to.
 #[derive(Debug, Default)]
@@ -265,9 +269,12 @@ impl Connection {
             buf.reserve(self.need);
             return Ok(None);
         }
-        let mut payload = if total == buf.len() {
-            // The frame is the whole buffer: take it over, so a buffer
-            // allocated to fit becomes the payload without a shared header.
+        let mut payload = if total == buf.len() && buf.capacity() == total && total <= TAKE_MAX {
+            // The frame is the whole (small) buffer, allocated to fit (see
+            // the I/O layer's small reads): take it over, so it becomes the
+            // payload without a shared header. Larger buffers stay with the
+            // reader, which reuses them once the payload is dropped (taking
+            // those would make every large frame start a new buffer).
             let mut all = std::mem::take(buf);
             all.advance(header_len);
             all
