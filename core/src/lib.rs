@@ -20,7 +20,10 @@
 //!
 //! ## Data path of a received message
 //!
-//! socket → read buffer (the only kernel copy) → [`FrameHeader::parse`] (or
+//! socket → read buffer (large reads land there directly; small reads on a
+//! connection that was waiting go through a stack buffer and are copied into
+//! an allocation of exactly their size, so waiting connections hold no read
+//! buffer) → [`FrameHeader::parse`] (or
 //! "need more") → mask, RSV and limit checks → unmask in place → payload split
 //! off as `Bytes` → [`ext::DecoderChain`] in reverse with the message budget →
 //! RSV-consumed check → control frames answered inside the [`Session`], data
@@ -30,7 +33,7 @@
 //! frames of at most [`Config::send_frame_size`], per-frame extensions, then
 //! the header is encoded on the stack and the payload queued without copying
 //! (servers) or masked into the write buffer (clients), and written with
-//! vectored writes.
+//! vectored writes. A drained write buffer is freed.
 //!
 //! ## Extensions
 //!

@@ -58,7 +58,7 @@ impl ClientBuilder {
 
     /// Opens a TCP connection to the URL's host and runs the handshake.
     ///
-    /// `wss://` URLs are refused: use [`connect_tls`](Self::connect_tls)
+    /// `wss://` URLs are refused: use `connect_tls`
     /// (feature `rustls`), or connect a TLS stream yourself and use
     /// [`connect_on`](Self::connect_on).
     pub async fn connect(
