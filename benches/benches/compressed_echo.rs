@@ -252,17 +252,7 @@ fn main() {
         } else {
             None
         };
-        if let Some(set) = &pin {
-            weft_benches::set_thread_affinity(set);
-        }
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.enable_all();
-        if let Some(set) = pin {
-            builder.on_thread_start(move || {
-                weft_benches::set_thread_affinity(&set);
-            });
-        }
-        let server_rt = builder.build().expect("server runtime");
+        let server_rt = weft_benches::server_runtime(pin);
         let servers: Vec<(Lib, SocketAddr)> = Lib::ALL
             .into_iter()
             .map(|lib| (lib, start_server(&server_rt, lib)))
@@ -545,19 +535,8 @@ async fn serve_weft(listener: TcpListener, pmd: PerMessageDeflate) {
         let stream = accept(&listener).await;
         let server = server.clone();
         tokio::spawn(async move {
-            let Ok(mut ws) = server.accept(stream).await else {
-                return;
-            };
-            while let Some(msg) = ws.recv().await {
-                match msg {
-                    Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                        if ws.feed(m).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
+            if let Ok(ws) = server.accept(stream).await {
+                weft_benches::servers::weft_echo(ws).await;
             }
         });
     }

@@ -100,17 +100,7 @@ fn main() {
         } else {
             None
         };
-        if let Some(set) = &pin {
-            weft_benches::set_thread_affinity(set);
-        }
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.enable_all();
-        if let Some(set) = pin {
-            builder.on_thread_start(move || {
-                weft_benches::set_thread_affinity(&set);
-            });
-        }
-        let server_rt = builder.build().expect("server runtime");
+        let server_rt = weft_benches::server_runtime(pin);
         let servers = start_servers(&server_rt);
 
         for (size, size_name) in SIZES {

@@ -59,3 +59,19 @@ pub fn first_cpu_of(set: &libc::cpu_set_t) -> Option<libc::cpu_set_t> {
         Some(one)
     }
 }
+
+/// The server runtime of the echo benches: multi-thread, with the calling
+/// thread and every worker pinned to `pin` when given (the `c1` cells).
+pub fn server_runtime(pin: Option<libc::cpu_set_t>) -> tokio::runtime::Runtime {
+    if let Some(set) = &pin {
+        set_thread_affinity(set);
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(set) = pin {
+        builder.on_thread_start(move || {
+            set_thread_affinity(&set);
+        });
+    }
+    builder.build().expect("server runtime")
+}

@@ -86,10 +86,18 @@ pub async fn serve(imp: Impl, listener: TcpListener) {
 
 /// weft: the batching loop from examples/echo_server.rs.
 async fn echo_weft(server: &weft_core::ServerBuilder, stream: TcpStream) {
+    if let Ok(ws) = server.accept(stream).await {
+        weft_echo(ws).await;
+    }
+}
+
+/// The weft echo loop every bench uses (as examples/echo_server.rs): `recv`
+/// then `feed`, so queued echoes are written when input runs dry.
+pub async fn weft_echo<S>(mut ws: weft_core::WebSocket<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     use weft_core::Message;
-    let Ok(mut ws) = server.accept(stream).await else {
-        return;
-    };
     while let Some(msg) = ws.recv().await {
         match msg {
             Ok(m @ (Message::Text(_) | Message::Binary(_))) => {

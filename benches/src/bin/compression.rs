@@ -1023,7 +1023,7 @@ fn serve(preset: Preset) -> ! {
             let builder = builder.clone();
             tokio::spawn(async move {
                 if let Ok(ws) = builder.accept(stream).await {
-                    echo(ws).await;
+                    weft_benches::servers::weft_echo(ws).await;
                 }
             });
         }
@@ -1040,21 +1040,6 @@ fn serve(preset: Preset) -> ! {
                 println!("OK");
             }
             Ok(_) => println!("?"),
-        }
-    }
-}
-
-/// Echoes every data message (as `examples/echo_server.rs`).
-async fn echo(mut ws: WebSocket<TcpStream>) {
-    while let Some(msg) = ws.recv().await {
-        match msg {
-            Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                if ws.feed(m).await.is_err() {
-                    break;
-                }
-            }
-            Ok(_) => {}
-            Err(_) => break,
         }
     }
 }

@@ -114,6 +114,17 @@ impl History {
     }
 }
 
+/// The pool tag of a context given up: its owner's when it still matches
+/// the owner's saved window (so it can come back warm), else none (reset
+/// before any reuse).
+fn tag(warm: bool, keeps_history: bool, owner: Owner) -> Owner {
+    if warm && keeps_history {
+        owner
+    } else {
+        NO_OWNER
+    }
+}
+
 /// When a context gives up its zlib state (see [`crate::MemoryStrategy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
@@ -259,11 +270,7 @@ impl Compressor {
             return;
         };
         if let Some(pool) = &self.pool {
-            let owner = if warm && self.history.is_some() {
-                self.owner
-            } else {
-                NO_OWNER
-            };
+            let owner = tag(warm, self.history.is_some(), self.owner);
             pool.put_deflate(self.params, owner, d);
         }
     }
@@ -473,11 +480,7 @@ impl Decompressor {
             return;
         };
         if let Some(pool) = &self.pool {
-            let owner = if warm && self.history.is_some() {
-                self.owner
-            } else {
-                NO_OWNER
-            };
+            let owner = tag(warm, self.history.is_some(), self.owner);
             pool.put_inflate(self.window.get().max(9), owner, d);
         }
     }
