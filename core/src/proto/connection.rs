@@ -27,6 +27,10 @@ use std::io::IoSlice;
 /// chunk without copying (servers) .
 const COPY_THRESHOLD: usize = 4096;
 
+/// Room beyond a partial frame reserved in the read buffer (see
+/// `parse_frame`).
+const READ_SLACK: usize = 2048;
+
 /// Largest buffer a frame that fills it exactly takes over as its payload
 /// (see `parse_frame`).
 const TAKE_MAX: usize = 8 << 10;
@@ -266,7 +270,11 @@ impl Connection {
         if buf.len() < total {
             self.need = total - buf.len();
             self.check_partial(&header, &mut buf[header_len..])?;
-            buf.reserve(self.need);
+            // A little more than the frame needs: the read that completes it
+            // then does not fill the buffer exactly, and a reader that got
+            // less than it offered knows the socket is drained without
+            // another read (tokio clears readiness on a short read).
+            buf.reserve(self.need + READ_SLACK);
             return Ok(None);
         }
         let mut payload = if total == buf.len() && buf.capacity() == total && total <= TAKE_MAX {
