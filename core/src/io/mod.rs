@@ -371,7 +371,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
             let mut rb = ReadBuf::uninit(&mut scratch);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
-            self.read_buf.extend_from_slice(rb.filled());
+            // `read_buf` is empty with no capacity here: one exact allocation.
+            self.read_buf = BytesMut::from(rb.filled());
             (rb.filled().len(), SCRATCH)
         } else {
             if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * self.read_size {

@@ -77,6 +77,11 @@ impl WriteBuffer {
         let mut hdr = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut hdr);
         self.len += n + frame.payload.len();
+        if self.tail.capacity() == 0 && (mask.is_some() || frame.payload.len() <= COPY_THRESHOLD) {
+            // A drained buffer holds nothing (see `advance`): allocate for
+            // this frame directly.
+            self.tail = BytesMut::with_capacity(n + frame.payload.len());
+        }
         match mask {
             Some(key) => {
                 // Masking needs a private copy; mask it in place in the tail.
