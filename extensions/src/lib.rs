@@ -21,6 +21,17 @@
 //! after the last one) into a buffer that may not grow past the remaining
 //! message budget, so a decompression bomb fails with 1009 while memory stays
 //! bounded.
+//!
+//! ## Memory
+//!
+//! zlib state is allocated on the first compressed message. By default it
+//! goes back after every message to a [`ContextPool`] shared by the
+//! connections of one configuration, and a connection keeps only the bytes
+//! its windows have seen; its own context comes back warm unless another
+//! connection needed it (then it is reset and primed with the saved window,
+//! so context takeover holds either way). See [`MemoryStrategy`] for the
+//! other strategies and [`PerMessageDeflate`]'s presets for measured
+//! figures.
 
 pub mod deflate;
 mod perframe;
