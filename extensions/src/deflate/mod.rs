@@ -23,7 +23,7 @@ mod window;
 pub use pool::ContextPool;
 pub use window::WindowBits;
 
-use pool::{NO_OWNER, Owner, Taken, new_owner};
+use pool::{NO_OWNER, Owner, give_back, lease, new_owner};
 
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress};
@@ -189,18 +189,9 @@ impl Compressor {
     pub fn compress(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), ExtensionError> {
         if self.inner.is_none() {
             let params = self.params;
-            let taken = match &self.pool {
-                Some(p) => p.take_deflate(&params, self.owner),
-                None => Taken::Allocate,
-            };
-            let (mut d, warm) = match taken {
-                Taken::Own(d) => (d, true),
-                Taken::Foreign(mut d) => {
-                    d.reset();
-                    (d, false)
-                }
-                Taken::Allocate => (Box::new(Deflate::new_with_config(params.config())), false),
-            };
+            let (mut d, warm) = lease(self.pool.as_deref(), &params, self.owner, || {
+                Box::new(Deflate::new_with_config(params.config()))
+            });
             if !warm && let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
                 d.set_dictionary(h.contiguous()).map_err(|e| {
                     ExtensionError::internal(format!("deflate dictionary: {}", e.as_str()))
@@ -269,10 +260,8 @@ impl Compressor {
         let Some(d) = self.inner.take() else {
             return;
         };
-        if let Some(pool) = &self.pool {
-            let owner = tag(warm, self.history.is_some(), self.owner);
-            pool.put_deflate(self.params, owner, d);
-        }
+        let owner = tag(warm, self.history.is_some(), self.owner);
+        give_back(self.pool.as_deref(), self.params, owner, d);
     }
 }
 
@@ -330,11 +319,13 @@ impl Decompressor {
         self.inner.is_some()
     }
 
+    /// The window inflate runs with (at least 9 bits, see the module docs).
+    fn bits(&self) -> u8 {
+        self.window.get().max(9)
+    }
+
     fn make(&self) -> Box<Decompress> {
-        Box::new(Decompress::new_with_window_bits(
-            false,
-            self.window.get().max(9),
-        ))
+        Box::new(Decompress::new_with_window_bits(false, self.bits()))
     }
 
     /// Inflates `input` (then the sync trailer if `finish`), appending to
@@ -348,19 +339,9 @@ impl Decompressor {
         out: &mut Vec<u8>,
     ) -> Result<(), ExtensionError> {
         if self.inner.is_none() {
-            let bits = self.window.get().max(9);
-            let taken = match &self.pool {
-                Some(p) => p.take_inflate(bits, self.owner),
-                None => Taken::Allocate,
-            };
-            let (mut d, warm) = match taken {
-                Taken::Own(d) => (d, true),
-                Taken::Foreign(mut d) => {
-                    d.reset(false);
-                    (d, false)
-                }
-                Taken::Allocate => (self.make(), false),
-            };
+            let (mut d, warm) = lease(self.pool.as_deref(), &self.bits(), self.owner, || {
+                self.make()
+            });
             if !warm && let Some(h) = self.history.as_mut().filter(|h| !h.buf.is_empty()) {
                 d.set_dictionary(h.contiguous())
                     .map_err(|e| ExtensionError::internal(format!("inflate dictionary: {e}")))?;
@@ -381,9 +362,9 @@ impl Decompressor {
             // (RFC 7692 §7.2.3.4). Start a new stream primed with the last
             // window of output so later back-references still resolve, as far
             // as this message's output reaches.
+            let keep = out.len().min(1 << self.bits());
             let d = self.inner.as_mut().expect("allocated above");
             d.reset(false);
-            let keep = out.len().min(1 << self.window.get().max(9));
             if keep > 0 {
                 let _ = d.set_dictionary(&out[out.len() - keep..]);
             }
@@ -479,10 +460,8 @@ impl Decompressor {
         let Some(d) = self.inner.take() else {
             return;
         };
-        if let Some(pool) = &self.pool {
-            let owner = tag(warm, self.history.is_some(), self.owner);
-            pool.put_inflate(self.window.get().max(9), owner, d);
-        }
+        let owner = tag(warm, self.history.is_some(), self.owner);
+        give_back(self.pool.as_deref(), self.bits(), owner, d);
     }
 }
 

@@ -61,7 +61,7 @@ pub(crate) enum Taken<C> {
 }
 
 /// Contexts of one kind: those waiting (oldest first) and how many exist.
-struct Shelf<K, C> {
+pub(crate) struct Shelf<K, C> {
     entries: VecDeque<Entry<K, C>>,
     /// Contexts allocated through this shelf and not freed: waiting here or
     /// in use.
@@ -178,21 +178,70 @@ impl ContextPool {
     pub fn live_compressors(&self) -> usize {
         lock(&self.deflate).live
     }
+}
 
-    pub(crate) fn take_deflate(&self, params: &DeflateParams, owner: Owner) -> Taken<Deflate> {
-        lock(&self.deflate).take(self.max, params, owner)
+/// A zlib context kind the pool keeps: how to find its shelf and how to
+/// make a reused context forget its previous user.
+pub(crate) trait Pooled: Sized {
+    /// What contexts must agree on to be interchangeable.
+    type Key: PartialEq + Copy;
+    fn shelf(pool: &ContextPool) -> &Mutex<Shelf<Self::Key, Self>>;
+    fn reset(&mut self);
+}
+
+impl Pooled for Deflate {
+    type Key = DeflateParams;
+    fn shelf(pool: &ContextPool) -> &Mutex<Shelf<DeflateParams, Deflate>> {
+        &pool.deflate
     }
-
-    pub(crate) fn put_deflate(&self, params: DeflateParams, owner: Owner, ctx: Box<Deflate>) {
-        lock(&self.deflate).put(self.max, params, owner, ctx);
+    fn reset(&mut self) {
+        Deflate::reset(self);
     }
+}
 
-    pub(crate) fn take_inflate(&self, window: u8, owner: Owner) -> Taken<Decompress> {
-        lock(&self.inflate).take(self.max, &window, owner)
+impl Pooled for Decompress {
+    /// Window bits.
+    type Key = u8;
+    fn shelf(pool: &ContextPool) -> &Mutex<Shelf<u8, Decompress>> {
+        &pool.inflate
     }
+    fn reset(&mut self) {
+        Decompress::reset(self, false);
+    }
+}
 
-    pub(crate) fn put_inflate(&self, window: u8, owner: Owner, ctx: Box<Decompress>) {
-        lock(&self.inflate).put(self.max, window, owner, ctx);
+/// A context for `owner`: its own one back from the pool untouched (`true`:
+/// it still holds the owner's window), or a reset or new one (`false`).
+pub(crate) fn lease<C: Pooled>(
+    pool: Option<&ContextPool>,
+    key: &C::Key,
+    owner: Owner,
+    make: impl FnOnce() -> Box<C>,
+) -> (Box<C>, bool) {
+    let taken = match pool {
+        Some(p) => lock(C::shelf(p)).take(p.max, key, owner),
+        None => Taken::Allocate,
+    };
+    match taken {
+        Taken::Own(c) => (c, true),
+        Taken::Foreign(mut c) => {
+            c.reset();
+            (c, false)
+        }
+        Taken::Allocate => (make(), false),
+    }
+}
+
+/// Gives a context back to the pool (or frees it without one), tagged with
+/// `owner` ([`NO_OWNER`]: reset before any reuse).
+pub(crate) fn give_back<C: Pooled>(
+    pool: Option<&ContextPool>,
+    key: C::Key,
+    owner: Owner,
+    ctx: Box<C>,
+) {
+    if let Some(p) = pool {
+        lock(C::shelf(p)).put(p.max, key, owner, ctx);
     }
 }
 
