@@ -144,19 +144,11 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
             tasks.push(tokio::spawn(async move {
                 for _ in 0..per {
                     ch.send(payload.clone()).await.expect("send");
-                    match ch.recv().await {
-                        Some(Ok(m)) if m.len() == size => {}
-                        other => panic!("bad echo: {:?}", other.map(|r| r.map(|m| m.len()))),
-                    }
+                    check_echo(ch.recv().await, size);
                 }
             }));
         }
-        for t in tasks {
-            tokio::time::timeout(Duration::from_secs(120), t)
-                .await
-                .expect("bounded")
-                .expect("task");
-        }
+        join_bounded(tasks).await;
         client.close();
     } else {
         let mut conns = Vec::with_capacity(k);
@@ -174,23 +166,33 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
             tasks.push(tokio::spawn(async move {
                 for _ in 0..per {
                     ws.send(payload.clone()).await.expect("send");
-                    match ws.recv().await {
-                        Some(Ok(m)) if m.len() == size => {}
-                        other => panic!("bad echo: {:?}", other.map(|r| r.map(|m| m.len()))),
-                    }
+                    check_echo(ws.recv().await, size);
                 }
             }));
         }
-        for t in tasks {
-            tokio::time::timeout(Duration::from_secs(120), t)
-                .await
-                .expect("bounded")
-                .expect("task");
-        }
+        join_bounded(tasks).await;
     }
     let wall = started.elapsed().as_secs_f64();
     let cpu = (cpu_time() - cpu_started).as_secs_f64();
     ((k * per) as f64 / wall, (k * per) as f64 / cpu)
+}
+
+/// Panics unless an echo of `size` bytes came back.
+fn check_echo<E: std::fmt::Debug>(got: Option<Result<Message, E>>, size: usize) {
+    match got {
+        Some(Ok(m)) if m.len() == size => {}
+        other => panic!("bad echo: {:?}", other.map(|r| r.map(|m| m.len()))),
+    }
+}
+
+/// Waits for every echo task, each within 120 s.
+async fn join_bounded(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(120), t)
+            .await
+            .expect("bounded")
+            .expect("task");
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
