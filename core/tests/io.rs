@@ -52,6 +52,38 @@ async fn echo_over_loopback() {
 }
 
 #[tokio::test]
+async fn messages_around_the_read_buffer_boundaries_echo_intact() {
+    // Sizes straddling the 8 KiB stack read and exact-fit payload take-over
+    // (header included), a large frame between small ones (the reader
+    // switching buffers), one at a time so every read starts empty.
+    let (mut c, mut s) = tcp_pair(ClientBuilder::new(), ServerBuilder::new()).await;
+    let server = tokio::spawn(async move {
+        while let Some(Ok(m)) = s.recv().await {
+            if m.is_data() {
+                s.send(m).await.unwrap();
+            }
+        }
+    });
+    for (i, len) in [
+        8184usize, 8185, 8186, 8187, 8188, 8192, 8193, 0, 200_000, 16, 8188, 70_000, 8187, 1,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let m = Message::binary((0..len).map(|j| (j * 7 + i) as u8).collect::<Vec<u8>>());
+        c.send(m.clone()).await.unwrap();
+        let got = tokio::time::timeout(T, c.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, m, "message {i} of {len} bytes");
+    }
+    c.close(CloseCode::NORMAL, "done").await.unwrap();
+    tokio::time::timeout(T, server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn stream_and_sink() {
     let (mut c, s) = tcp_pair(ClientBuilder::new(), ServerBuilder::new()).await;
     let server = tokio::spawn(async move {
