@@ -3,6 +3,7 @@
 //! ([`client`]) that drives all of them identically.
 
 pub mod client;
+pub mod scripted;
 pub mod servers;
 
 /// Raises `RLIMIT_NOFILE` to its hard limit; returns the new soft limit.

@@ -113,10 +113,18 @@ where
 
 /// tokio-tungstenite: examples/echo-server.rs of the crate.
 async fn echo_tungstenite(stream: TcpStream) {
-    use futures_util::{StreamExt, TryStreamExt, future};
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
+    tungstenite_echo(ws).await;
+}
+
+/// The tokio-tungstenite echo loop (after the handshake).
+pub async fn tungstenite_echo<S>(ws: tokio_tungstenite::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{StreamExt, TryStreamExt, future};
     let (write, read) = ws.split();
     let _ = read
         .try_filter(|msg| future::ready(msg.is_text() || msg.is_binary()))
@@ -127,10 +135,18 @@ async fn echo_tungstenite(stream: TcpStream) {
 /// fastwebsockets: the crate's documented echo loop over a
 /// `FragmentCollector` (whole messages, auto pong and close).
 async fn echo_fastwebsockets(mut stream: TcpStream) {
-    use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
     if manual_server_handshake(&mut stream).await.is_err() {
         return;
     }
+    fastwebsockets_echo(stream).await;
+}
+
+/// The fastwebsockets echo loop on a stream whose handshake is done.
+pub async fn fastwebsockets_echo<S>(stream: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use fastwebsockets::{FragmentCollector, OpCode, Role, WebSocket};
     let mut ws = FragmentCollector::new(WebSocket::after_handshake(stream, Role::Server));
     loop {
         let Ok(frame) = ws.read_frame().await else {
@@ -150,10 +166,18 @@ async fn echo_fastwebsockets(mut stream: TcpStream) {
 /// tokio-websockets: `next()` + `feed()`; queued frames are flushed by the
 /// stream itself before it reads.
 async fn echo_tokio_websockets(stream: TcpStream) {
-    use futures_util::{SinkExt, StreamExt};
-    let Ok((_request, mut ws)) = tokio_websockets::ServerBuilder::new().accept(stream).await else {
+    let Ok((_request, ws)) = tokio_websockets::ServerBuilder::new().accept(stream).await else {
         return;
     };
+    tokio_websockets_echo(ws).await;
+}
+
+/// The tokio-websockets echo loop (after the handshake).
+pub async fn tokio_websockets_echo<S>(mut ws: tokio_websockets::WebSocketStream<S>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::{SinkExt, StreamExt};
     while let Some(Ok(msg)) = ws.next().await {
         if (msg.is_text() || msg.is_binary()) && ws.feed(msg).await.is_err() {
             break;

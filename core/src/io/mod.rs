@@ -51,6 +51,10 @@ const MAX_READ: usize = 64 << 10;
 /// Most slices per vectored write.
 const MAX_IOVECS: usize = 64;
 
+/// Largest lone frame (header and payload; see [`WriteBuffer`]) joined on the
+/// stack for a transport that cannot write vectors.
+const LONE_COPY: usize = 4096 + 14;
+
 enum Phase {
     Open,
     /// The closing handshake is complete: flush, then close the transport
@@ -327,6 +331,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         while !self.write_buf.is_empty() {
             let written = if let Some(run) = self.write_buf.contiguous() {
                 ready!(Pin::new(&mut self.io).poll_write(cx, run))?
+            } else if self.write_buf.is_lone() {
+                if self.io.is_write_vectored() {
+                    let mut slices = [IoSlice::new(&[]); 2];
+                    let n = self.write_buf.chunks(&mut slices);
+                    ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
+                } else if self.write_buf.len() <= LONE_COPY {
+                    // A transport without vectored writes (TLS, for one)
+                    // would send the header on its own: join the two.
+                    let mut joined = [MaybeUninit::<u8>::uninit(); LONE_COPY];
+                    let run = self.write_buf.copy_front(&mut joined);
+                    ready!(Pin::new(&mut self.io).poll_write(cx, run))?
+                } else {
+                    let mut slices = [IoSlice::new(&[]); 1];
+                    self.write_buf.chunks(&mut slices);
+                    ready!(Pin::new(&mut self.io).poll_write(cx, &slices[0]))?
+                }
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let n = self.write_buf.chunks(&mut slices);
@@ -417,22 +437,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.conn.session_ref().poll_timeout(),
-            self.keepalive_at,
-            self.finish_by,
-            self.idle_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        fn earlier(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, None) => a,
+                (None, b) => b,
+            }
+        }
+        let a = earlier(self.conn.session_ref().poll_timeout(), self.keepalive_at);
+        earlier(a, earlier(self.finish_by, self.idle_at))
     }
 
     /// Polls the single timer; returns true if a deadline passed (state may
     /// have changed).
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.timer.is_none()
+            && self.keepalive_at.is_none()
+            && self.idle_at.is_none()
+            && self.finish_by.is_none()
+            && self.conn.session_ref().poll_timeout().is_none()
+        {
+            // No deadline and no timer: the usual case of an open connection.
+            return false;
+        }
         let Some(deadline) = self.next_deadline() else {
-            self.timer = None;
+            if self.timer.is_some() {
+                self.timer = None;
+            }
             return false;
         };
         let at = tokio::time::Instant::from_std(deadline);

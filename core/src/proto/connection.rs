@@ -21,6 +21,7 @@ use super::utf8::Utf8Validator;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::mem::MaybeUninit;
 
 /// Payloads up to this size are copied next to their header, so runs of small
 /// frames go out as one contiguous buffer; larger ones are queued as their own
@@ -37,11 +38,24 @@ const TAKE_MAX: usize = 8 << 10;
 
 /// Outgoing bytes: a queue of chunks plus a contiguous tail that small frames
 /// are appended to.
+///
+/// A frame queued into an empty buffer by a server is not copied at all: its
+/// header is kept inline and its payload by reference (the "lone" frame),
+/// and it is written with a vectored write. This is the whole of the
+/// traffic of a request/response connection, which so costs no allocation
+/// and no copy on the way out. A second frame moves the lone one into the
+/// tail first, so runs of small frames still go out as one buffer.
 #[derive(Debug, Default)]
 pub struct WriteBuffer {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// The lone frame's header (`head[head_at..head_len]` still to write).
+    head: [u8; MAX_HEADER_LEN],
+    head_at: u8,
+    head_len: u8,
+    /// The lone frame's unwritten payload.
+    body: Bytes,
 }
 
 impl WriteBuffer {
@@ -66,7 +80,30 @@ impl WriteBuffer {
         }
     }
 
-    fn push_frame(&mut self, frame: &Frame, mask: Option<[u8; 4]>) {
+    fn has_lone(&self) -> bool {
+        self.head_len != 0
+    }
+
+    /// Moves the lone frame's unwritten bytes into the (empty) tail, or a
+    /// large payload into the chunk queue by reference; `extra` is room to
+    /// reserve for the frame about to follow.
+    fn spill_lone(&mut self, extra: usize) {
+        let head = &self.head[self.head_at as usize..self.head_len as usize];
+        let body = std::mem::take(&mut self.body);
+        if body.len() > COPY_THRESHOLD {
+            self.tail = BytesMut::from(head);
+            self.seal_tail();
+            self.chunks.push_back(body);
+        } else {
+            self.tail = BytesMut::with_capacity(head.len() + body.len() + extra);
+            self.tail.put_slice(head);
+            self.tail.put_slice(&body);
+        }
+        self.head_len = 0;
+        self.head_at = 0;
+    }
+
+    fn push_frame(&mut self, frame: Frame, mask: Option<[u8; 4]>) {
         let header = FrameHeader {
             fin: frame.fin,
             rsv: frame.rsv,
@@ -76,30 +113,44 @@ impl WriteBuffer {
         };
         let mut hdr = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut hdr);
-        self.len += n + frame.payload.len();
-        if self.tail.capacity() == 0 && (mask.is_some() || frame.payload.len() <= COPY_THRESHOLD) {
+        let size = n + frame.payload.len();
+        if self.len == 0 && mask.is_none() {
+            // Nothing queued: keep this frame as the lone one (see above).
+            self.head = hdr;
+            self.head_at = 0;
+            self.head_len = n as u8;
+            self.body = frame.payload;
+            self.len = size;
+            return;
+        }
+        let small = mask.is_some() || frame.payload.len() <= COPY_THRESHOLD;
+        if self.has_lone() {
+            self.spill_lone(if small { size } else { n });
+        }
+        self.len += size;
+        if self.tail.capacity() == 0 && small {
             // A drained buffer holds nothing (see `advance`): allocate for
             // this frame directly.
-            self.tail = BytesMut::with_capacity(n + frame.payload.len());
+            self.tail = BytesMut::with_capacity(size);
         }
         match mask {
             Some(key) => {
                 // Masking needs a private copy; mask it in place in the tail.
-                self.tail.reserve(n + frame.payload.len());
+                self.tail.reserve(size);
                 self.tail.put_slice(&hdr[..n]);
                 let start = self.tail.len();
                 self.tail.put_slice(&frame.payload);
                 apply_mask(&mut self.tail[start..], key);
             }
-            None if frame.payload.len() <= COPY_THRESHOLD => {
-                self.tail.reserve(n + frame.payload.len());
+            None if small => {
+                self.tail.reserve(size);
                 self.tail.put_slice(&hdr[..n]);
                 self.tail.put_slice(&frame.payload);
             }
             None => {
                 self.tail.put_slice(&hdr[..n]);
                 self.seal_tail();
-                self.chunks.push_back(frame.payload.clone());
+                self.chunks.push_back(frame.payload);
             }
         }
     }
@@ -107,12 +158,28 @@ impl WriteBuffer {
     /// The pending bytes when they are one contiguous run (the common case
     /// of small frames), so the writer can skip building an I/O vector.
     pub fn contiguous(&self) -> Option<&[u8]> {
+        if self.has_lone() {
+            return self.body.is_empty().then(|| self.lone_head());
+        }
         self.chunks.is_empty().then_some(&self.tail[..])
+    }
+
+    fn lone_head(&self) -> &[u8] {
+        &self.head[self.head_at as usize..self.head_len as usize]
     }
 
     /// Fills `dst` with slices of the pending bytes, in order; returns how many.
     pub fn chunks<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
+        if self.has_lone() {
+            for part in [self.lone_head(), &self.body[..]] {
+                if n < dst.len() && !part.is_empty() {
+                    dst[n] = IoSlice::new(part);
+                    n += 1;
+                }
+            }
+            return n;
+        }
         for c in &self.chunks {
             if n == dst.len() {
                 return n;
@@ -127,9 +194,50 @@ impl WriteBuffer {
         n
     }
 
+    /// Copies up to `dst.len()` pending bytes from the front into `dst`
+    /// (without consuming them) and returns them. For writers that cannot
+    /// write vectors, so the lone frame still goes out in one write.
+    pub fn copy_front<'a>(&self, dst: &'a mut [MaybeUninit<u8>]) -> &'a [u8] {
+        let mut slices = [IoSlice::new(&[]); 2];
+        let k = self.chunks(&mut slices);
+        let mut n = 0;
+        for s in &slices[..k] {
+            let m = s.len().min(dst.len() - n);
+            // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; writing
+            // initialized bytes into it is always sound.
+            let src: &[MaybeUninit<u8>] =
+                unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), m) };
+            dst[n..n + m].copy_from_slice(src);
+            n += m;
+        }
+        // SAFETY: the first `n` bytes were just initialized from `slices`.
+        unsafe { std::slice::from_raw_parts(dst.as_ptr().cast(), n) }
+    }
+
+    /// Whether the pending bytes are the lone frame only (a header and a
+    /// payload in two places).
+    pub fn is_lone(&self) -> bool {
+        self.has_lone()
+    }
+
     /// Marks `n` bytes as written.
     pub fn advance(&mut self, mut n: usize) {
         self.len -= n;
+        if self.has_lone() {
+            let head = (self.head_len - self.head_at) as usize;
+            if n < head {
+                self.head_at += n as u8;
+                return;
+            }
+            self.head_at = self.head_len;
+            self.body.advance(n - head);
+            if self.len == 0 {
+                self.head_len = 0;
+                self.head_at = 0;
+                self.body = Bytes::new();
+            }
+            return;
+        }
         while n > 0 {
             match self.chunks.front_mut() {
                 Some(c) if c.len() <= n => {
@@ -231,6 +339,11 @@ impl Connection {
     }
 
     fn parse_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+        if buf.len() < 2 {
+            // The common "drained" case, without building a parse result.
+            self.need = 2 - buf.len();
+            return Ok(None);
+        }
         let (header, header_len) = match FrameHeader::parse(buf)? {
             HeaderParse::Complete(h, n) => (h, n),
             HeaderParse::Incomplete(n) => {
@@ -344,7 +457,7 @@ impl Connection {
         let client = self.session.role() == Role::Client;
         while let Some(frame) = self.session.poll_frame() {
             let mask = client.then(rand::random::<[u8; 4]>);
-            out.push_frame(&frame, mask);
+            out.push_frame(frame, mask);
             any = true;
         }
         any
@@ -391,6 +504,94 @@ mod tests {
         let total = out.len();
         out.advance(total);
         assert!(out.is_empty());
+    }
+
+    fn binary(payload: Vec<u8>) -> Frame {
+        Frame {
+            fin: true,
+            rsv: Default::default(),
+            opcode: OpCode::Binary,
+            payload: Bytes::from(payload),
+        }
+    }
+
+    /// Expected wire bytes of a server binary frame.
+    fn wire(payload: &[u8]) -> Vec<u8> {
+        let header = FrameHeader {
+            fin: true,
+            rsv: Default::default(),
+            opcode: OpCode::Binary,
+            mask: None,
+            payload_len: payload.len() as u64,
+        };
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut hdr);
+        [&hdr[..n], payload].concat()
+    }
+
+    #[test]
+    fn lone_frame_is_written_without_a_copy() {
+        let payload = Bytes::from(vec![5u8; 300]);
+        let ptr = payload.as_ptr();
+        let mut out = WriteBuffer::new();
+        out.push_frame(
+            Frame {
+                fin: true,
+                rsv: Default::default(),
+                opcode: OpCode::Binary,
+                payload,
+            },
+            None,
+        );
+        assert!(out.is_lone());
+        assert_eq!(out.contiguous(), None);
+        let mut slices = [IoSlice::new(&[]); 4];
+        assert_eq!(out.chunks(&mut slices), 2);
+        assert_eq!(&slices[0][..], &[0x82, 126, 1, 44]);
+        assert_eq!(slices[1].as_ptr(), ptr, "the payload is not copied");
+        let mut joined = [MaybeUninit::uninit(); 512];
+        assert_eq!(out.copy_front(&mut joined), &wire(&[5u8; 300])[..]);
+        // Partial writes inside the header, then inside the payload.
+        out.advance(1);
+        assert_eq!(drain(&out), wire(&[5u8; 300])[1..].to_vec());
+        out.advance(200);
+        assert_eq!(out.len(), 103);
+        assert_eq!(drain(&out), vec![5u8; 103]);
+        out.advance(103);
+        assert!(out.is_empty() && !out.is_lone());
+    }
+
+    #[test]
+    fn a_second_frame_moves_the_lone_one_into_the_queue() {
+        for (first, second) in [(10usize, 20usize), (10_000, 20), (10, 10_000), (0, 0)] {
+            let a: Vec<u8> = (0..first).map(|i| i as u8).collect();
+            let b: Vec<u8> = (0..second).map(|i| (i * 7) as u8).collect();
+            let mut out = WriteBuffer::new();
+            out.push_frame(binary(a.clone()), None);
+            // Part of the lone frame is already out when the next arrives.
+            out.advance(1);
+            out.push_frame(binary(b.clone()), None);
+            assert!(!out.is_lone());
+            let mut expected = wire(&a)[1..].to_vec();
+            expected.extend_from_slice(&wire(&b));
+            assert_eq!(out.len(), expected.len(), "{first}/{second}");
+            assert_eq!(drain(&out), expected, "{first}/{second}");
+            let total = out.len();
+            out.advance(total);
+            assert!(out.is_empty());
+            // Drained: the next frame is a lone one again.
+            out.push_frame(binary(b.clone()), None);
+            assert!(out.is_lone());
+            assert_eq!(drain(&out), wire(&b));
+        }
+    }
+
+    #[test]
+    fn client_frames_are_never_lone() {
+        let mut out = WriteBuffer::new();
+        out.push_frame(binary(vec![1, 2, 3]), Some([1, 2, 3, 4]));
+        assert!(!out.is_lone());
+        assert_eq!(drain(&out), vec![0x82, 0x83, 1, 2, 3, 4, 0, 0, 0]);
     }
 
     #[test]

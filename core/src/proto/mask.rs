@@ -61,28 +61,44 @@ fn mask_avx2(buf: &mut [u8], key: [u8; 4]) {
 }
 
 /// The portable body, inlined into each caller so it is compiled with that
-/// caller's target features.
+/// caller's target features: 64-byte blocks (built only when there is one,
+/// so short payloads skip that setup), then 8-byte and 4-byte words, then
+/// single bytes. Every block and word is a multiple of 4 bytes, so the key
+/// phase never changes.
 #[inline(always)]
 fn mask_blocks(buf: &mut [u8], key: [u8; 4]) {
-    let mut k64 = [0u8; 64];
-    for (i, b) in k64.iter_mut().enumerate() {
-        *b = key[i & 3];
-    }
-    let mut blocks = buf.chunks_exact_mut(64);
-    for block in &mut blocks {
-        for (b, k) in block.iter_mut().zip(&k64) {
-            *b ^= k;
+    let mut rest = buf;
+    if rest.len() >= 64 {
+        let mut k64 = [0u8; 64];
+        for (i, b) in k64.iter_mut().enumerate() {
+            *b = key[i & 3];
         }
+        let mut blocks = rest.chunks_exact_mut(64);
+        for block in &mut blocks {
+            for (b, k) in block.iter_mut().zip(&k64) {
+                *b ^= k;
+            }
+        }
+        rest = blocks.into_remainder();
     }
-    // Every block is a multiple of 4 bytes, so the key phase is unchanged.
-    let rest = blocks.into_remainder();
-    let k32 = u32::from_ne_bytes(key);
-    let mut words = rest.chunks_exact_mut(4);
+    let k8 = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut words = rest.chunks_exact_mut(8);
     for word in &mut words {
-        let arr: &mut [u8; 4] = word.try_into().expect("4-byte chunk");
-        *arr = (u32::from_ne_bytes(*arr) ^ k32).to_ne_bytes();
+        let arr: &mut [u8; 8] = word.try_into().expect("8-byte chunk");
+        *arr = (u64::from_ne_bytes(*arr) ^ k8).to_ne_bytes();
     }
-    for (b, k) in words.into_remainder().iter_mut().zip(key) {
+    let rest = words.into_remainder();
+    let (word, bytes) = if rest.len() >= 4 {
+        rest.split_at_mut(4)
+    } else {
+        rest.split_at_mut(0)
+    };
+    if let Ok(arr) = <&mut [u8; 4]>::try_from(word) {
+        *arr = (u32::from_ne_bytes(*arr) ^ u32::from_ne_bytes(key)).to_ne_bytes();
+    }
+    for (b, k) in bytes.iter_mut().zip(key) {
         *b ^= k;
     }
 }
@@ -111,7 +127,10 @@ mod tests {
         let data: Vec<u8> = (0..1024u32).map(|i| (i * 31 + 7) as u8).collect();
         let key = [0xde, 0xad, 0xbe, 0xef];
         for start in 0..17 {
-            for len in [0usize, 1, 3, 4, 5, 15, 16, 17, 31, 33, 64, 100, 1000] {
+            for len in [
+                0usize, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 31, 33, 63, 64, 65, 71, 100,
+                1000,
+            ] {
                 if start + len > data.len() {
                     continue;
                 }
