@@ -47,6 +47,7 @@ impl EncoderChain {
     }
 
     /// True if no extension is negotiated.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
     }
@@ -105,6 +106,7 @@ impl DecoderChain {
     }
 
     /// True if no extension is negotiated.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.stages.is_empty()
     }

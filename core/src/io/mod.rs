@@ -327,7 +327,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Writes the write buffer out and flushes the transport.
+    #[inline]
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.write_buf.is_empty() && !self.needs_flush {
+            return Poll::Ready(Ok(()));
+        }
+        self.poll_write_out_slow(cx)
+    }
+
+    fn poll_write_out_slow(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while !self.write_buf.is_empty() {
             let written = if let Some(run) = self.write_buf.contiguous() {
                 ready!(Pin::new(&mut self.io).poll_write(cx, run))?
@@ -450,6 +458,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// Polls the single timer; returns true if a deadline passed (state may
     /// have changed).
+    #[inline]
     fn poll_timers(&mut self, cx: &mut Context<'_>) -> bool {
         if self.timer.is_none()
             && self.keepalive_at.is_none()
@@ -460,6 +469,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // No deadline and no timer: the usual case of an open connection.
             return false;
         }
+        self.poll_timers_slow(cx)
+    }
+
+    fn poll_timers_slow(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(deadline) = self.next_deadline() else {
             if self.timer.is_some() {
                 self.timer = None;
@@ -520,7 +533,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Phase::Open => {}
             }
-            match self.conn.handle_read(&mut self.read_buf) {
+            // An empty buffer holds no frame (and `handle_read` would only
+            // say so): skip straight to writing and reading.
+            let parsed = if self.read_buf.is_empty() {
+                Ok(None)
+            } else {
+                self.conn.handle_read(&mut self.read_buf)
+            };
+            match parsed {
                 Ok(Some(msg)) => {
                     // Only protocol replies (a Pong) are written at once; data
                     // the application fed waits until input runs dry, so a

@@ -65,11 +65,13 @@ impl WriteBuffer {
     }
 
     /// Bytes waiting to be written.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// True if nothing waits.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -157,6 +159,7 @@ impl WriteBuffer {
 
     /// The pending bytes when they are one contiguous run (the common case
     /// of small frames), so the writer can skip building an I/O vector.
+    #[inline]
     pub fn contiguous(&self) -> Option<&[u8]> {
         if self.has_lone() {
             return self.body.is_empty().then(|| self.lone_head());
@@ -216,6 +219,7 @@ impl WriteBuffer {
 
     /// Whether the pending bytes are the lone frame only (a header and a
     /// payload in two places).
+    #[inline]
     pub fn is_lone(&self) -> bool {
         self.has_lone()
     }
@@ -297,16 +301,19 @@ impl Connection {
     }
 
     /// The session, for application commands and state.
+    #[inline]
     pub fn session(&mut self) -> &mut Session {
         &mut self.session
     }
 
     /// The session, read-only.
+    #[inline]
     pub fn session_ref(&self) -> &Session {
         &self.session
     }
 
     /// Lower bound on the bytes the next call to `handle_read` needs.
+    #[inline]
     pub fn read_hint(&self) -> usize {
         self.need
     }
@@ -452,7 +459,13 @@ impl Connection {
 
     /// Moves every queued frame into `out`, masking with fresh random keys on
     /// a client. Returns true if anything was added.
+    #[inline]
     pub fn poll_transmit(&mut self, out: &mut WriteBuffer) -> bool {
+        // Called on every turn of the I/O loop; usually nothing is queued.
+        self.session.has_output() && self.transmit(out)
+    }
+
+    fn transmit(&mut self, out: &mut WriteBuffer) -> bool {
         let mut any = false;
         let client = self.session.role() == Role::Client;
         while let Some(frame) = self.session.poll_frame() {

@@ -150,21 +150,25 @@ impl Session {
     }
 
     /// This end's role.
+    #[inline]
     pub fn role(&self) -> Role {
         self.role
     }
 
     /// The closing handshake state.
+    #[inline]
     pub fn state(&self) -> CloseState {
         self.state
     }
 
     /// The RSV bits negotiated extensions own (for the frame reader's early check).
+    #[inline]
     pub fn allowed_rsv(&self) -> Rsv {
         self.decoders.allowed_rsv()
     }
 
     /// Bytes of the message being assembled so far (decoded size).
+    #[inline]
     pub fn assembled_len(&self) -> usize {
         self.assembly.as_ref().map_or(0, |a| a.size)
     }
@@ -197,12 +201,14 @@ impl Session {
     }
 
     /// The configured message limit.
+    #[inline]
     pub fn max_message_size(&self) -> usize {
         self.max_message_size
     }
 
     /// True if extensions may transform incoming payloads (so the wire size
     /// says nothing about the decoded size).
+    #[inline]
     pub fn decodes(&self) -> bool {
         !self.decoders.is_empty()
     }
@@ -215,6 +221,7 @@ impl Session {
 
     /// True when the session will produce nothing more and the transport can
     /// be closed once [`poll_frame`](Self::poll_frame) returned `None`.
+    #[inline]
     pub fn is_finished(&self) -> bool {
         matches!(self.state, CloseState::Closed | CloseState::Failed)
     }
@@ -433,6 +440,11 @@ impl Session {
     }
 
     fn send_data(&mut self, mut frame: Frame, hints: &SendHints) -> Result<(), SendError> {
+        if self.encoders.is_empty() && frame.payload.len() <= self.send_frame_size {
+            // No extensions and one frame: nothing to transform or split.
+            self.out.push_back(frame);
+            return Ok(());
+        }
         self.encoders
             .encode_message(&mut frame, hints)
             .map_err(SendError::Extension)?;
@@ -509,6 +521,7 @@ impl Session {
     }
 
     /// The next frame to transmit, if any.
+    #[inline]
     pub fn poll_frame(&mut self) -> Option<Frame> {
         self.out.pop_front()
     }
@@ -520,11 +533,13 @@ impl Session {
     }
 
     /// True if frames are waiting in [`poll_frame`](Self::poll_frame).
+    #[inline]
     pub fn has_output(&self) -> bool {
         !self.out.is_empty()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deadline
     }
