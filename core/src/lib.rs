@@ -33,7 +33,11 @@
 //! frames of at most [`Config::send_frame_size`], per-frame extensions, then
 //! the header is encoded on the stack and the payload queued without copying
 //! (servers) or masked into the write buffer (clients), and written with
-//! vectored writes. A drained write buffer is freed.
+//! vectored writes. A server frame queued on an empty write buffer (every
+//! reply of a request/response connection) is held as an inline header plus
+//! its payload by reference, so it costs no allocation; a second frame
+//! joins it into one contiguous buffer, so pipelined small replies still go
+//! out in one write. A drained write buffer is freed.
 //!
 //! ## Extensions
 //!

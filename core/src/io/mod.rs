@@ -52,7 +52,7 @@ const MAX_READ: usize = 64 << 10;
 const MAX_IOVECS: usize = 64;
 
 /// Largest lone frame (header and payload; see [`WriteBuffer`]) joined on the
-/// stack for a transport that cannot write vectors.
+/// stack and written with a plain write; larger ones use a vectored write.
 const LONE_COPY: usize = 4096 + 14;
 
 enum Phase {
@@ -340,16 +340,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             let written = if let Some(run) = self.write_buf.contiguous() {
                 ready!(Pin::new(&mut self.io).poll_write(cx, run))?
             } else if self.write_buf.is_lone() {
-                if self.io.is_write_vectored() {
-                    let mut slices = [IoSlice::new(&[]); 2];
-                    let n = self.write_buf.chunks(&mut slices);
-                    ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
-                } else if self.write_buf.len() <= LONE_COPY {
-                    // A transport without vectored writes (TLS, for one)
-                    // would send the header on its own: join the two.
+                if self.write_buf.len() <= LONE_COPY {
+                    // Join header and payload on the stack: one plain write.
+                    // A socket's vectored write is `writev`, which goes
+                    // through the VFS layer and costs the kernel more than
+                    // the `send` of a plain write; a transport without
+                    // vectored writes (TLS) would send the header alone.
                     let mut joined = [MaybeUninit::<u8>::uninit(); LONE_COPY];
                     let run = self.write_buf.copy_front(&mut joined);
                     ready!(Pin::new(&mut self.io).poll_write(cx, run))?
+                } else if self.io.is_write_vectored() {
+                    let mut slices = [IoSlice::new(&[]); 2];
+                    let n = self.write_buf.chunks(&mut slices);
+                    ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices[..n]))?
                 } else {
                     let mut slices = [IoSlice::new(&[]); 1];
                     self.write_buf.chunks(&mut slices);
