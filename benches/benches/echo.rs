@@ -35,44 +35,14 @@
 
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::runtime::Runtime;
-use weft_benches::client::{EchoConn, masked_frame, payload};
-use weft_benches::servers::{Impl, serve, serve_raw_tcp};
+use weft_benches::client::{EchoConn, masked_frame, payload, run_all};
+use weft_benches::servers::{BASELINE, start_all};
+use weft_benches::{ECHO_MODES as MODES, ECHO_SIZES as SIZES, EchoMode as Mode};
 
-/// Name of the raw TCP echo baseline row.
-const BASELINE: &str = "raw-tcp-echo";
-
-/// Message sizes.
-const SIZES: [(usize, &str); 4] = [
-    (16, "16B"),
-    (1 << 10, "1KiB"),
-    (64 << 10, "64KiB"),
-    (1 << 20, "1MiB"),
-];
 /// Upper bound for one measured batch (guards against a hung server).
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-#[derive(Clone, Copy)]
-struct Mode {
-    name: &'static str,
-    conns: usize,
-    /// Messages in flight per connection, by message size.
-    window: fn(usize) -> u64,
-}
-
-const MODES: [Mode; 2] = [
-    Mode {
-        name: "c1",
-        conns: 1,
-        window: |_| 1,
-    },
-    Mode {
-        name: "c64",
-        conns: 64,
-        window: |size| if size >= 1 << 20 { 2 } else { 16 },
-    },
-];
 
 /// Set to run the `c1` groups unpinned (see the module docs).
 const NO_PIN_ENV: &str = "WEFT_BENCH_NO_PIN";
@@ -101,7 +71,7 @@ fn main() {
             None
         };
         let server_rt = weft_benches::server_runtime(pin);
-        let servers = start_servers(&server_rt);
+        let servers = start_all(&server_rt);
 
         for (size, size_name) in SIZES {
             let mut group = c.benchmark_group(format!("{}/{size_name}", mode.name));
@@ -118,29 +88,6 @@ fn main() {
         }
     }
     c.final_summary();
-}
-
-/// Starts every echo server (and the baseline) on `rt`.
-fn start_servers(rt: &Runtime) -> Vec<(&'static str, SocketAddr)> {
-    let bind = || {
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        (listener, addr)
-    };
-    let mut servers: Vec<(&'static str, SocketAddr)> = Impl::ALL
-        .into_iter()
-        .map(|imp| {
-            let (listener, addr) = bind();
-            rt.spawn(serve(imp, listener));
-            (imp.name(), addr)
-        })
-        .collect();
-    let (listener, addr) = bind();
-    rt.spawn(serve_raw_tcp(listener));
-    servers.push((BASELINE, addr));
-    servers
 }
 
 fn bench_cell(
@@ -163,31 +110,22 @@ fn bench_cell(
         b.iter_custom(|iters| {
             rt.block_on(async {
                 while conns.len() < mode.conns {
-                    let mut conn = EchoConn::connect(addr)
+                    let conn = EchoConn::connect_checked(addr, name == BASELINE, &frame, &body)
                         .await
-                        .unwrap_or_else(|e| panic!("{name}: connect: {e}"));
-                    let checked = if name == BASELINE {
-                        conn.verify_raw(&frame).await
-                    } else {
-                        conn.verify(&frame, &body).await
-                    };
-                    checked.unwrap_or_else(|e| panic!("{name}: echo check: {e}"));
+                        .unwrap_or_else(|e| panic!("{name}: connect and check: {e}"));
                     conns.push(conn);
                 }
-                let start = Instant::now();
-                let all = futures_util::future::join_all(
-                    conns
-                        .iter_mut()
-                        .map(|c| c.run(&burst, frame.len(), size, window, iters)),
-                );
-                let results = tokio::time::timeout(RUN_TIMEOUT, all)
-                    .await
-                    .unwrap_or_else(|_| panic!("{name}: echo run timed out"));
-                let elapsed = start.elapsed();
-                for r in results {
-                    r.unwrap_or_else(|e| panic!("{name}: echo run: {e}"));
-                }
-                elapsed
+                run_all(
+                    &mut conns,
+                    &burst,
+                    frame.len(),
+                    size,
+                    window,
+                    iters,
+                    RUN_TIMEOUT,
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{name}: echo run: {e}"))
             })
         })
     });

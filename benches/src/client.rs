@@ -203,6 +203,24 @@ impl EchoConn {
         })
     }
 
+    /// Connects, handshakes and checks one echo of `frame` (a
+    /// [`masked_frame`] of `payload`): byte for byte against `payload`, or,
+    /// for the raw TCP baseline (`raw`), against `frame` itself.
+    pub async fn connect_checked(
+        addr: SocketAddr,
+        raw: bool,
+        frame: &[u8],
+        payload: &[u8],
+    ) -> std::io::Result<EchoConn> {
+        let mut conn = EchoConn::connect(addr).await?;
+        if raw {
+            conn.verify_raw(frame).await?;
+        } else {
+            conn.verify(frame, payload).await?;
+        }
+        Ok(conn)
+    }
+
     /// Sends `frame` (a [`masked_frame`] of `payload`) once and checks that
     /// the echo carries exactly `payload`.
     pub async fn verify(&mut self, frame: &[u8], payload: &[u8]) -> std::io::Result<()> {
@@ -296,6 +314,32 @@ impl EchoConn {
         }
         Ok(())
     }
+}
+
+/// Runs `count` messages on every connection at once (each as
+/// [`EchoConn::run`]) and returns the time they took together; an error if
+/// any run failed or all of them did not end within `timeout`.
+pub async fn run_all(
+    conns: &mut [EchoConn],
+    burst: &[u8],
+    frame_len: usize,
+    payload_len: usize,
+    window: u64,
+    count: u64,
+    timeout: Duration,
+) -> std::io::Result<Duration> {
+    let start = std::time::Instant::now();
+    let all = futures_util::future::join_all(
+        conns
+            .iter_mut()
+            .map(|c| c.run(burst, frame_len, payload_len, window, count)),
+    );
+    let results = tokio::time::timeout(timeout, all)
+        .await
+        .map_err(|_| Error::new(ErrorKind::TimedOut, "echo run timed out"))?;
+    let elapsed = start.elapsed();
+    results.into_iter().collect::<std::io::Result<Vec<()>>>()?;
+    Ok(elapsed)
 }
 
 #[cfg(test)]

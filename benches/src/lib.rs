@@ -3,6 +3,40 @@
 //! ([`client`]) that drives all of them identically.
 
 pub mod client;
+
+/// Message sizes of the echo benches, with their names in the output.
+pub const ECHO_SIZES: [(usize, &str); 4] = [
+    (16, "16B"),
+    (1 << 10, "1KiB"),
+    (64 << 10, "64KiB"),
+    (1 << 20, "1MiB"),
+];
+
+/// A load shape of the echo benches.
+#[derive(Clone, Copy, Debug)]
+pub struct EchoMode {
+    /// `c1` or `c64`.
+    pub name: &'static str,
+    /// Connections.
+    pub conns: usize,
+    /// Messages in flight per connection, by message size.
+    pub window: fn(usize) -> u64,
+}
+
+/// `c1`: one connection, one message in flight; `c64`: 64 connections,
+/// pipelined (16 messages in flight each, 2 for 1 MiB).
+pub const ECHO_MODES: [EchoMode; 2] = [
+    EchoMode {
+        name: "c1",
+        conns: 1,
+        window: |_| 1,
+    },
+    EchoMode {
+        name: "c64",
+        conns: 64,
+        window: |size| if size >= 1 << 20 { 2 } else { 16 },
+    },
+];
 pub mod scripted;
 pub mod servers;
 

@@ -265,3 +265,31 @@ async fn manual_server_handshake(stream: &mut TcpStream) -> std::io::Result<()> 
     stream.write_all(response.as_bytes()).await?;
     stream.flush().await
 }
+
+/// Name of the raw TCP echo baseline ([`serve_raw_tcp`]) in bench output.
+pub const BASELINE: &str = "raw-tcp-echo";
+
+/// Starts an echo server for every implementation, then the raw TCP
+/// baseline, each on its own 127.0.0.1 port, on `rt`; returns their names
+/// (weft first, [`BASELINE`] last) and addresses.
+pub fn start_all(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, std::net::SocketAddr)> {
+    let bind = || {
+        let listener = rt
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        (listener, addr)
+    };
+    let mut servers: Vec<_> = Impl::ALL
+        .into_iter()
+        .map(|imp| {
+            let (listener, addr) = bind();
+            rt.spawn(serve(imp, listener));
+            (imp.name(), addr)
+        })
+        .collect();
+    let (listener, addr) = bind();
+    rt.spawn(serve_raw_tcp(listener));
+    servers.push((BASELINE, addr));
+    servers
+}
