@@ -201,19 +201,28 @@ impl WriteBuffer {
     /// (without consuming them) and returns them. For writers that cannot
     /// write vectors, so the lone frame still goes out in one write.
     pub fn copy_front<'a>(&self, dst: &'a mut [MaybeUninit<u8>]) -> &'a [u8] {
-        let mut slices = [IoSlice::new(&[]); 2];
-        let k = self.chunks(&mut slices);
         let mut n = 0;
-        for s in &slices[..k] {
-            let m = s.len().min(dst.len() - n);
+        let mut put = |part: &[u8]| {
+            let m = part.len().min(dst.len() - n);
             // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; writing
             // initialized bytes into it is always sound.
             let src: &[MaybeUninit<u8>] =
-                unsafe { std::slice::from_raw_parts(s.as_ptr().cast(), m) };
+                unsafe { std::slice::from_raw_parts(part.as_ptr().cast(), m) };
             dst[n..n + m].copy_from_slice(src);
             n += m;
+        };
+        if self.has_lone() {
+            // The case this is for: two parts, no I/O vector to build.
+            put(self.lone_head());
+            put(&self.body);
+        } else {
+            let mut slices = [IoSlice::new(&[]); 2];
+            let k = self.chunks(&mut slices);
+            for s in &slices[..k] {
+                put(s);
+            }
         }
-        // SAFETY: the first `n` bytes were just initialized from `slices`.
+        // SAFETY: the first `n` bytes were just initialized by `put`.
         unsafe { std::slice::from_raw_parts(dst.as_ptr().cast(), n) }
     }
 
@@ -564,6 +573,11 @@ mod tests {
         assert_eq!(slices[1].as_ptr(), ptr, "the payload is not copied");
         let mut joined = [MaybeUninit::uninit(); 512];
         assert_eq!(out.copy_front(&mut joined), &wire(&[5u8; 300])[..]);
+        // A destination shorter than the header, and one ending in the payload.
+        let mut short = [MaybeUninit::uninit(); 2];
+        assert_eq!(out.copy_front(&mut short), &wire(&[5u8; 300])[..2]);
+        let mut part = [MaybeUninit::uninit(); 100];
+        assert_eq!(out.copy_front(&mut part), &wire(&[5u8; 300])[..100]);
         // Partial writes inside the header, then inside the payload.
         out.advance(1);
         assert_eq!(drain(&out), wire(&[5u8; 300])[1..].to_vec());
@@ -589,6 +603,13 @@ mod tests {
             expected.extend_from_slice(&wire(&b));
             assert_eq!(out.len(), expected.len(), "{first}/{second}");
             assert_eq!(drain(&out), expected, "{first}/{second}");
+            let mut front = [MaybeUninit::uninit(); 64];
+            let k = expected.len().min(64);
+            assert_eq!(
+                out.copy_front(&mut front),
+                &expected[..k],
+                "{first}/{second}"
+            );
             let total = out.len();
             out.advance(total);
             assert!(out.is_empty());
