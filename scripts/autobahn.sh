@@ -23,8 +23,8 @@
 # Environment overrides (defaults in brackets):
 #   AUTOBAHN_EXCLUDE      space-separated case ids/globs to skip [none]
 #   AUTOBAHN_PARALLELISM  cases run at once against our server [2]
-#   AUTOBAHN_TIME_BUDGET  seconds for the whole script [1500]
-#   AUTOBAHN_ROLE_TIMEOUT seconds for one role's run of the cases [600]
+#   AUTOBAHN_TIME_BUDGET  seconds for the whole script [2000]
+#   AUTOBAHN_ROLE_TIMEOUT seconds for the two roles' runs of the cases [1200]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,8 +45,8 @@ SERVER_REPORT="$REPORTS/servers"
 CLIENT_REPORT="$REPORTS/clients"
 EXAMPLES_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples"
 
-TIME_BUDGET="${AUTOBAHN_TIME_BUDGET:-1500}"   # whole script, seconds
-ROLE_TIMEOUT="${AUTOBAHN_ROLE_TIMEOUT:-600}" # one role's run of the cases
+TIME_BUDGET="${AUTOBAHN_TIME_BUDGET:-2000}"   # whole script, seconds
+ROLE_TIMEOUT="${AUTOBAHN_ROLE_TIMEOUT:-1200}" # both roles' runs of the cases (side by side)
 STARTUP_TIMEOUT=30                           # a process starting to listen
 REPORT_TIMEOUT=60                            # fuzzingserver writing its report
 STOP_TIMEOUT=5                               # a process exiting after SIGTERM
@@ -217,28 +217,18 @@ SERVER_PORT="$(free_port)"
 FUZZER_PORT="$(free_port "$SERVER_PORT")"
 log "excluded cases: ${EXCLUDE:-none}; parallelism against our server: $PARALLELISM"
 
-# --- role 1: our server, driven by kosoku's fuzzing client ----------------------
+# --- both roles at once ----------------------------------------------------------
+# Role 1: our echo_server, driven by kosoku's fuzzing client. Role 2: our
+# autobahn_client, against kosoku's fuzzing server. They share nothing (own
+# processes, ports and report folders), and each is bound by one Python
+# process, so on two cores running them side by side takes about as long as
+# the longer of the two instead of their sum.
 
 log "server role: starting echo_server on 127.0.0.1:$SERVER_PORT"
 "$ECHO_SERVER" --addr "127.0.0.1:$SERVER_PORT" > "$REPORTS/echo_server.log" 2>&1 &
 server_pid=$!
 BG_PIDS+=("$server_pid")
 wait_for_port "$SERVER_PORT" "$server_pid" echo_server "$REPORTS/echo_server.log"
-
-log "server role: kosoku -m fuzzingclient ws://127.0.0.1:$SERVER_PORT -p $PARALLELISM (log: reports/kosoku-fuzzingclient.log)"
-rc=0
-budget "$ROLE_TIMEOUT"
-timeout -k 10 "$T" \
-    "$KOSOKU" -m fuzzingclient "ws://127.0.0.1:$SERVER_PORT" \
-    -p "$PARALLELISM" ${KOSOKU_EXCLUDE_ARGS[@]+"${KOSOKU_EXCLUDE_ARGS[@]}"} \
-    -o "$SERVER_REPORT" > "$REPORTS/kosoku-fuzzingclient.log" 2>&1 || rc=$?
-log "server role: kosoku finished: $(describe_rc "$rc")"
-if ! kill -0 "$server_pid" 2>/dev/null; then
-    log "server role: WARNING: echo_server exited during the run (log: reports/echo_server.log)"
-fi
-stop "$server_pid"
-
-# --- role 2: our client, against kosoku's fuzzing server ------------------------
 
 log "client role: kosoku -m fuzzingserver 127.0.0.1:$FUZZER_PORT (log: reports/kosoku-fuzzingserver.log)"
 "$KOSOKU" -m fuzzingserver "127.0.0.1:$FUZZER_PORT" \
@@ -248,13 +238,34 @@ fuzzer_pid=$!
 BG_PIDS+=("$fuzzer_pid")
 wait_for_port "$FUZZER_PORT" "$fuzzer_pid" "kosoku fuzzingserver" "$REPORTS/kosoku-fuzzingserver.log"
 
-log "client role: autobahn_client --url ws://127.0.0.1:$FUZZER_PORT --agent $AGENT (log: reports/autobahn_client.log)"
-rc=0
 budget "$ROLE_TIMEOUT"
+log "server role: kosoku -m fuzzingclient ws://127.0.0.1:$SERVER_PORT -p $PARALLELISM (log: reports/kosoku-fuzzingclient.log)"
+timeout -k 10 "$T" \
+    "$KOSOKU" -m fuzzingclient "ws://127.0.0.1:$SERVER_PORT" \
+    -p "$PARALLELISM" ${KOSOKU_EXCLUDE_ARGS[@]+"${KOSOKU_EXCLUDE_ARGS[@]}"} \
+    -o "$SERVER_REPORT" > "$REPORTS/kosoku-fuzzingclient.log" 2>&1 &
+fuzzing_client_pid=$!
+BG_PIDS+=("$fuzzing_client_pid")
+log "client role: autobahn_client --url ws://127.0.0.1:$FUZZER_PORT --agent $AGENT (log: reports/autobahn_client.log)"
 timeout -k 10 "$T" \
     "$AUTOBAHN_CLIENT" --url "ws://127.0.0.1:$FUZZER_PORT" --agent "$AGENT" \
-    > "$REPORTS/autobahn_client.log" 2>&1 || rc=$?
+    > "$REPORTS/autobahn_client.log" 2>&1 &
+client_pid=$!
+BG_PIDS+=("$client_pid")
+
+# Both are bounded by `timeout` above, so these waits end.
+rc=0
+wait "$fuzzing_client_pid" || rc=$?
+log "server role: kosoku finished: $(describe_rc "$rc")"
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    log "server role: WARNING: echo_server exited during the run (log: reports/echo_server.log)"
+fi
+stop "$server_pid"
+stop "$fuzzing_client_pid"
+rc=0
+wait "$client_pid" || rc=$?
 log "client role: autobahn_client finished: $(describe_rc "$rc")"
+stop "$client_pid"
 
 # After /updateReports the fuzzing server writes its report and exits. If the
 # client never sent it (crash, timeout), send it ourselves so that the cases
