@@ -126,8 +126,6 @@ const MAX_WIRE_RATIO: f64 = 0.6;
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
-/// Set to run the `c1` groups unpinned.
-const NO_PIN_ENV: &str = "WEFT_BENCH_NO_PIN";
 
 /// The deflate parameters of a pair (context takeover both ways always).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -228,14 +226,8 @@ const MODES: [Mode; 2] = [
 ];
 
 fn main() {
-    weft_benches::raise_fd_limit();
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    let all_cpus = weft_benches::thread_affinity();
-    let one_cpu = all_cpus.as_ref().and_then(weft_benches::first_cpu_of);
-    let pin_c1 = std::env::var_os(NO_PIN_ENV).is_none();
+    let host = weft_benches::BenchHost::new();
+    let client_rt = &host.client_rt;
 
     let mut c = Criterion::default()
         .sample_size(10)
@@ -247,12 +239,8 @@ fn main() {
     let corpora: Vec<Vec<Utf8Bytes>> = SIZES.iter().map(|&(s, _)| corpus(s)).collect();
 
     for mode in MODES {
-        let pin = if mode.conns == 1 && pin_c1 {
-            one_cpu
-        } else {
-            None
-        };
-        let server_rt = weft_benches::server_runtime(pin);
+        // c1: client thread and server workers on one CPU (see module docs).
+        let server_rt = host.server_runtime(mode.conns);
         let servers: Vec<(Lib, SocketAddr)> = Lib::ALL
             .into_iter()
             .map(|lib| (lib, start_server(&server_rt, lib)))
@@ -266,7 +254,7 @@ fn main() {
                 let group_name = format!("{}/{size_name}", mode.name);
                 tallies.push(Tally::new(&group_name, &lib.name(), size));
                 let tally = tallies.last_mut().expect("just pushed");
-                bench_cell(&mut group, tally, &client_rt, lib, addr, mode, msgs);
+                bench_cell(&mut group, tally, client_rt, lib, addr, mode, msgs);
                 // The ceiling of each parameter set after its yawc row.
                 if mode.conns == 1 && matches!(lib, Lib::Yawc | Lib::YawcDefaultWindows) {
                     let name = match lib {
@@ -281,9 +269,7 @@ fn main() {
             group.finish();
         }
         server_rt.shutdown_timeout(Duration::from_secs(1));
-        if let (Some(_), Some(all)) = (&pin, &all_cpus) {
-            weft_benches::set_thread_affinity(all);
-        }
+        host.end_cells();
     }
     c.final_summary();
     print_tallies(&tallies);

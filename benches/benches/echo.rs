@@ -44,18 +44,9 @@ use weft_benches::{ECHO_MODES as MODES, ECHO_SIZES as SIZES, EchoMode as Mode};
 /// Upper bound for one measured batch (guards against a hung server).
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Set to run the `c1` groups unpinned (see the module docs).
-const NO_PIN_ENV: &str = "WEFT_BENCH_NO_PIN";
-
 fn main() {
-    weft_benches::raise_fd_limit();
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    let all_cpus = weft_benches::thread_affinity();
-    let one_cpu = all_cpus.as_ref().and_then(weft_benches::first_cpu_of);
-    let pin_c1 = std::env::var_os(NO_PIN_ENV).is_none();
+    let host = weft_benches::BenchHost::new();
+    let client_rt = &host.client_rt;
 
     let mut c = Criterion::default()
         .sample_size(10)
@@ -65,12 +56,7 @@ fn main() {
 
     for mode in MODES {
         // c1: client thread and server workers on one CPU (see module docs).
-        let pin = if mode.conns == 1 && pin_c1 {
-            one_cpu
-        } else {
-            None
-        };
-        let server_rt = weft_benches::server_runtime(pin);
+        let server_rt = host.server_runtime(mode.conns);
         let servers = start_all(&server_rt);
 
         for (size, size_name) in SIZES {
@@ -78,14 +64,12 @@ fn main() {
             group.sampling_mode(SamplingMode::Flat);
             group.throughput(Throughput::Bytes((size * mode.conns) as u64));
             for &(name, addr) in &servers {
-                bench_cell(&mut group, &client_rt, name, addr, mode, size);
+                bench_cell(&mut group, client_rt, name, addr, mode, size);
             }
             group.finish();
         }
         server_rt.shutdown_timeout(Duration::from_secs(1));
-        if let (Some(_), Some(all)) = (&pin, &all_cpus) {
-            weft_benches::set_thread_affinity(all);
-        }
+        host.end_cells();
     }
     c.final_summary();
 }

@@ -95,6 +95,65 @@ pub fn first_cpu_of(set: &libc::cpu_set_t) -> Option<libc::cpu_set_t> {
     }
 }
 
+/// Set to run the single-connection cells of the loopback benches unpinned
+/// (see `benches/echo.rs`).
+pub const NO_PIN_ENV: &str = "WEFT_BENCH_NO_PIN";
+
+/// What every loopback bench sets up first: the file descriptor limit
+/// raised, a current-thread runtime for the client on the calling thread,
+/// and the CPUs to pin single-connection cells to.
+#[derive(Debug)]
+pub struct BenchHost {
+    /// The client's runtime (runs on the thread that created the host).
+    pub client_rt: tokio::runtime::Runtime,
+    all_cpus: Option<libc::cpu_set_t>,
+    one_cpu: Option<libc::cpu_set_t>,
+}
+
+impl BenchHost {
+    /// Sets up the host; single-connection cells are pinned unless
+    /// [`NO_PIN_ENV`] is set.
+    pub fn new() -> BenchHost {
+        raise_fd_limit();
+        let client_rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("client runtime");
+        let all_cpus = thread_affinity();
+        let one_cpu = if std::env::var_os(NO_PIN_ENV).is_none() {
+            all_cpus.as_ref().and_then(first_cpu_of)
+        } else {
+            None
+        };
+        BenchHost {
+            client_rt,
+            all_cpus,
+            one_cpu,
+        }
+    }
+
+    /// The server runtime for cells of `conns` connections: with one
+    /// connection, its workers and the calling thread share one CPU (see
+    /// `benches/echo.rs`). Call [`end_cells`](Self::end_cells) after
+    /// shutting it down.
+    pub fn server_runtime(&self, conns: usize) -> tokio::runtime::Runtime {
+        server_runtime(if conns == 1 { self.one_cpu } else { None })
+    }
+
+    /// Lets the calling thread use every CPU again.
+    pub fn end_cells(&self) {
+        if let Some(all) = &self.all_cpus {
+            set_thread_affinity(all);
+        }
+    }
+}
+
+impl Default for BenchHost {
+    fn default() -> Self {
+        BenchHost::new()
+    }
+}
+
 /// The server runtime of the echo benches: multi-thread, with the calling
 /// thread and every worker pinned to `pin` when given (the `c1` cells).
 pub fn server_runtime(pin: Option<libc::cpu_set_t>) -> tokio::runtime::Runtime {

@@ -180,13 +180,8 @@ fn rate(msgs: f64) -> String {
 
 fn main() {
     let o = options();
-    weft_benches::raise_fd_limit();
-    let client_rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("client runtime");
-    let all_cpus = weft_benches::thread_affinity();
-    let one_cpu = all_cpus.as_ref().and_then(weft_benches::first_cpu_of);
+    let host = weft_benches::BenchHost::new();
+    let client_rt = &host.client_rt;
 
     println!(
         "echo_rounds: {} rounds of {} ms per implementation and cell; messages/s, median over rounds",
@@ -206,8 +201,7 @@ fn main() {
         if cells.is_empty() {
             continue;
         }
-        let pin = if mode.conns == 1 { one_cpu } else { None };
-        let server_rt = weft_benches::server_runtime(pin);
+        let server_rt = host.server_runtime(mode.conns);
         let servers = start_all(&server_rt);
         if !header {
             let names: Vec<&str> = servers.iter().map(|(n, _)| *n).collect();
@@ -281,8 +275,6 @@ fn main() {
             );
         }
         server_rt.shutdown_timeout(Duration::from_secs(1));
-        if let (Some(_), Some(all)) = (&pin, &all_cpus) {
-            weft_benches::set_thread_affinity(all);
-        }
+        host.end_cells();
     }
 }
