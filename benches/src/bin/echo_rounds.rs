@@ -31,7 +31,7 @@
 //! time.
 //!
 //! ```text
-//! cargo run --release -p weft-benches --bin echo_rounds                 # all cells, ~6 min
+//! cargo run --release -p weft-benches --bin echo_rounds                 # all cells, 7 rounds: ~2 min
 //! cargo run --release -p weft-benches --bin echo_rounds -- --cells c1/16B,c64/1MiB --rounds 9 --ms 500
 //! ```
 
