@@ -87,7 +87,7 @@ fn options() -> Options {
     o
 }
 
-/// One implementation's connections for one cell.
+/// One implementation's connections for one measurement of a cell.
 struct Runner {
     name: &'static str,
     conns: Vec<EchoConn>,
