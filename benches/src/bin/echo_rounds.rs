@@ -12,7 +12,11 @@
 //! from round to round. The fastest peer is the one with the highest median;
 //! the ratio of weft to it is taken within each round (the measurements of
 //! one round are seconds apart) and the table gives its median over the
-//! rounds, with the lowest and highest.
+//! rounds, with the lowest and highest, a distribution-free 95% confidence
+//! interval of that median (sign-test order statistics; needs 6 rounds or
+//! more) and a verdict: `faster` or `slower` when the interval lies wholly
+//! above or below 1.00, `tie` when it spans 1.00. A peer other than the best
+//! one that weft is `slower` than is listed below the cell.
 //!
 //! Each measurement uses connections opened (handshake, one checked echo,
 //! warm-up) for it alone: with 64 KiB and 1 MiB messages a loopback
@@ -168,6 +172,42 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// A distribution-free 95% confidence interval for the median of the
+/// values in `sorted` (ascending): the order statistics `x(k)` and
+/// `x(n+1-k)` with the largest `k` for which `P(B < k) <= 2.5%`, where
+/// `B ~ Binomial(n, 1/2)` counts the values below the true median. It
+/// assumes only that the rounds are independent draws of one distribution
+/// (the rotated order is what makes them so). `None` below 6 values, where
+/// even the range covers the median with less than 95% probability.
+fn median_ci95(sorted: &[f64]) -> Option<(f64, f64)> {
+    let n = sorted.len();
+    // P(B <= j) for B ~ Binomial(n, 1/2), summed term by term.
+    let mut term = 0.5f64.powi(n as i32); // P(B = 0)
+    let mut below = 0.0; // P(B < k)
+    let mut k = 0;
+    while k < n / 2 {
+        if below + term > 0.025 {
+            break;
+        }
+        below += term;
+        term *= (n - k) as f64 / (k + 1) as f64;
+        k += 1;
+    }
+    (k >= 1).then(|| (sorted[k - 1], sorted[n - k]))
+}
+
+/// What the interval says about weft against the peer: `faster` or
+/// `slower` when it lies wholly above or below 1.00, `tie` when it spans it
+/// (the two are equal within what the machine resolves).
+fn verdict(ci: Option<(f64, f64)>) -> &'static str {
+    match ci {
+        Some((lo, _)) if lo > 1.0 => "faster",
+        Some((_, hi)) if hi < 1.0 => "slower",
+        Some(_) => "tie",
+        None => "n/a (< 6 rounds)",
+    }
+}
+
 fn rate(msgs: f64) -> String {
     if msgs >= 1e6 {
         format!("{:.2} M/s", msgs / 1e6)
@@ -206,10 +246,10 @@ fn main() {
         if !header {
             let names: Vec<&str> = servers.iter().map(|(n, _)| *n).collect();
             println!(
-                "\n| cell | {} | weft / best peer: median (low-high) |",
+                "\n| cell | {} | weft / best peer: median (low-high) | 95% CI of the median | verdict | best peer |",
                 names.join(" | ")
             );
-            println!("|{}", " --- |".repeat(names.len() + 2));
+            println!("|{}", " --- |".repeat(names.len() + 5));
             header = true;
         }
         for (size, size_name) in cells {
@@ -264,17 +304,77 @@ fn main() {
                 .map(|(w, p)| w / p)
                 .collect();
             let mid = median(&mut sorted);
+            let ci = median_ci95(&sorted);
             let cols: Vec<String> = medians.iter().map(|&m| rate(m)).collect();
+            let ci_text = ci.map_or("-".to_owned(), |(lo, hi)| format!("{lo:.2}-{hi:.2}"));
             println!(
-                "| {}/{size_name} | {} | {mid:.2} ({:.2}-{:.2}) vs {} |",
+                "| {}/{size_name} | {} | {mid:.2} ({:.2}-{:.2}) | {ci_text} | {} | {} |",
                 mode.name,
                 cols.join(" | "),
                 sorted[0],
                 sorted[sorted.len() - 1],
+                verdict(ci),
                 servers[best].0,
             );
+            // The best peer is chosen by median throughput; a peer that
+            // beats weft round by round without having the best median
+            // must not go unseen.
+            for (i, (name, _)) in servers.iter().enumerate().take(n - 1).skip(1) {
+                let mut r: Vec<f64> = rates[0].iter().zip(&rates[i]).map(|(w, p)| w / p).collect();
+                r.sort_by(f64::total_cmp);
+                if i != best && verdict(median_ci95(&r)) == "slower" {
+                    println!(
+                        "|   also slower than {name}: median {:.2} |",
+                        median(&mut r)
+                    );
+                }
+            }
         }
         server_rt.shutdown_timeout(Duration::from_secs(1));
         host.end_cells();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Binomial(n, 1/2) CDF by exact integer counting, for checking.
+    fn cdf(n: u32, j: u32) -> f64 {
+        let mut c = 1u128; // C(n, 0)
+        let mut sum = 0u128;
+        for i in 0..=j {
+            sum += c;
+            c = c * u128::from(n - i) / u128::from(i + 1);
+        }
+        sum as f64 / 2f64.powi(n as i32)
+    }
+
+    #[test]
+    fn ci_uses_the_textbook_order_statistics() {
+        // k for n values: the largest k with P(B <= k-1) <= 2.5%
+        // (tables of the sign test: n=6 -> 1, n=9 -> 2, n=15 -> 4, n=21 -> 6).
+        for (n, k) in [(6usize, 1usize), (9, 2), (15, 4), (21, 6), (25, 8)] {
+            let v: Vec<f64> = (1..=n).map(|i| i as f64).collect();
+            let (lo, hi) = median_ci95(&v).unwrap();
+            assert_eq!((lo, hi), (k as f64, (n + 1 - k) as f64), "n={n}");
+            // And against the exact CDF: k qualifies, k+1 does not.
+            assert!(cdf(n as u32, k as u32 - 1) <= 0.025, "n={n}");
+            assert!(cdf(n as u32, k as u32) > 0.025, "n={n}");
+        }
+    }
+
+    #[test]
+    fn too_few_rounds_give_no_interval() {
+        assert_eq!(median_ci95(&[1.0, 2.0, 3.0, 4.0, 5.0]), None);
+        assert_eq!(verdict(None), "n/a (< 6 rounds)");
+    }
+
+    #[test]
+    fn verdict_needs_the_whole_interval_on_one_side() {
+        assert_eq!(verdict(Some((1.01, 1.3))), "faster");
+        assert_eq!(verdict(Some((0.7, 0.99))), "slower");
+        assert_eq!(verdict(Some((0.9, 1.1))), "tie");
+        assert_eq!(verdict(Some((1.0, 1.2))), "tie");
     }
 }
