@@ -109,6 +109,7 @@ impl FrameHeader {
     /// opcodes, control frame FIN and length, the 64-bit length MSB and the
     /// minimal length encoding. RSV and mask checks depend on the negotiated
     /// extensions and the role and are made by the caller.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<HeaderParse, ProtocolError> {
         if buf.len() < 2 {
             return Ok(HeaderParse::Incomplete(2 - buf.len()));
