@@ -270,15 +270,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return Err(Error::Closed);
         }
         self.mark_active();
-        let s = self.conn.session();
+        let out = &mut self.write_buf;
         match msg {
-            Message::Text(t) => s.send(OpCode::Text, t.into_bytes(), hints)?,
-            Message::Binary(b) => s.send(OpCode::Binary, b, hints)?,
-            Message::Ping(b) => s.ping(b)?,
-            Message::Pong(b) => s.pong(b)?,
-            Message::Close(f) => s.close(f, Instant::now())?,
+            // Data goes straight into the write buffer when nothing is
+            // queued before it (see `Connection::send_message`).
+            Message::Text(t) => self
+                .conn
+                .send_message(OpCode::Text, t.into_bytes(), hints, out)?,
+            Message::Binary(b) => self.conn.send_message(OpCode::Binary, b, hints, out)?,
+            control => {
+                let s = self.conn.session();
+                match control {
+                    Message::Ping(b) => s.ping(b)?,
+                    Message::Pong(b) => s.pong(b)?,
+                    Message::Close(f) => s.close(f, Instant::now())?,
+                    Message::Text(_) | Message::Binary(_) => {}
+                }
+                self.conn.poll_transmit(out);
+            }
         }
-        self.conn.poll_transmit(&mut self.write_buf);
         Ok(())
     }
 

@@ -13,11 +13,12 @@
 
 use super::config::Config;
 use super::error::ProtocolError;
-use super::frame::{Frame, FrameHeader, HeaderParse, MAX_HEADER_LEN};
+use super::frame::{Frame, FrameHeader, HeaderParse, MAX_HEADER_LEN, OpCode, Rsv};
 use super::mask::{apply_mask, apply_mask_at};
 use super::message::Message;
-use super::session::{Role, Session};
+use super::session::{Role, SendError, Session};
 use super::utf8::Utf8Validator;
+use crate::ext::SendHints;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -466,6 +467,36 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends a whole data message (`Text` or `Binary`) and moves it into
+    /// `out`: the same frames, in the same order, as
+    /// [`Session::send`] followed by [`poll_transmit`](Self::poll_transmit).
+    /// When the session would queue the message as one frame exactly as
+    /// given, behind nothing ([`Session::sends_as_is`]), it goes into `out`
+    /// directly, without the session's frame queue.
+    pub fn send_message(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        hints: &SendHints,
+        out: &mut WriteBuffer,
+    ) -> Result<(), SendError> {
+        debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
+        if self.session.sends_as_is(payload.len()) {
+            let mask = (self.session.role() == Role::Client).then(rand::random::<[u8; 4]>);
+            let frame = Frame {
+                fin: true,
+                rsv: Rsv::empty(),
+                opcode,
+                payload,
+            };
+            out.push_frame(frame, mask);
+            return Ok(());
+        }
+        self.session.send(opcode, payload, hints)?;
+        self.poll_transmit(out);
+        Ok(())
+    }
+
     /// Moves every queued frame into `out`, masking with fresh random keys on
     /// a client. Returns true if anything was added.
     #[inline]
@@ -526,6 +557,132 @@ mod tests {
         let total = out.len();
         out.advance(total);
         assert!(out.is_empty());
+    }
+
+    fn hints() -> SendHints {
+        SendHints::default()
+    }
+
+    #[test]
+    fn send_message_writes_what_the_session_queue_writes() {
+        let cfg = Config::default();
+        for len in [0usize, 5, 125, 126, 4096, 4097, 70_000] {
+            let payload = Bytes::from(vec![9u8; len]);
+            let mut direct = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+            let mut a = WriteBuffer::new();
+            direct
+                .send_message(OpCode::Binary, payload.clone(), &hints(), &mut a)
+                .unwrap();
+            assert!(!direct.session_ref().has_output(), "len {len}");
+            let mut queued = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+            queued
+                .session()
+                .send(OpCode::Binary, payload, &hints())
+                .unwrap();
+            let mut b = WriteBuffer::new();
+            assert!(queued.poll_transmit(&mut b));
+            assert_eq!(drain(&a), drain(&b), "len {len}");
+            assert_eq!(drain(&a), wire(&vec![9u8; len]), "len {len}");
+        }
+    }
+
+    #[test]
+    fn send_message_goes_behind_frames_already_queued() {
+        let cfg = Config::default();
+        let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+        // A Pong the session queued (say, for a Ping just read) goes first.
+        c.session().pong(Bytes::from_static(b"p")).unwrap();
+        let mut out = WriteBuffer::new();
+        c.send_message(
+            OpCode::Text,
+            Bytes::from_static(b"Hello"),
+            &hints(),
+            &mut out,
+        )
+        .unwrap();
+        c.send_message(OpCode::Binary, Bytes::from_static(b"!"), &hints(), &mut out)
+            .unwrap();
+        assert_eq!(
+            drain(&out),
+            [
+                &[0x8a, 0x01, b'p'][..],
+                &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o'],
+                &[0x82, 0x01, b'!'],
+            ]
+            .concat()
+        );
+    }
+
+    #[test]
+    fn send_message_fragments_and_refuses_as_send_does() {
+        let cfg = Config::default().send_frame_size(4);
+        let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+        let mut out = WriteBuffer::new();
+        // Four bytes fit one frame; ten are split at the frame size.
+        c.send_message(
+            OpCode::Binary,
+            Bytes::from_static(b"abcd"),
+            &hints(),
+            &mut out,
+        )
+        .unwrap();
+        c.send_message(
+            OpCode::Text,
+            Bytes::from_static(b"abcdefghij"),
+            &hints(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            drain(&out),
+            [
+                &[0x82, 0x04, b'a', b'b', b'c', b'd'][..],
+                &[0x01, 0x04, b'a', b'b', b'c', b'd'],
+                &[0x00, 0x04, b'e', b'f', b'g', b'h'],
+                &[0x80, 0x02, b'i', b'j'],
+            ]
+            .concat()
+        );
+        // Inside a streamed message: refused, nothing written.
+        let before = out.len();
+        c.session()
+            .send_fragment(OpCode::Binary, Bytes::from_static(b"x"), false, &hints())
+            .unwrap();
+        assert_eq!(
+            c.send_message(OpCode::Binary, Bytes::from_static(b"y"), &hints(), &mut out),
+            Err(SendError::FragmentOrder)
+        );
+        c.session()
+            .send_fragment(OpCode::Continuation, Bytes::new(), true, &hints())
+            .unwrap();
+        c.poll_transmit(&mut out);
+        assert_eq!(out.len(), before + 3 + 2);
+        // After Close: refused.
+        c.session().close(None, std::time::Instant::now()).unwrap();
+        assert_eq!(
+            c.send_message(OpCode::Binary, Bytes::from_static(b"z"), &hints(), &mut out),
+            Err(SendError::Closed)
+        );
+    }
+
+    #[test]
+    fn client_send_message_is_masked_and_reads_back() {
+        let cfg = Config::default();
+        let mut client = Connection::new(Session::new(Role::Client, &cfg), &cfg);
+        let mut out = WriteBuffer::new();
+        let text = "h\u{e9}llo w\u{f6}rld";
+        client
+            .send_message(OpCode::Text, Bytes::from(text), &hints(), &mut out)
+            .unwrap();
+        let wire = drain(&out);
+        assert_eq!(wire[0], 0x81);
+        assert_eq!(wire[1], 0x80 | text.len() as u8, "masked, 7-bit length");
+        let mut server = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+        let mut buf = BytesMut::from(&wire[..]);
+        assert_eq!(
+            server.handle_read(&mut buf).unwrap(),
+            Some(Message::text(text))
+        );
     }
 
     fn binary(payload: Vec<u8>) -> Frame {

@@ -410,6 +410,21 @@ impl Session {
         )
     }
 
+    /// True if a whole message of `len` payload bytes sent now would be
+    /// queued by [`send`](Self::send) as one frame exactly as given, behind
+    /// nothing: the session is open, no streamed message is in progress, no
+    /// extension encodes, the payload fits one frame and no frame waits in
+    /// [`poll_frame`](Self::poll_frame). A transport may then frame it
+    /// itself (see `Connection::send_message`), skipping the queue.
+    #[inline]
+    pub fn sends_as_is(&self, len: usize) -> bool {
+        self.state == CloseState::Open
+            && !self.streaming_send
+            && self.encoders.is_empty()
+            && len <= self.send_frame_size
+            && self.out.is_empty()
+    }
+
     /// Queues one fragment of a streamed message: the first with `Text` or
     /// `Binary`, later ones with `Continuation`, the last with `fin = true`.
     /// Per-message extensions see each fragment in order.
