@@ -274,21 +274,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         match msg {
             // Data goes straight into the write buffer when nothing is
             // queued before it (see `Connection::send_message`).
-            Message::Text(t) => self
-                .conn
-                .send_message(OpCode::Text, t.into_bytes(), hints, out)?,
-            Message::Binary(b) => self.conn.send_message(OpCode::Binary, b, hints, out)?,
-            control => {
-                let s = self.conn.session();
-                match control {
-                    Message::Ping(b) => s.ping(b)?,
-                    Message::Pong(b) => s.pong(b)?,
-                    Message::Close(f) => s.close(f, Instant::now())?,
-                    Message::Text(_) | Message::Binary(_) => {}
-                }
-                self.conn.poll_transmit(out);
+            Message::Text(t) => {
+                return Ok(self
+                    .conn
+                    .send_message(OpCode::Text, t.into_bytes(), hints, out)?);
             }
+            Message::Binary(b) => {
+                return Ok(self.conn.send_message(OpCode::Binary, b, hints, out)?);
+            }
+            Message::Ping(b) => self.conn.session().ping(b)?,
+            Message::Pong(b) => self.conn.session().pong(b)?,
+            Message::Close(f) => self.conn.session().close(f, Instant::now())?,
         }
+        self.conn.poll_transmit(out);
         Ok(())
     }
 

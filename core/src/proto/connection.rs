@@ -482,7 +482,7 @@ impl Connection {
     ) -> Result<(), SendError> {
         debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
         if self.session.sends_as_is(payload.len()) {
-            let mask = (self.session.role() == Role::Client).then(rand::random::<[u8; 4]>);
+            let mask = self.mask_key();
             let frame = Frame {
                 fin: true,
                 rsv: Rsv::empty(),
@@ -505,12 +505,17 @@ impl Connection {
         self.session.has_output() && self.transmit(out)
     }
 
+    /// A fresh random masking key on a client (RFC 6455 §5.3), none on a
+    /// server.
+    #[inline]
+    fn mask_key(&self) -> Option<[u8; 4]> {
+        (self.session.role() == Role::Client).then(rand::random::<[u8; 4]>)
+    }
+
     fn transmit(&mut self, out: &mut WriteBuffer) -> bool {
         let mut any = false;
-        let client = self.session.role() == Role::Client;
         while let Some(frame) = self.session.poll_frame() {
-            let mask = client.then(rand::random::<[u8; 4]>);
-            out.push_frame(frame, mask);
+            out.push_frame(frame, self.mask_key());
             any = true;
         }
         any
@@ -563,6 +568,16 @@ mod tests {
         SendHints::default()
     }
 
+    /// `send_message` of a static payload with default hints.
+    fn send(
+        c: &mut Connection,
+        opcode: OpCode,
+        payload: &'static [u8],
+        out: &mut WriteBuffer,
+    ) -> Result<(), SendError> {
+        c.send_message(opcode, Bytes::from_static(payload), &hints(), out)
+    }
+
     #[test]
     fn send_message_writes_what_the_session_queue_writes() {
         let cfg = Config::default();
@@ -593,15 +608,8 @@ mod tests {
         // A Pong the session queued (say, for a Ping just read) goes first.
         c.session().pong(Bytes::from_static(b"p")).unwrap();
         let mut out = WriteBuffer::new();
-        c.send_message(
-            OpCode::Text,
-            Bytes::from_static(b"Hello"),
-            &hints(),
-            &mut out,
-        )
-        .unwrap();
-        c.send_message(OpCode::Binary, Bytes::from_static(b"!"), &hints(), &mut out)
-            .unwrap();
+        send(&mut c, OpCode::Text, b"Hello", &mut out).unwrap();
+        send(&mut c, OpCode::Binary, b"!", &mut out).unwrap();
         assert_eq!(
             drain(&out),
             [
@@ -619,20 +627,8 @@ mod tests {
         let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
         let mut out = WriteBuffer::new();
         // Four bytes fit one frame; ten are split at the frame size.
-        c.send_message(
-            OpCode::Binary,
-            Bytes::from_static(b"abcd"),
-            &hints(),
-            &mut out,
-        )
-        .unwrap();
-        c.send_message(
-            OpCode::Text,
-            Bytes::from_static(b"abcdefghij"),
-            &hints(),
-            &mut out,
-        )
-        .unwrap();
+        send(&mut c, OpCode::Binary, b"abcd", &mut out).unwrap();
+        send(&mut c, OpCode::Text, b"abcdefghij", &mut out).unwrap();
         assert_eq!(
             drain(&out),
             [
@@ -649,7 +645,7 @@ mod tests {
             .send_fragment(OpCode::Binary, Bytes::from_static(b"x"), false, &hints())
             .unwrap();
         assert_eq!(
-            c.send_message(OpCode::Binary, Bytes::from_static(b"y"), &hints(), &mut out),
+            send(&mut c, OpCode::Binary, b"y", &mut out),
             Err(SendError::FragmentOrder)
         );
         c.session()
@@ -660,7 +656,7 @@ mod tests {
         // After Close: refused.
         c.session().close(None, std::time::Instant::now()).unwrap();
         assert_eq!(
-            c.send_message(OpCode::Binary, Bytes::from_static(b"z"), &hints(), &mut out),
+            send(&mut c, OpCode::Binary, b"z", &mut out),
             Err(SendError::Closed)
         );
     }

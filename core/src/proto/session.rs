@@ -420,9 +420,15 @@ impl Session {
     pub fn sends_as_is(&self, len: usize) -> bool {
         self.state == CloseState::Open
             && !self.streaming_send
-            && self.encoders.is_empty()
-            && len <= self.send_frame_size
+            && self.one_plain_frame(len)
             && self.out.is_empty()
+    }
+
+    /// No extension encodes and `len` bytes fit one frame: a message goes
+    /// out as the one frame it was given.
+    #[inline]
+    fn one_plain_frame(&self, len: usize) -> bool {
+        self.encoders.is_empty() && len <= self.send_frame_size
     }
 
     /// Queues one fragment of a streamed message: the first with `Text` or
@@ -455,7 +461,7 @@ impl Session {
     }
 
     fn send_data(&mut self, mut frame: Frame, hints: &SendHints) -> Result<(), SendError> {
-        if self.encoders.is_empty() && frame.payload.len() <= self.send_frame_size {
+        if self.one_plain_frame(frame.payload.len()) {
             // No extensions and one frame: nothing to transform or split.
             self.out.push_back(frame);
             return Ok(());
