@@ -162,6 +162,14 @@ impl Runner {
     }
 }
 
+/// Minor page faults of this process so far.
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    u.ru_minflt as u64
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -274,10 +282,16 @@ fn main() {
                         // New connections every round: large-message cells
                         // are bimodal per connection (see the module docs).
                         let mut runner = Runner::open(name, addr, &cell, &body).await;
+                        let faults = minor_faults();
                         let r = runner.measure(&cell, o.ms).await;
                         if o.verbose {
+                            // Page faults of the whole process (client and
+                            // server) per echoed message: the client is the
+                            // same for every implementation.
+                            let per_msg = (minor_faults() - faults) as f64
+                                / (r * o.ms as f64 / 1000.0).max(1.0);
                             eprintln!(
-                                "{}/{} round {round} {name}: {}",
+                                "{}/{} round {round} {name}: {} ({per_msg:.2} minor faults/message)",
                                 cell.mode.name,
                                 cell.size,
                                 rate(r)
