@@ -40,6 +40,32 @@ pub const ECHO_MODES: [EchoMode; 2] = [
 pub mod scripted;
 pub mod servers;
 
+/// What `getrusage(RUSAGE_SELF)` reports for this process so far. Client and
+/// server of a bench run in it, so differences between two readings do not
+/// depend on what else the machine runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// User plus system CPU time.
+    pub cpu: std::time::Duration,
+    /// Minor page faults.
+    pub minor_faults: u64,
+}
+
+/// Reads this process's [`Usage`]; all zero if `getrusage` fails.
+pub fn usage() -> Usage {
+    // SAFETY: getrusage only writes the struct we pass, which is plain data
+    // (all-zero is valid) living on the stack for the call.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return Usage::default();
+    }
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Usage {
+        cpu: tv(u.ru_utime) + tv(u.ru_stime),
+        minor_faults: u.ru_minflt as u64,
+    }
+}
+
 /// Raises `RLIMIT_NOFILE` to its hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
     // SAFETY: `getrlimit`/`setrlimit` only read and write the `rlimit` struct

@@ -148,8 +148,9 @@ impl Runner {
         .unwrap_or_else(|e| panic!("{}: echo run: {e}", self.name))
     }
 
-    /// Messages per second (all connections) over about `ms` milliseconds.
-    async fn measure(&mut self, cell: &Cell<'_>, ms: u64) -> f64 {
+    /// Messages per second (all connections) over about `ms` milliseconds,
+    /// and how many messages that was.
+    async fn measure(&mut self, cell: &Cell<'_>, ms: u64) -> (f64, u64) {
         let budget = Duration::from_millis(ms);
         let start = Instant::now();
         let mut busy = Duration::ZERO;
@@ -158,16 +159,8 @@ impl Runner {
             busy += self.batch_once(cell).await;
             messages += self.batch * self.conns.len() as u64;
         }
-        messages as f64 / busy.as_secs_f64()
+        (messages as f64 / busy.as_secs_f64(), messages)
     }
-}
-
-/// Minor page faults of this process so far.
-fn minor_faults() -> u64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    u.ru_minflt as u64
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -282,14 +275,14 @@ fn main() {
                         // New connections every round: large-message cells
                         // are bimodal per connection (see the module docs).
                         let mut runner = Runner::open(name, addr, &cell, &body).await;
-                        let faults = minor_faults();
-                        let r = runner.measure(&cell, o.ms).await;
+                        let faults = weft_benches::usage().minor_faults;
+                        let (r, messages) = runner.measure(&cell, o.ms).await;
                         if o.verbose {
                             // Page faults of the whole process (client and
                             // server) per echoed message: the client is the
                             // same for every implementation.
-                            let per_msg = (minor_faults() - faults) as f64
-                                / (r * o.ms as f64 / 1000.0).max(1.0);
+                            let faults = weft_benches::usage().minor_faults - faults;
+                            let per_msg = faults as f64 / messages.max(1) as f64;
                             eprintln!(
                                 "{}/{} round {round} {name}: {} ({per_msg:.2} minor faults/message)",
                                 cell.mode.name,

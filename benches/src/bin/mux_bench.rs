@@ -109,19 +109,6 @@ async fn open_channels(client: &MuxClient, k: usize) -> Vec<Channel> {
     out
 }
 
-/// CPU time (user + system) of this process so far. Client and server run
-/// in it, so CPU time per message does not depend on what else the machine
-/// runs, unlike wall time.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes the struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return Duration::ZERO;
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
 /// Messages per second of wall time and per second of CPU time for `k`
 /// channels (or connections) each echoing `per` messages of `size` bytes one
 /// at a time.
@@ -138,7 +125,7 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
             .expect("mux connect");
         let channels = open_channels(&client, k).await;
         started = Instant::now();
-        cpu_started = cpu_time();
+        cpu_started = weft_benches::usage().cpu;
         for mut ch in channels {
             let payload = payload.clone();
             tasks.push(tokio::spawn(async move {
@@ -160,7 +147,7 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
             conns.push(ws);
         }
         started = Instant::now();
-        cpu_started = cpu_time();
+        cpu_started = weft_benches::usage().cpu;
         for mut ws in conns {
             let payload = payload.clone();
             tasks.push(tokio::spawn(async move {
@@ -173,7 +160,7 @@ async fn throughput(addr: std::net::SocketAddr, k: usize, size: usize, mux: bool
         join_bounded(tasks).await;
     }
     let wall = started.elapsed().as_secs_f64();
-    let cpu = (cpu_time() - cpu_started).as_secs_f64();
+    let cpu = (weft_benches::usage().cpu - cpu_started).as_secs_f64();
     ((k * per) as f64 / wall, (k * per) as f64 / cpu)
 }
 
