@@ -1,288 +1,137 @@
-//! How a library author plugs a new extension into weft.
+//! How a library author plugs a new extension into weft: two toy extensions,
+//! stacked on one connection (`cargo run --example custom_extension`).
 //!
-//! Two toy extensions, stacked on one connection:
+//! - `x-caesar` (per-message, RSV2) adds `shift` to every payload byte; the
+//!   client offers `shift=3` and the server echoes any shift from 1 to 255. A
+//!   message sent with `SendHints::uncompressed()` travels untouched.
+//! - `x-frame-crc` (per-frame, RSV3) appends a one-byte XOR checksum to every
+//!   data frame; the receiver verifies and strips it (1007 on mismatch).
 //!
-//! - `x-caesar` (per-message, owns RSV2): adds `shift` to every payload byte.
-//!   The client offers `x-caesar; shift=3`; the server accepts any shift from
-//!   1 to 255 and echoes it. It marks transformed messages with RSV2 on their
-//!   first frame, so a message sent with `SendHints { compress: false }`
-//!   travels untouched.
-//! - `x-frame-crc` (per-frame, owns RSV3): appends a one-byte XOR checksum to
-//!   every data frame; the receiver verifies and strips it (1007 on mismatch).
-//!
-//! Negotiated order is `x-caesar, x-frame-crc`: outgoing messages are shifted,
-//! cut into frames, then checksummed; incoming frames are checked, then
-//! un-shifted. Each extension is three small pieces: a factory (negotiation),
-//! the negotiated extension (RSV bits, granularity), and an encoder/decoder
-//! pair (one per direction).
-//!
-//! ```text
-//! cargo run --example custom_extension
-//! ```
+//! Each is a factory (negotiation, both roles) and a coder per direction; the
+//! chain runs them in negotiated order (shift, fragment, checksum; reversed on
+//! receipt), keeps the RSV rules and owns the output buffers.
 
-use bytes::Bytes;
-use std::any::Any;
-use tokio::net::TcpListener;
-use weft_core::ext::{
-    Acceptance, ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder,
-    ExtensionError, ExtensionHeader, Granularity, NegotiationError, SendHints,
-    ServerExtensionFactory,
-};
-use weft_core::{ClientBuilder, CloseCode, Config, Frame, Message, OpCode, Rsv, ServerBuilder};
+use bytes::BytesMut as Buf;
+use weft_core::ext::{Acceptance, Extension, ExtensionError as Error, ExtensionFactory};
+use weft_core::ext::{ExtensionHeader as Header, NegotiationError as Refusal, SendHints};
+use weft_core::ext::{FrameDecoder, FrameEncoder, MessageDecoder, MessageEncoder};
+use weft_core::{ClientBuilder, CloseCode, Config, Message, Rsv, ServerBuilder};
 
-// ---------------------------------------------------------------- x-caesar
+/// Negotiates `x-caesar` in both roles; the shift is what a client offers.
+struct CaesarFactory(u8);
 
-/// Negotiates `x-caesar` in both roles.
-#[derive(Clone, Copy)]
-struct CaesarFactory {
-    shift: u8,
+/// One direction of x-caesar: adds its shift (the decoder's is negated).
+struct Caesar(u8);
+
+fn caesar(shift: u8) -> Extension {
+    Extension::per_message(Rsv::RSV2, Caesar(shift), Caesar(shift.wrapping_neg()))
 }
 
-/// The negotiated extension: just the agreed shift.
-struct Caesar {
-    shift: u8,
-}
-
-fn parse_shift(h: &ExtensionHeader) -> Result<u8, NegotiationError> {
-    let bad = |why: &str| NegotiationError::rejected("x-caesar", why);
-    if h.params.len() != 1 {
-        return Err(bad("exactly one parameter, shift, is expected"));
-    }
-    let value = h
+fn parse_shift(h: &Header) -> Result<u8, Refusal> {
+    let shift = h
         .get("shift")
-        .and_then(|p| p.value.as_deref())
-        .ok_or_else(|| bad("shift=N is required"))?;
-    match value.parse::<u8>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(bad("shift must be 1..=255")),
+        .and_then(|p| p.value.as_deref()?.parse().ok());
+    match shift {
+        Some(n) if n > 0 && h.params.len() == 1 => Ok(n),
+        _ => Err(Refusal::rejected(
+            "x-caesar",
+            "exactly shift=1..255 expected",
+        )),
     }
 }
 
-impl ClientExtensionFactory for CaesarFactory {
+impl ExtensionFactory for CaesarFactory {
     fn name(&self) -> &str {
         "x-caesar"
     }
-    fn offers(&self) -> Vec<ExtensionHeader> {
-        vec![ExtensionHeader::new("x-caesar").param("shift", Some(self.shift.to_string()))]
+    fn offers(&self) -> Vec<Header> {
+        vec![Header::new("x-caesar").param("shift", Some(self.0.to_string()))]
     }
-    fn accept(
-        &self,
-        response: &ExtensionHeader,
-        _: &[Box<dyn Extension>],
-    ) -> Result<Box<dyn Extension>, NegotiationError> {
+    fn accept(&self, response: &Header, _: &[Extension]) -> Result<Extension, Refusal> {
         // The server must agree to exactly what we offered.
         match parse_shift(response)? {
-            s if s == self.shift => Ok(Box::new(Caesar { shift: s })),
-            _ => Err(NegotiationError::rejected(
-                "x-caesar",
-                "server changed the shift",
-            )),
+            s if s == self.0 => Ok(caesar(s)),
+            _ => Err(Refusal::rejected("x-caesar", "server changed the shift")),
         }
     }
-}
-
-impl ServerExtensionFactory for CaesarFactory {
-    fn name(&self) -> &str {
-        "x-caesar"
-    }
-    fn negotiate(
-        &self,
-        offer: &ExtensionHeader,
-        _: &[Box<dyn Extension>],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
+    fn negotiate(&self, offer: &Header, _: &[Extension]) -> Result<Option<Acceptance>, Refusal> {
         // Decline (rather than fail) offers we do not like: the client may
         // have listed an alternative.
-        let Ok(shift) = parse_shift(offer) else {
-            return Ok(None);
-        };
-        let response = ExtensionHeader::new("x-caesar").param("shift", Some(shift.to_string()));
-        Ok(Some((response, Box::new(Caesar { shift }))))
+        Ok(parse_shift(offer).ok().map(|s| (offer.clone(), caesar(s))))
     }
 }
 
-impl Extension for Caesar {
-    fn name(&self) -> &str {
-        "x-caesar"
-    }
-    fn rsv(&self) -> Rsv {
-        Rsv::RSV2
-    }
-    fn granularity(&self) -> Granularity {
-        Granularity::PerMessage
-    }
-    fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
-        (
-            Box::new(CaesarCoder {
-                shift: self.shift,
-                active: false,
-            }),
-            Box::new(CaesarCoder {
-                shift: self.shift.wrapping_neg(),
-                active: false,
-            }),
-        )
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-/// One direction of x-caesar. `active` remembers whether the message in
-/// progress is transformed (decided on its first frame).
-struct CaesarCoder {
-    shift: u8,
-    active: bool,
-}
-
-fn shifted(payload: &[u8], by: u8) -> Bytes {
-    payload
-        .iter()
-        .map(|b| b.wrapping_add(by))
-        .collect::<Vec<u8>>()
-        .into()
-}
-
-impl ExtensionEncoder for CaesarCoder {
-    fn encode(&mut self, frame: &mut Frame, hints: &SendHints) -> Result<(), ExtensionError> {
-        if frame.opcode != OpCode::Continuation {
-            self.active = hints.compress;
-            if self.active {
-                frame.rsv |= Rsv::RSV2;
-            }
-        }
-        if self.active {
-            frame.payload = shifted(&frame.payload, self.shift);
-        }
+impl MessageEncoder for Caesar {
+    // `begin` keeps its default: transform unless the hints say not to.
+    fn encode(&mut self, input: &[u8], _fin: bool, out: &mut Buf) -> Result<(), Error> {
+        out.extend(input.iter().map(|b| b.wrapping_add(self.0)));
         Ok(())
     }
 }
 
-impl ExtensionDecoder for CaesarCoder {
-    fn decode(&mut self, frame: &mut Frame, _budget: usize) -> Result<(), ExtensionError> {
-        // The output is as long as the input, so the budget cannot be exceeded.
-        if frame.opcode != OpCode::Continuation {
-            self.active = frame.rsv.contains(Rsv::RSV2);
-        } else if frame.rsv.contains(Rsv::RSV2) {
-            return Err(ExtensionError::protocol(
-                "x-caesar: RSV2 on a continuation frame",
-            ));
-        }
-        frame.rsv.remove(Rsv::RSV2);
-        if self.active {
-            frame.payload = shifted(&frame.payload, self.shift);
-        }
+impl MessageDecoder for Caesar {
+    // The output is as long as the input, so the budget cannot be exceeded.
+    fn decode(&mut self, input: &[u8], _: bool, _: usize, out: &mut Buf) -> Result<(), Error> {
+        out.extend(input.iter().map(|b| b.wrapping_add(self.0)));
         Ok(())
     }
 }
 
-// ------------------------------------------------------------- x-frame-crc
-
-/// Negotiates `x-frame-crc` (no parameters) in both roles.
-#[derive(Clone, Copy)]
-struct CrcFactory;
-
-/// The negotiated extension; it has no state.
+/// Negotiates `x-frame-crc` (no parameters) in both roles, and is its own
+/// stateless coder.
 struct Crc;
 
-impl ClientExtensionFactory for CrcFactory {
-    fn name(&self) -> &str {
-        "x-frame-crc"
-    }
-    fn offers(&self) -> Vec<ExtensionHeader> {
-        vec![ExtensionHeader::new("x-frame-crc")]
-    }
-    fn accept(
-        &self,
-        response: &ExtensionHeader,
-        _: &[Box<dyn Extension>],
-    ) -> Result<Box<dyn Extension>, NegotiationError> {
-        if !response.params.is_empty() {
-            return Err(NegotiationError::rejected(
-                "x-frame-crc",
-                "takes no parameters",
-            ));
-        }
-        Ok(Box::new(Crc))
-    }
-}
-
-impl ServerExtensionFactory for CrcFactory {
-    fn name(&self) -> &str {
-        "x-frame-crc"
-    }
-    fn negotiate(
-        &self,
-        offer: &ExtensionHeader,
-        _: &[Box<dyn Extension>],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
-        if !offer.params.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some((ExtensionHeader::new("x-frame-crc"), Box::new(Crc))))
-    }
-}
-
-impl Extension for Crc {
-    fn name(&self) -> &str {
-        "x-frame-crc"
-    }
-    fn rsv(&self) -> Rsv {
-        Rsv::RSV3
-    }
-    fn granularity(&self) -> Granularity {
-        Granularity::PerFrame
-    }
-    fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
-        (Box::new(Crc), Box::new(Crc))
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
+fn crc() -> Extension {
+    Extension::per_frame(Rsv::RSV3, Crc, Crc)
 }
 
 fn checksum(data: &[u8]) -> u8 {
     data.iter().fold(0u8, |acc, b| acc ^ b)
 }
 
-impl ExtensionEncoder for Crc {
-    fn encode(&mut self, frame: &mut Frame, _: &SendHints) -> Result<(), ExtensionError> {
-        let mut out = Vec::with_capacity(frame.payload.len() + 1);
-        out.extend_from_slice(&frame.payload);
-        out.push(checksum(&frame.payload));
-        frame.payload = out.into();
-        frame.rsv |= Rsv::RSV3;
-        Ok(())
+impl ExtensionFactory for Crc {
+    fn name(&self) -> &str {
+        "x-frame-crc"
+    }
+    fn offers(&self) -> Vec<Header> {
+        vec![Header::new("x-frame-crc")]
+    }
+    fn accept(&self, response: &Header, _: &[Extension]) -> Result<Extension, Refusal> {
+        let refuse = || Refusal::rejected("x-frame-crc", "takes no parameters");
+        response.params.is_empty().then(crc).ok_or_else(refuse)
+    }
+    fn negotiate(&self, offer: &Header, _: &[Extension]) -> Result<Option<Acceptance>, Refusal> {
+        Ok(offer.params.is_empty().then(|| (offer.clone(), crc())))
     }
 }
 
-impl ExtensionDecoder for Crc {
-    fn decode(&mut self, frame: &mut Frame, _budget: usize) -> Result<(), ExtensionError> {
-        if !frame.rsv.contains(Rsv::RSV3) {
-            return Err(ExtensionError::protocol("x-frame-crc: frame without RSV3"));
-        }
-        frame.rsv.remove(Rsv::RSV3);
-        let Some((&sum, data)) = frame.payload.split_last() else {
-            return Err(ExtensionError::protocol("x-frame-crc: empty frame"));
-        };
-        if checksum(data) != sum {
-            return Err(ExtensionError::invalid_data(
-                "x-frame-crc: checksum mismatch",
-            ));
-        }
-        frame.payload.truncate(frame.payload.len() - 1);
-        Ok(())
+impl FrameEncoder for Crc {
+    fn encode(&mut self, input: &[u8], _: &SendHints, out: &mut Buf) -> Result<bool, Error> {
+        out.extend_from_slice(input);
+        out.extend_from_slice(&[checksum(input)]);
+        Ok(true) // transformed: the chain sets RSV3
     }
 }
 
-// -------------------------------------------------------------------- demo
+impl FrameDecoder for Crc {
+    fn decode(&mut self, rsv3: bool, data: &[u8], _: usize, o: &mut Buf) -> Result<bool, Error> {
+        match data.split_last() {
+            _ if !rsv3 => Err(Error::protocol("x-frame-crc: frame without RSV3")),
+            Some((&sum, rest)) if checksum(rest) == sum => {
+                o.extend_from_slice(rest);
+                Ok(true)
+            }
+            Some(_) => Err(Error::invalid_data("x-frame-crc: checksum mismatch")),
+            None => Err(Error::protocol("x-frame-crc: empty frame")),
+        }
+    }
+}
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server = ServerBuilder::new()
-        .extension(CaesarFactory { shift: 1 })
-        .extension(CrcFactory);
+    let server = ServerBuilder::new().extension(CaesarFactory(1));
+    let server = server.extension(Crc);
     tokio::spawn(async move {
         let (stream, _) = listener.accept().await.expect("accept");
         let mut ws = server.accept(stream).await.expect("server handshake");
@@ -292,40 +141,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     });
-
     // Small frames so the per-frame checksum shows up several times per message.
-    let client = ClientBuilder::new()
-        .extension(CaesarFactory { shift: 3 })
-        .extension(CrcFactory)
-        .config(Config::default().send_frame_size(8));
+    let small_frames = Config::default().send_frame_size(8);
+    let client = ClientBuilder::new().extension(CaesarFactory(3));
+    let client = client.extension(Crc).config(small_frames);
     let (mut ws, response) = client.connect(&format!("ws://{addr}/")).await?;
-    println!(
-        "negotiated: {}",
-        response.headers()["sec-websocket-extensions"].to_str()?
-    );
-
-    let messages = [
-        Message::text("hello through two extensions"),
-        Message::binary(vec![0u8, 1, 2, 253, 254, 255]),
-        Message::text(""),
-    ];
-    for m in &messages {
+    let agreed = &response.headers()["sec-websocket-extensions"];
+    println!("negotiated: {agreed:?}");
+    let binary = Message::binary(vec![0u8, 1, 2, 253, 254, 255]);
+    let hello = Message::text("hello through two extensions");
+    for m in [hello, binary, Message::text("")] {
         ws.send(m.clone()).await?;
         let echo = ws.recv().await.ok_or("closed early")??;
-        if &echo != m {
-            return Err(format!("echo mismatch: {echo:?} != {m:?}").into());
-        }
+        assert_eq!(echo, m, "echo mismatch");
         println!("echoed {:?} ({} bytes)", m, m.len());
     }
     // Opting one message out of x-caesar (x-frame-crc still applies).
-    ws.feed_with(Message::text("sent as is"), SendHints { compress: false })
+    let as_is = Message::text("sent as is");
+    ws.feed_with(as_is.clone(), SendHints::uncompressed())
         .await?;
     ws.flush().await?;
-    println!(
-        "echoed {:?} without x-caesar",
-        ws.recv().await.ok_or("closed early")??
-    );
+    assert_eq!(ws.recv().await.ok_or("closed early")??, as_is);
+    println!("echoed {as_is:?} without x-caesar");
     ws.close(CloseCode::NORMAL, "bye").await?;
     println!("ok");
     Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    run().await
+}
+
+#[tokio::test]
+async fn two_stacked_extensions_echo() {
+    run().await.expect("the demo runs");
 }

@@ -25,7 +25,7 @@
 //! an allocation of exactly their size, so waiting connections hold no read
 //! buffer) → [`FrameHeader::parse`] (or
 //! "need more") → mask, RSV and limit checks → unmask in place → payload split
-//! off as `Bytes` → [`ext::DecoderChain`] in reverse with the message budget →
+//! off as `Bytes` → the extension decoders ([`ext`]) in reverse with the message budget →
 //! RSV-consumed check → control frames answered inside the [`Session`], data
 //! frames assembled → UTF-8 check for text → [`Message`] to the application.
 //!
@@ -41,8 +41,10 @@
 //!
 //! ## Extensions
 //!
-//! See [`ext`]: factories negotiate, negotiated extensions declare RSV bits
-//! and a [`ext::Granularity`], and split into an encoder and a decoder.
+//! See [`ext`]: factories negotiate; a negotiated [`ext::Extension`] owns
+//! RSV bits and one coder per direction, per message
+//! ([`ext::MessageEncoder`]) or per frame ([`ext::FrameEncoder`]); the chain
+//! keeps the RSV rules and lends the coders reusable output buffers.
 //! A [`Session`] works on [`Frame`]s, not on a socket, so a multiplexing
 //! extension can run one session per logical channel over its own transport.
 //!

@@ -7,23 +7,23 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use test_support::{Toy, ToyExt, ToyFactory, client_frame, drain_output, duplex_pair};
 use weft_core::ext::{
-    ClientExtensionFactory, Negotiated, NegotiationError, SendHints, ServerExtensionFactory,
-    client_accept, client_offers, format_extensions, parse_extensions, server_negotiate,
+    ExtensionFactory, Negotiated, NegotiationError, SendHints, client_accept, client_offers,
+    format_extensions, parse_extensions, server_negotiate,
 };
 use weft_core::{
     ClientBuilder, Config, Connection, Message, OpCode, ProtocolError, Role, Rsv, ServerBuilder,
     Session,
 };
 
-fn server_factories(toys: &[ToyFactory]) -> Vec<Arc<dyn ServerExtensionFactory>> {
+fn server_factories(toys: &[ToyFactory]) -> Vec<Arc<dyn ExtensionFactory>> {
     toys.iter()
-        .map(|t| Arc::new(t.clone()) as Arc<dyn ServerExtensionFactory>)
+        .map(|t| Arc::new(t.clone()) as Arc<dyn ExtensionFactory>)
         .collect()
 }
 
-fn client_factories(toys: &[ToyFactory]) -> Vec<Arc<dyn ClientExtensionFactory>> {
+fn client_factories(toys: &[ToyFactory]) -> Vec<Arc<dyn ExtensionFactory>> {
     toys.iter()
-        .map(|t| Arc::new(t.clone()) as Arc<dyn ClientExtensionFactory>)
+        .map(|t| Arc::new(t.clone()) as Arc<dyn ExtensionFactory>)
         .collect()
 }
 
@@ -32,7 +32,7 @@ fn negotiated(toys: &[Toy]) -> Negotiated {
     for t in toys {
         n.push(
             weft_core::ext::ExtensionHeader::new(t.name()),
-            Box::new(ToyExt::new(*t)),
+            ToyExt::new(*t).negotiated(),
         )
         .unwrap();
     }
@@ -40,8 +40,10 @@ fn negotiated(toys: &[Toy]) -> Negotiated {
 }
 
 fn connection(role: Role, toys: &[Toy], config: &Config) -> Connection {
-    let (enc, dec) = negotiated(toys).into_chains();
-    Connection::new(Session::with_extensions(role, config, enc, dec), config)
+    Connection::new(
+        Session::with_extensions(role, config, negotiated(toys)),
+        config,
+    )
 }
 
 #[test]
@@ -50,7 +52,7 @@ fn encode_in_negotiated_order_decode_in_reverse() {
     // XORed text followed by the untouched tag byte; RSV2 | RSV3 on the frame.
     let cfg = Config::default();
     let mut s = connection(Role::Server, &[Toy::Xor, Toy::Tag], &cfg);
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"ab"),
@@ -71,7 +73,7 @@ fn encode_in_negotiated_order_decode_in_reverse() {
 fn per_frame_stage_runs_after_fragmentation() {
     let cfg = Config::default().send_frame_size(2);
     let mut s = connection(Role::Server, &[Toy::Xor, Toy::Tag], &cfg);
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Binary,
             Bytes::from_static(b"abcd"),
@@ -109,10 +111,12 @@ fn control_frames_bypass_extensions() {
     let ext = ToyExt::new(Toy::Tag);
     let counter = ext.decoded.clone();
     let mut n = Negotiated::none();
-    n.push(weft_core::ext::ExtensionHeader::new("x-tag"), Box::new(ext))
-        .unwrap();
-    let (enc, dec) = n.into_chains();
-    let mut s = Connection::new(Session::with_extensions(Role::Server, &cfg, enc, dec), &cfg);
+    n.push(
+        weft_core::ext::ExtensionHeader::new("x-tag"),
+        ext.negotiated(),
+    )
+    .unwrap();
+    let mut s = Connection::new(Session::with_extensions(Role::Server, &cfg, n), &cfg);
     let mut buf = BytesMut::from(&client_frame(0x89, b"hi")[..]);
     assert_eq!(
         s.handle_read(&mut buf).unwrap(),
@@ -195,7 +199,7 @@ fn rsv_conflicts_are_refused() {
     assert!(
         n.push(
             weft_core::ext::ExtensionHeader::new("x-double"),
-            Box::new(clash)
+            clash.negotiated()
         )
         .is_err()
     );
@@ -230,12 +234,7 @@ fn server_takes_offers_in_client_order_and_skips_declined_ones() {
     assert_eq!(format_extensions(n.headers()), "x-xor, x-tag");
     let names: Vec<&str> = n.extensions().iter().map(|e| e.name()).collect();
     assert_eq!(names, ["x-xor", "x-tag"]);
-    assert!(
-        n.extensions()[0]
-            .as_any()
-            .downcast_ref::<ToyExt>()
-            .is_some()
-    );
+    assert!(n.extensions()[0].params::<ToyExt>().is_some());
     // Offers from all client factories, in order.
     let offers = client_offers(&client_factories(&[
         ToyFactory::new(Toy::Xor),
@@ -269,12 +268,9 @@ async fn stacked_extensions_end_to_end() {
         assert_eq!(c.recv().await.unwrap().unwrap(), Message::text(text));
     }
     // A message sent with compress=false skips x-xor but still gets tagged.
-    c.feed_with(
-        Message::binary(&b"plain"[..]),
-        SendHints { compress: false },
-    )
-    .await
-    .unwrap();
+    c.feed_with(Message::binary(&b"plain"[..]), SendHints::uncompressed())
+        .await
+        .unwrap();
     c.flush().await.unwrap();
     assert_eq!(
         s.recv().await.unwrap().unwrap(),

@@ -120,7 +120,7 @@ fn count_closes(mut out: &[u8], role: Role) -> usize {
 fn toys(list: &[Toy]) -> Negotiated {
     let mut n = Negotiated::none();
     for t in list {
-        n.push(ExtensionHeader::new(t.name()), Box::new(ToyExt::new(*t)))
+        n.push(ExtensionHeader::new(t.name()), ToyExt::new(*t).negotiated())
             .unwrap();
     }
     n

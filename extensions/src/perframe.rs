@@ -26,14 +26,13 @@ use crate::MemoryStrategy;
 use crate::deflate::{
     Compressor, ContextPool, Decompressor, DeflateParams, Release, WindowBits, finish_message,
 };
-use std::any::Any;
+use bytes::BytesMut;
 use std::sync::Arc;
+use weft_core::Rsv;
 use weft_core::ext::{
-    Acceptance, ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder,
-    ExtensionError, ExtensionHeader, Granularity, NegotiationError, SendHints,
-    ServerExtensionFactory,
+    Extension, ExtensionError, ExtensionFactory, ExtensionHeader, FrameDecoder, FrameEncoder,
+    NegotiationError, SendHints,
 };
-use weft_core::{Frame, Rsv};
 
 /// The draft's extension token.
 pub const DEFLATE_FRAME: &str = "deflate-frame";
@@ -222,9 +221,20 @@ fn parse_params(h: &ExtensionHeader, ignore_unknown: bool) -> Result<Params, Str
     Ok(p)
 }
 
-impl ClientExtensionFactory for PerFrameDeflate {
+impl ExtensionFactory for PerFrameDeflate {
+    /// The configured name; a server also answers to the other one (see
+    /// [`aliases`](Self::aliases)) and replies with the name the client
+    /// used.
     fn name(&self) -> &str {
         self.name
+    }
+
+    fn aliases(&self) -> &[&str] {
+        if self.name == X_WEBKIT_DEFLATE_FRAME {
+            &[DEFLATE_FRAME]
+        } else {
+            &[X_WEBKIT_DEFLATE_FRAME]
+        }
     }
 
     fn offers(&self) -> Vec<ExtensionHeader> {
@@ -234,38 +244,25 @@ impl ClientExtensionFactory for PerFrameDeflate {
     fn accept(
         &self,
         response: &ExtensionHeader,
-        _accepted: &[Box<dyn Extension>],
-    ) -> Result<Box<dyn Extension>, NegotiationError> {
+        _accepted: &[Extension],
+    ) -> Result<Extension, NegotiationError> {
         let p = parse_params(response, false)
             .map_err(|why| NegotiationError::rejected(self.name, why))?;
-        Ok(Box::new(self.build(
-            &response.name,
-            p.max_window_bits,
-            p.no_context_takeover,
-        )))
-    }
-}
-
-impl ServerExtensionFactory for PerFrameDeflate {
-    fn name(&self) -> &str {
-        DEFLATE_FRAME
-    }
-
-    fn handles(&self, token: &str) -> bool {
-        token.eq_ignore_ascii_case(DEFLATE_FRAME)
-            || token.eq_ignore_ascii_case(X_WEBKIT_DEFLATE_FRAME)
+        Ok(self
+            .build(&response.name, p.max_window_bits, p.no_context_takeover)
+            .into_extension())
     }
 
     fn negotiate(
         &self,
         offer: &ExtensionHeader,
-        _accepted: &[Box<dyn Extension>],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
+        _accepted: &[Extension],
+    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
         let Ok(p) = parse_params(offer, true) else {
             return Ok(None);
         };
         let ext = self.build(&offer.name, p.max_window_bits, p.no_context_takeover);
-        Ok(Some((self.element(ext.name), Box::new(ext))))
+        Ok(Some((self.element(ext.name), ext.into_extension())))
     }
 }
 
@@ -293,23 +290,15 @@ impl PerFrameDeflateExt {
     }
 }
 
-impl Extension for PerFrameDeflateExt {
-    fn name(&self) -> &str {
-        self.name
-    }
-    fn rsv(&self) -> Rsv {
-        Rsv::RSV1
-    }
-    fn granularity(&self) -> Granularity {
-        Granularity::PerFrame
-    }
-    fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
-        let enc = Encoder {
+impl PerFrameDeflateExt {
+    /// The coders, with these parameters attached for the application.
+    fn into_extension(self) -> Extension {
+        let encoder = Encoder {
             compressor: Compressor::new(self.compress, self.pool.clone(), self.release),
             takeover: self.compress_takeover,
             threshold: self.threshold,
         };
-        let dec = Decoder {
+        let decoder = Decoder {
             decompressor: Decompressor::new(
                 self.decompress_window,
                 self.pool.clone(),
@@ -317,10 +306,9 @@ impl Extension for PerFrameDeflateExt {
             ),
             takeover: self.peer_takeover,
         };
-        (Box::new(enc), Box::new(dec))
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+        // RSV1 marks a compressed frame, each on its own
+        // (draft-tyoshino-hybi-websocket-perframe-deflate-06, framing).
+        Extension::per_frame(Rsv::RSV1, encoder, decoder).with_params(self)
     }
 }
 
@@ -330,17 +318,20 @@ struct Encoder {
     threshold: usize,
 }
 
-impl ExtensionEncoder for Encoder {
-    fn encode(&mut self, frame: &mut Frame, hints: &SendHints) -> Result<(), ExtensionError> {
-        if !hints.compress || frame.payload.len() < self.threshold {
-            return Ok(());
+impl FrameEncoder for Encoder {
+    fn encode(
+        &mut self,
+        input: &[u8],
+        hints: &SendHints,
+        out: &mut BytesMut,
+    ) -> Result<bool, ExtensionError> {
+        if !hints.compress || input.len() < self.threshold {
+            return Ok(false);
         }
-        let mut out = Vec::new();
-        self.compressor.compress(&frame.payload, &mut out)?;
+        self.compressor.compress(input, out)?;
         self.compressor.end_message(self.takeover);
-        frame.payload = finish_message(out);
-        frame.rsv |= Rsv::RSV1;
-        Ok(())
+        finish_message(out);
+        Ok(true)
     }
 
     fn idle(&mut self) {
@@ -353,21 +344,20 @@ struct Decoder {
     takeover: bool,
 }
 
-impl ExtensionDecoder for Decoder {
-    fn decode(&mut self, frame: &mut Frame, budget: usize) -> Result<(), ExtensionError> {
-        if !frame.rsv.contains(Rsv::RSV1) {
-            return Ok(());
+impl FrameDecoder for Decoder {
+    fn decode(
+        &mut self,
+        marked: bool,
+        input: &[u8],
+        budget: usize,
+        out: &mut BytesMut,
+    ) -> Result<bool, ExtensionError> {
+        if !marked {
+            return Ok(false);
         }
-        frame.rsv.remove(Rsv::RSV1);
-        let mut out = Vec::new();
-        self.decompressor
-            .decompress(&frame.payload, true, budget, &mut out)?;
+        self.decompressor.decompress(input, true, budget, out)?;
         self.decompressor.end_message(self.takeover);
-        if out.capacity() > out.len() + out.len() / 4 + 256 {
-            out.shrink_to_fit();
-        }
-        frame.payload = out.into();
-        Ok(())
+        Ok(true)
     }
 
     fn idle(&mut self) {

@@ -3,15 +3,13 @@
 use crate::deflate::{
     Compressor, ContextPool, Decompressor, DeflateParams, Release, WindowBits, finish_message,
 };
-use bytes::Bytes;
-use std::any::Any;
+use bytes::BytesMut;
 use std::sync::Arc;
 use weft_core::ext::{
-    Acceptance, ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder,
-    ExtensionError, ExtensionHeader, Granularity, NegotiationError, SendHints,
-    ServerExtensionFactory,
+    Extension, ExtensionError, ExtensionFactory, ExtensionHeader, MessageDecoder, MessageEncoder,
+    NegotiationError, SendHints,
 };
-use weft_core::{Frame, OpCode, Rsv};
+use weft_core::{OpCode, Rsv};
 
 const NAME: &str = "permessage-deflate";
 const SERVER_NCT: &str = "server_no_context_takeover";
@@ -332,7 +330,7 @@ fn parse_params(h: &ExtensionHeader, offer: bool) -> Result<Params, String> {
     Ok(p)
 }
 
-impl ClientExtensionFactory for PerMessageDeflate {
+impl ExtensionFactory for PerMessageDeflate {
     fn name(&self) -> &str {
         NAME
     }
@@ -352,8 +350,8 @@ impl ClientExtensionFactory for PerMessageDeflate {
     fn accept(
         &self,
         response: &ExtensionHeader,
-        _accepted: &[Box<dyn Extension>],
-    ) -> Result<Box<dyn Extension>, NegotiationError> {
+        _accepted: &[Extension],
+    ) -> Result<Extension, NegotiationError> {
         let first = self.accept_one(response);
         if first.is_ok() {
             return first;
@@ -366,92 +364,12 @@ impl ClientExtensionFactory for PerMessageDeflate {
             .find(Result::is_ok)
             .unwrap_or(first)
     }
-}
-
-impl PerMessageDeflate {
-    /// The RFC-defaults offer appended after ours (see `rfc_fallback`).
-    fn rfc_fallback_config(&self) -> Option<PerMessageDeflate> {
-        self.rfc_fallback.then(|| PerMessageDeflate {
-            // Only the window sizes are relaxed: a no-context-takeover
-            // request may matter for security and is kept.
-            server_max_window_bits: WindowBits::MAX,
-            client_max_window_bits: WindowBits::MAX,
-            fallbacks: Vec::new(),
-            rfc_fallback: false,
-            pool: self.pool.clone(),
-            ..*self
-        })
-    }
-
-    fn offer(&self) -> ExtensionHeader {
-        let mut h = ExtensionHeader::new(NAME);
-        if self.server_no_context_takeover {
-            h = h.param(SERVER_NCT, None::<String>);
-        }
-        if self.client_no_context_takeover {
-            h = h.param(CLIENT_NCT, None::<String>);
-        }
-        if self.server_max_window_bits < WindowBits::MAX {
-            h = h.param(SERVER_MWB, Some(self.server_max_window_bits.to_string()));
-        }
-        // Always signal that we accept a client_max_window_bits answer.
-        let client_bits = (self.client_max_window_bits < WindowBits::MAX)
-            .then(|| self.client_max_window_bits.to_string());
-        h.param(CLIENT_MWB, client_bits)
-    }
-
-    /// Validates the answer against this one offer (RFC 7692 §7).
-    fn accept_one(
-        &self,
-        response: &ExtensionHeader,
-    ) -> Result<Box<dyn Extension>, NegotiationError> {
-        let fail = |why: String| NegotiationError::rejected(NAME, why);
-        let p = parse_params(response, false).map_err(fail)?;
-        if self.server_no_context_takeover && !p.server_nct {
-            return Err(fail(format!("requested {SERVER_NCT} is missing")));
-        }
-        if self.server_max_window_bits < WindowBits::MAX {
-            match p.server_mwb {
-                Some(m) if m <= self.server_max_window_bits => {}
-                Some(m) => {
-                    return Err(fail(format!(
-                        "{SERVER_MWB}={m} exceeds the requested {}",
-                        self.server_max_window_bits
-                    )));
-                }
-                None => return Err(fail(format!("requested {SERVER_MWB} is missing"))),
-            }
-        }
-        let client_window = match p.client_mwb {
-            Some(Some(m)) if m <= self.client_max_window_bits => m,
-            Some(Some(m)) => {
-                return Err(fail(format!(
-                    "{CLIENT_MWB}={m} exceeds the offered {}",
-                    self.client_max_window_bits
-                )));
-            }
-            Some(None) => unreachable!("parse_params refuses a valueless answer"),
-            None => self.client_max_window_bits,
-        };
-        Ok(Box::new(self.build(Setup {
-            compress_window: client_window,
-            compress_takeover: !(p.client_nct || self.client_no_context_takeover),
-            decompress_window: p.server_mwb.unwrap_or(WindowBits::MAX),
-            peer_takeover: !p.server_nct,
-        })))
-    }
-}
-
-impl ServerExtensionFactory for PerMessageDeflate {
-    fn name(&self) -> &str {
-        NAME
-    }
 
     fn negotiate(
         &self,
         offer: &ExtensionHeader,
-        _accepted: &[Box<dyn Extension>],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
+        _accepted: &[Extension],
+    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
         // RFC 7692 §7: an offer we cannot accept is declined, not an error.
         let Ok(p) = parse_params(offer, true) else {
             return Ok(None);
@@ -490,7 +408,80 @@ impl ServerExtensionFactory for PerMessageDeflate {
             decompress_window: client_window,
             peer_takeover: !self.client_no_context_takeover,
         });
-        Ok(Some((response, Box::new(ext))))
+        Ok(Some((response, ext.into_extension())))
+    }
+}
+
+impl PerMessageDeflate {
+    /// The RFC-defaults offer appended after ours (see `rfc_fallback`).
+    fn rfc_fallback_config(&self) -> Option<PerMessageDeflate> {
+        self.rfc_fallback.then(|| PerMessageDeflate {
+            // Only the window sizes are relaxed: a no-context-takeover
+            // request may matter for security and is kept.
+            server_max_window_bits: WindowBits::MAX,
+            client_max_window_bits: WindowBits::MAX,
+            fallbacks: Vec::new(),
+            rfc_fallback: false,
+            pool: self.pool.clone(),
+            ..*self
+        })
+    }
+
+    fn offer(&self) -> ExtensionHeader {
+        let mut h = ExtensionHeader::new(NAME);
+        if self.server_no_context_takeover {
+            h = h.param(SERVER_NCT, None::<String>);
+        }
+        if self.client_no_context_takeover {
+            h = h.param(CLIENT_NCT, None::<String>);
+        }
+        if self.server_max_window_bits < WindowBits::MAX {
+            h = h.param(SERVER_MWB, Some(self.server_max_window_bits.to_string()));
+        }
+        // Always signal that we accept a client_max_window_bits answer.
+        let client_bits = (self.client_max_window_bits < WindowBits::MAX)
+            .then(|| self.client_max_window_bits.to_string());
+        h.param(CLIENT_MWB, client_bits)
+    }
+
+    /// Validates the answer against this one offer (RFC 7692 §7).
+    fn accept_one(&self, response: &ExtensionHeader) -> Result<Extension, NegotiationError> {
+        let fail = |why: String| NegotiationError::rejected(NAME, why);
+        let p = parse_params(response, false).map_err(fail)?;
+        if self.server_no_context_takeover && !p.server_nct {
+            return Err(fail(format!("requested {SERVER_NCT} is missing")));
+        }
+        if self.server_max_window_bits < WindowBits::MAX {
+            match p.server_mwb {
+                Some(m) if m <= self.server_max_window_bits => {}
+                Some(m) => {
+                    return Err(fail(format!(
+                        "{SERVER_MWB}={m} exceeds the requested {}",
+                        self.server_max_window_bits
+                    )));
+                }
+                None => return Err(fail(format!("requested {SERVER_MWB} is missing"))),
+            }
+        }
+        let client_window = match p.client_mwb {
+            Some(Some(m)) if m <= self.client_max_window_bits => m,
+            Some(Some(m)) => {
+                return Err(fail(format!(
+                    "{CLIENT_MWB}={m} exceeds the offered {}",
+                    self.client_max_window_bits
+                )));
+            }
+            Some(None) => unreachable!("parse_params refuses a valueless answer"),
+            None => self.client_max_window_bits,
+        };
+        Ok(self
+            .build(Setup {
+                compress_window: client_window,
+                compress_takeover: !(p.client_nct || self.client_no_context_takeover),
+                decompress_window: p.server_mwb.unwrap_or(WindowBits::MAX),
+                peer_takeover: !p.server_nct,
+            })
+            .into_extension())
     }
 }
 
@@ -526,36 +517,24 @@ impl PerMessageDeflateExt {
     }
 }
 
-impl Extension for PerMessageDeflateExt {
-    fn name(&self) -> &str {
-        NAME
-    }
-    fn rsv(&self) -> Rsv {
-        Rsv::RSV1
-    }
-    fn granularity(&self) -> Granularity {
-        Granularity::PerMessage
-    }
-    fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
-        let enc = Encoder {
+impl PerMessageDeflateExt {
+    /// The coders, with these parameters attached for the application.
+    fn into_extension(self) -> Extension {
+        let encoder = Encoder {
             compressor: Compressor::new(self.compress, self.pool.clone(), self.release),
             takeover: self.compress_takeover,
             threshold: self.threshold,
-            active: false,
         };
-        let dec = Decoder {
+        let decoder = Decoder {
             decompressor: Decompressor::new(
                 self.decompress_window,
                 self.pool.clone(),
                 self.release,
             ),
             takeover: self.peer_takeover,
-            active: false,
         };
-        (Box::new(enc), Box::new(dec))
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+        // RSV1 marks a compressed message (RFC 7692 §6).
+        Extension::per_message(Rsv::RSV1, encoder, decoder).with_params(self)
     }
 }
 
@@ -563,30 +542,26 @@ struct Encoder {
     compressor: Compressor,
     takeover: bool,
     threshold: usize,
-    active: bool,
 }
 
-impl ExtensionEncoder for Encoder {
-    fn encode(&mut self, frame: &mut Frame, hints: &SendHints) -> Result<(), ExtensionError> {
-        if frame.opcode != OpCode::Continuation {
-            // Streamed messages (fin = false) are compressed regardless of size.
-            self.active = hints.compress && !(frame.fin && frame.payload.len() < self.threshold);
-            if self.active {
-                frame.rsv |= Rsv::RSV1;
-            }
-        }
-        if !self.active {
-            return Ok(());
-        }
-        let mut out = Vec::new();
-        self.compressor.compress(&frame.payload, &mut out)?;
-        if frame.fin {
-            frame.payload = finish_message(out);
+impl MessageEncoder for Encoder {
+    fn begin(&mut self, _: OpCode, first: &[u8], fin: bool, hints: &SendHints) -> bool {
+        // Streamed messages (fin = false) are compressed regardless of size.
+        hints.compress && !(fin && first.len() < self.threshold)
+    }
+
+    fn encode(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        out: &mut BytesMut,
+    ) -> Result<(), ExtensionError> {
+        self.compressor.compress(input, out)?;
+        if fin {
+            finish_message(out);
             self.compressor.end_message(self.takeover);
-        } else {
-            // Intermediate fragments keep their sync-flush trailer.
-            frame.payload = Bytes::from(out);
         }
+        // Intermediate fragments keep their sync-flush trailer.
         Ok(())
     }
 
@@ -598,30 +573,18 @@ impl ExtensionEncoder for Encoder {
 struct Decoder {
     decompressor: Decompressor,
     takeover: bool,
-    active: bool,
 }
 
-impl ExtensionDecoder for Decoder {
-    fn decode(&mut self, frame: &mut Frame, budget: usize) -> Result<(), ExtensionError> {
-        if frame.opcode != OpCode::Continuation {
-            self.active = frame.rsv.contains(Rsv::RSV1);
-        } else if frame.rsv.contains(Rsv::RSV1) {
-            return Err(ExtensionError::protocol(
-                "permessage-deflate: RSV1 set on a continuation frame",
-            ));
-        }
-        frame.rsv.remove(Rsv::RSV1);
-        if !self.active {
-            return Ok(());
-        }
-        let mut out = Vec::new();
-        self.decompressor
-            .decompress(&frame.payload, frame.fin, budget, &mut out)?;
-        if out.capacity() > out.len() + out.len() / 4 + 256 {
-            out.shrink_to_fit();
-        }
-        frame.payload = Bytes::from(out);
-        if frame.fin {
+impl MessageDecoder for Decoder {
+    fn decode(
+        &mut self,
+        input: &[u8],
+        fin: bool,
+        budget: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), ExtensionError> {
+        self.decompressor.decompress(input, fin, budget, out)?;
+        if fin {
             self.decompressor.end_message(self.takeover);
         }
         Ok(())

@@ -5,9 +5,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use test_support::{client_frame, connection_with, drain_output, duplex_pair, read_messages};
 use weft_core::ext::{
-    ClientExtensionFactory, Negotiated, NegotiationError, Preference, SendHints,
-    ServerExtensionFactory, client_accept, format_extensions, parse_extensions, server_negotiate,
-    server_negotiate_with,
+    ExtensionFactory, Negotiated, NegotiationError, Preference, SendHints, client_accept,
+    format_extensions, parse_extensions, server_negotiate, server_negotiate_with,
 };
 use weft_core::{ClientBuilder, Config, Connection, Message, OpCode, Role, ServerBuilder};
 use weft_extensions::{PerFrameDeflate, PerFrameDeflateExt, PerMessageDeflate, WindowBits};
@@ -17,19 +16,17 @@ fn w(bits: u8) -> WindowBits {
 }
 
 fn answer(config: PerFrameDeflate, offer: &str) -> (String, Option<PerFrameDeflateExt>) {
-    let f: Vec<Arc<dyn ServerExtensionFactory>> = vec![Arc::new(config)];
+    let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(config)];
     let n = server_negotiate(&f, &parse_extensions([offer]).unwrap()).unwrap();
-    let ext = n.extensions().first().map(|e| {
-        e.as_any()
-            .downcast_ref::<PerFrameDeflateExt>()
-            .unwrap()
-            .clone()
-    });
+    let ext = n
+        .extensions()
+        .first()
+        .map(|e| e.params::<PerFrameDeflateExt>().unwrap().clone());
     (format_extensions(n.headers()), ext)
 }
 
 fn client(config: PerFrameDeflate, response: &str) -> Result<Negotiated, NegotiationError> {
-    let f: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(config)];
+    let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(config)];
     client_accept(&f, &parse_extensions([response]).unwrap())
 }
 
@@ -93,16 +90,12 @@ fn client_negotiation() {
         "x-webkit-deflate-frame; max_window_bits=10",
     )
     .unwrap();
-    let e = n.extensions()[0]
-        .as_any()
-        .downcast_ref::<PerFrameDeflateExt>()
-        .unwrap();
+    let e = n.extensions()[0].params::<PerFrameDeflateExt>().unwrap();
     assert_eq!((e.compress_window(), e.compress_takeover()), (w(10), true));
     let n = client(PerFrameDeflate::new(), "deflate-frame; no_context_takeover").unwrap();
     assert!(
         !n.extensions()[0]
-            .as_any()
-            .downcast_ref::<PerFrameDeflateExt>()
+            .params::<PerFrameDeflateExt>()
             .unwrap()
             .compress_takeover()
     );
@@ -120,7 +113,7 @@ fn client_negotiation() {
 
 #[test]
 fn never_together_with_permessage_deflate() {
-    let factories: Vec<Arc<dyn ServerExtensionFactory>> =
+    let factories: Vec<Arc<dyn ExtensionFactory>> =
         vec![Arc::new(rfc()), Arc::new(PerFrameDeflate::new())];
     let offers = parse_extensions(["deflate-frame, permessage-deflate"]).unwrap();
     // The client's order by default, the server's when it prefers its own.
@@ -129,8 +122,7 @@ fn never_together_with_permessage_deflate() {
     let n = server_negotiate_with(&factories, &offers, Preference::Server).unwrap();
     assert_eq!(format_extensions(n.headers()), "permessage-deflate");
     // A client receiving both fails (RSV1 claimed twice).
-    let f: Vec<Arc<dyn ClientExtensionFactory>> =
-        vec![Arc::new(rfc()), Arc::new(PerFrameDeflate::new())];
+    let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(rfc()), Arc::new(PerFrameDeflate::new())];
     let err = client_accept(
         &f,
         &parse_extensions(["permessage-deflate, deflate-frame"]).unwrap(),
@@ -143,7 +135,7 @@ fn conn(role: Role, config: PerFrameDeflate, element: &str) -> Connection {
     let n = match role {
         Role::Client => client(config, element).unwrap(),
         Role::Server => {
-            let f: Vec<Arc<dyn ServerExtensionFactory>> = vec![Arc::new(config)];
+            let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(config)];
             server_negotiate(&f, &parse_extensions([element]).unwrap()).unwrap()
         }
     };
@@ -228,14 +220,14 @@ fn digest_vectors_decode() {
 fn encoder_compresses_each_frame() {
     let h = SendHints::default();
     let mut s = conn(Role::Server, PerFrameDeflate::new(), "deflate-frame");
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
         drain_output(&mut s),
         [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
     );
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
@@ -243,14 +235,14 @@ fn encoder_compresses_each_frame() {
         [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
     );
     // Fragments: each frame compressed and flagged; empty frames plain; pings untouched.
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Binary, Bytes::from_static(b"Hel"), false, &h)
         .unwrap();
-    s.session().ping(Bytes::from_static(b"p")).unwrap();
-    s.session()
+    s.session_mut().ping(Bytes::from_static(b"p")).unwrap();
+    s.session_mut()
         .send_fragment(OpCode::Continuation, Bytes::new(), false, &h)
         .unwrap();
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Continuation, Bytes::from_static(b"lo"), true, &h)
         .unwrap();
     let out = drain_output(&mut s);
@@ -275,7 +267,7 @@ fn encoder_compresses_each_frame() {
         "deflate-frame; no_context_takeover",
     );
     for _ in 0..2 {
-        s.session()
+        s.session_mut()
             .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
             .unwrap();
         assert_eq!(
@@ -302,11 +294,11 @@ fn bad_input() {
     assert_eq!(code(client_frame(0xa1, b"x")), 1002); // RSV2
     // Past the message limit while inflating.
     let limits = Config::default().max_message_size(1000);
-    let f: Vec<Arc<dyn ServerExtensionFactory>> = vec![Arc::new(PerFrameDeflate::new())];
+    let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(PerFrameDeflate::new())];
     let n = server_negotiate(&f, &parse_extensions(["deflate-frame"]).unwrap()).unwrap();
     let mut s = connection_with(Role::Server, n, &limits);
     let mut enc = conn(Role::Client, PerFrameDeflate::new(), "deflate-frame");
-    enc.session()
+    enc.session_mut()
         .send(
             OpCode::Binary,
             Bytes::from(vec![0u8; 1001]),

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use test_support::{client_frame, drain_output, duplex_pair, read_messages};
 use weft_core::ext::{
-    ClientExtensionFactory, Negotiated, NegotiationError, SendHints, ServerExtensionFactory,
-    client_accept, format_extensions, parse_extensions, server_negotiate,
+    ExtensionFactory, Negotiated, NegotiationError, SendHints, client_accept, format_extensions,
+    parse_extensions, server_negotiate,
 };
 use weft_core::{
     ClientBuilder, Config, Connection, Message, OpCode, ProtocolError, Role, ServerBuilder, Session,
@@ -15,7 +15,7 @@ use weft_core::{
 use weft_extensions::{MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt, WindowBits};
 
 fn server_answer(config: PerMessageDeflate, offer: &str) -> String {
-    let f: Vec<Arc<dyn ServerExtensionFactory>> = vec![Arc::new(config)];
+    let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(config)];
     let n = server_negotiate(&f, &parse_extensions([offer]).unwrap()).unwrap();
     format_extensions(n.headers())
 }
@@ -139,7 +139,7 @@ fn client_result(
     config: PerMessageDeflate,
     response: &str,
 ) -> Result<Negotiated, NegotiationError> {
-    let f: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(config)];
+    let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(config)];
     client_accept(&f, &parse_extensions([response]).unwrap())
 }
 
@@ -247,7 +247,7 @@ fn client_offer_and_answer_validation() {
 
 #[test]
 fn default_preset_negotiates_8_kib_windows() {
-    let f: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
+    let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
     assert_eq!(
         format_extensions(&f[0].offers()),
         "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13, \
@@ -271,20 +271,14 @@ fn default_preset_negotiates_8_kib_windows() {
         "permessage-deflate; server_max_window_bits=13; client_max_window_bits=13"
     );
     let n = client_accept(&f, &parse_extensions([answer.as_str()]).unwrap()).unwrap();
-    let e = n.extensions()[0]
-        .as_any()
-        .downcast_ref::<PerMessageDeflateExt>()
-        .unwrap();
+    let e = n.extensions()[0].params::<PerMessageDeflateExt>().unwrap();
     assert_eq!((e.compress_window(), e.decompress_window()), (w(13), w(13)));
 }
 
 #[test]
 fn agreed_parameters_from_each_side() {
     let n = client_result(rfc(), "permessage-deflate; server_no_context_takeover; client_max_window_bits=9; server_max_window_bits=8").unwrap();
-    let e = n.extensions()[0]
-        .as_any()
-        .downcast_ref::<PerMessageDeflateExt>()
-        .unwrap();
+    let e = n.extensions()[0].params::<PerMessageDeflateExt>().unwrap();
     assert_eq!((e.compress_window(), e.compress_takeover()), (w(9), true));
     assert_eq!((e.decompress_window(), e.peer_takeover()), (w(8), false));
 }
@@ -299,13 +293,12 @@ fn connection(
     let n = match role {
         Role::Client => client_result(config, response).unwrap(),
         Role::Server => {
-            let f: Vec<Arc<dyn ServerExtensionFactory>> = vec![Arc::new(config)];
+            let f: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(config)];
             server_negotiate(&f, &parse_extensions([response]).unwrap()).unwrap()
         }
     };
     assert_eq!(n.extensions().len(), 1);
-    let (enc, dec) = n.into_chains();
-    Connection::new(Session::with_extensions(role, limits, enc, dec), limits)
+    Connection::new(Session::with_extensions(role, limits, n), limits)
 }
 
 #[test]
@@ -394,14 +387,14 @@ fn server_encodes_the_rfc_vectors() {
     let cfg = Config::default();
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
     let h = SendHints::default();
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
         drain_output(&mut s),
         [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
     );
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
@@ -409,20 +402,22 @@ fn server_encodes_the_rfc_vectors() {
         [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
     );
     // Opting out: RSV1 clear, the window untouched.
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"Hello"),
-            &SendHints { compress: false },
+            &SendHints::uncompressed(),
         )
         .unwrap();
     assert_eq!(
         drain_output(&mut s),
         [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
     );
-    s.session().send(OpCode::Binary, Bytes::new(), &h).unwrap();
+    s.session_mut()
+        .send(OpCode::Binary, Bytes::new(), &h)
+        .unwrap();
     assert_eq!(drain_output(&mut s), [0xc2, 0x01, 0x00]);
-    s.session().ping(Bytes::from_static(b"p")).unwrap();
+    s.session_mut().ping(Bytes::from_static(b"p")).unwrap();
     assert_eq!(drain_output(&mut s), [0x89, 0x01, b'p']);
 
     // No context takeover: identical payloads for identical messages.
@@ -433,7 +428,7 @@ fn server_encodes_the_rfc_vectors() {
         &cfg,
     );
     for _ in 0..3 {
-        s.session()
+        s.session_mut()
             .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
             .unwrap();
         assert_eq!(
@@ -443,7 +438,7 @@ fn server_encodes_the_rfc_vectors() {
     }
     // Below the threshold: uncompressed.
     let mut s = connection(Role::Server, rfc().threshold(6), "permessage-deflate", &cfg);
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
@@ -452,10 +447,10 @@ fn server_encodes_the_rfc_vectors() {
     );
     // Streamed fragments: sync-flushed pieces, stripped only at the end.
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Text, Bytes::from_static(b"Hel"), false, &h)
         .unwrap();
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Continuation, Bytes::from_static(b"lo"), true, &h)
         .unwrap();
     assert_eq!(
@@ -493,7 +488,7 @@ fn bad_input_fails_with_the_right_code() {
     assert_eq!(code(client_frame(0xc1, &[0xff, 0xff, 0xff])), 1007);
     // Invalid UTF-8 after decompression (the wire bytes are valid DEFLATE).
     let mut c = connection(Role::Client, rfc(), "permessage-deflate", &cfg);
-    c.session()
+    c.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"ok \xff"),
@@ -518,7 +513,7 @@ fn decompression_budget_at_the_limit_and_one_past() {
         "permessage-deflate",
         &Config::default(),
     );
-    enc.session()
+    enc.session_mut()
         .send(
             OpCode::Binary,
             Bytes::from(data.clone()),
@@ -557,7 +552,7 @@ fn a_one_gib_bomb_stops_at_the_limit() {
         } else {
             OpCode::Continuation
         };
-        enc.session()
+        enc.session_mut()
             .send_fragment(op, chunk.clone(), i == 63, &h)
             .unwrap();
         wire.extend(drain_output(&mut enc));

@@ -30,7 +30,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
-use weft_core::ext::{ClientExtensionFactory, SendHints, parse_extensions};
+use weft_core::ext::{ExtensionFactory, SendHints, parse_extensions};
 use weft_core::handshake::{ServerOptions, Target};
 use weft_core::{ClientBuilder, CloseCode, CloseFrame, Error, Message, ServerBuilder, WebSocket};
 
@@ -473,7 +473,7 @@ impl MuxClient {
         &self,
         path: &str,
         headers: &[(String, String)],
-        extensions: Vec<Arc<dyn ClientExtensionFactory>>,
+        extensions: Vec<Arc<dyn ExtensionFactory>>,
     ) -> Result<Channel, MuxError> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let id = loop {

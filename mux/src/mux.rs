@@ -55,7 +55,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use weft_core::ext::{
-    ClientExtensionFactory, ExtensionHeader, Granularity, Negotiated, client_accept, client_offers,
+    ExtensionFactory, ExtensionHeader, Granularity, Negotiated, client_accept, client_offers,
     parse_extensions, server_negotiate_with,
 };
 use weft_core::handshake::ServerOptions;
@@ -152,7 +152,7 @@ enum State {
 
 /// What a client needs to check the answer to its AddChannelRequest.
 struct Opening {
-    factories: Vec<Arc<dyn ClientExtensionFactory>>,
+    factories: Vec<Arc<dyn ExtensionFactory>>,
     protocols: Vec<String>,
 }
 
@@ -617,13 +617,11 @@ impl Multiplexer {
         match negotiated {
             Ok(n) if protocol_ok => {
                 let headers = n.headers().to_vec();
-                let (enc, dec) = n.into_chains();
                 let ch = self.channels.get_mut(&id).expect("present");
                 ch.session = Some(Session::with_extensions(
                     Role::Client,
                     &self.config.channel,
-                    enc,
-                    dec,
+                    n,
                 ));
                 ch.state = State::Open;
                 self.events.push_back(MuxEvent::ChannelOpened {
@@ -835,7 +833,7 @@ impl Multiplexer {
         path: &str,
         headers: &[(String, String)],
         protocols: &[String],
-        extensions: Vec<Arc<dyn ClientExtensionFactory>>,
+        extensions: Vec<Arc<dyn ExtensionFactory>>,
     ) -> Result<ChannelId, MuxError> {
         if self.role != Role::Client {
             return Err(MuxError::WrongRole);
@@ -938,12 +936,10 @@ impl Multiplexer {
             _ => None,
         };
         let text = handshake::build_response(protocol.as_deref(), kept.headers());
-        let (enc, dec) = kept.into_chains();
         ch.session = Some(Session::with_extensions(
             Role::Server,
             &self.config.channel,
-            enc,
-            dec,
+            kept,
         ));
         ch.state = State::Open;
         self.push_block(Block::AddChannelResponse(AddChannelResponse {

@@ -11,14 +11,8 @@
 //! keeps history-based compression off a physical connection that carries
 //! mux (it would share one context across channels: an information leak).
 
-use std::any::Any;
 use std::sync::Arc;
-use weft_core::ext::{
-    Acceptance, ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder,
-    ExtensionError, ExtensionHeader, Granularity, NegotiationError, SendHints,
-    ServerExtensionFactory,
-};
-use weft_core::{Frame, Rsv};
+use weft_core::ext::{Extension, ExtensionFactory, ExtensionHeader, NegotiationError};
 
 /// The extension token.
 pub const MUX: &str = "mux";
@@ -60,9 +54,20 @@ fn parse_quota(h: &ExtensionHeader) -> Result<u64, String> {
     Ok(quota.unwrap_or(0))
 }
 
-impl ClientExtensionFactory for MuxFactory {
+impl MuxNegotiated {
+    /// The negotiated extension: no RSV bit, no transform (the physical
+    /// connection's messages are mux messages), these parameters attached.
+    fn into_extension(self) -> Extension {
+        Extension::passthrough().with_params(self)
+    }
+}
+
+impl ExtensionFactory for MuxFactory {
     fn name(&self) -> &str {
         MUX
+    }
+    fn aliases(&self) -> &[&str] {
+        &[X_GOOGLE_MUX]
     }
     fn offers(&self) -> Vec<ExtensionHeader> {
         vec![
@@ -73,8 +78,8 @@ impl ClientExtensionFactory for MuxFactory {
     fn accept(
         &self,
         response: &ExtensionHeader,
-        accepted: &[Box<dyn Extension>],
-    ) -> Result<Box<dyn Extension>, NegotiationError> {
+        accepted: &[Extension],
+    ) -> Result<Extension, NegotiationError> {
         if !accepted.is_empty() {
             return Err(NegotiationError::rejected(
                 MUX,
@@ -87,25 +92,18 @@ impl ClientExtensionFactory for MuxFactory {
                 "unexpected parameters in the answer",
             ));
         }
-        Ok(Box::new(MuxNegotiated {
-            token: response.name.clone(),
+        let token = response.name.clone();
+        Ok(MuxNegotiated {
+            token,
             quota: self.quota,
-        }))
-    }
-}
-
-impl ServerExtensionFactory for MuxFactory {
-    fn name(&self) -> &str {
-        MUX
-    }
-    fn handles(&self, token: &str) -> bool {
-        token.eq_ignore_ascii_case(MUX) || token.eq_ignore_ascii_case(X_GOOGLE_MUX)
+        }
+        .into_extension())
     }
     fn negotiate(
         &self,
         offer: &ExtensionHeader,
-        accepted: &[Box<dyn Extension>],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
+        accepted: &[Extension],
+    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
         if !accepted.is_empty() {
             return Ok(None);
         }
@@ -113,62 +111,31 @@ impl ServerExtensionFactory for MuxFactory {
             return Ok(None);
         };
         let token = offer.name.clone();
+        let response = ExtensionHeader::new(token.clone());
         Ok(Some((
-            ExtensionHeader::new(token.clone()),
-            Box::new(MuxNegotiated { token, quota }),
+            response,
+            MuxNegotiated { token, quota }.into_extension(),
         )))
-    }
-}
-
-struct Passthrough;
-
-impl ExtensionEncoder for Passthrough {
-    fn encode(&mut self, _: &mut Frame, _: &SendHints) -> Result<(), ExtensionError> {
-        Ok(())
-    }
-}
-
-impl ExtensionDecoder for Passthrough {
-    fn decode(&mut self, _: &mut Frame, _: usize) -> Result<(), ExtensionError> {
-        Ok(())
-    }
-}
-
-impl Extension for MuxNegotiated {
-    fn name(&self) -> &str {
-        &self.token
-    }
-    fn rsv(&self) -> Rsv {
-        Rsv::empty()
-    }
-    fn granularity(&self) -> Granularity {
-        Granularity::PerMessage
-    }
-    fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
-        (Box::new(Passthrough), Box::new(Passthrough))
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }
 
 /// Wraps a server extension factory so it declines whenever `mux` was
 /// accepted before it on the same connection.
-pub struct UnlessMux(pub Arc<dyn ServerExtensionFactory>);
+pub struct UnlessMux(pub Arc<dyn ExtensionFactory>);
 
-impl ServerExtensionFactory for UnlessMux {
+impl ExtensionFactory for UnlessMux {
     fn name(&self) -> &str {
         self.0.name()
     }
-    fn handles(&self, token: &str) -> bool {
-        self.0.handles(token)
+    fn aliases(&self) -> &[&str] {
+        self.0.aliases()
     }
     fn negotiate(
         &self,
         offer: &ExtensionHeader,
-        accepted: &[Box<dyn Extension>],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
-        if accepted.iter().any(|e| e.as_any().is::<MuxNegotiated>()) {
+        accepted: &[Extension],
+    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
+        if find_mux(accepted).is_some() {
             return Ok(None);
         }
         self.0.negotiate(offer, accepted)
@@ -176,10 +143,10 @@ impl ServerExtensionFactory for UnlessMux {
 }
 
 /// The negotiated mux of a connection, if any.
-pub fn find_mux(extensions: &[Box<dyn Extension>]) -> Option<&MuxNegotiated> {
+pub fn find_mux(extensions: &[Extension]) -> Option<&MuxNegotiated> {
     extensions
         .iter()
-        .find_map(|e| e.as_any().downcast_ref::<MuxNegotiated>())
+        .find_map(Extension::params::<MuxNegotiated>)
 }
 
 #[cfg(test)]
@@ -189,7 +156,7 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        let server: Vec<Arc<dyn ServerExtensionFactory>> = vec![
+        let server: Vec<Arc<dyn ExtensionFactory>> = vec![
             Arc::new(MuxFactory { quota: 0 }),
             Arc::new(UnlessMux(Arc::new(weft_core_test_ext()))),
         ];
@@ -213,32 +180,25 @@ mod tests {
         }
         let n = server_negotiate(&server, &parse_extensions(["x-google-mux"]).unwrap()).unwrap();
         assert_eq!(format_extensions(n.headers()), "x-google-mux");
-        let client: Vec<Arc<dyn ClientExtensionFactory>> =
-            vec![Arc::new(MuxFactory { quota: 65536 })];
+        let client: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(MuxFactory { quota: 65536 })];
         assert_eq!(format_extensions(&client[0].offers()), "mux; quota=65536");
         assert!(client_accept(&client, &parse_extensions(["mux"]).unwrap()).is_ok());
         assert!(client_accept(&client, &parse_extensions(["mux; quota=1"]).unwrap()).is_err());
     }
 
     /// A stand-in physical extension that accepts `x-test`.
-    fn weft_core_test_ext() -> impl ServerExtensionFactory {
+    fn weft_core_test_ext() -> impl ExtensionFactory {
         struct T;
-        impl ServerExtensionFactory for T {
+        impl ExtensionFactory for T {
             fn name(&self) -> &str {
                 "x-test"
             }
             fn negotiate(
                 &self,
                 o: &ExtensionHeader,
-                _: &[Box<dyn Extension>],
-            ) -> Result<Option<Acceptance>, NegotiationError> {
-                Ok(Some((
-                    o.clone(),
-                    Box::new(MuxNegotiated {
-                        token: "x-test".into(),
-                        quota: 0,
-                    }),
-                )))
+                _: &[Extension],
+            ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
+                Ok(Some((o.clone(), Extension::passthrough())))
             }
         }
         T

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use weft_core::ext::ClientExtensionFactory;
+use weft_core::ext::ExtensionFactory;
 use weft_core::handshake::ServerOptions;
 use weft_core::{CloseCode, Message};
 use weft_extensions::PerMessageDeflate;
@@ -122,7 +122,7 @@ async fn per_channel_deflate_reject_and_drop() {
     let client = MuxClient::connect(&format!("ws://{addr}/"), MuxConfig::default())
         .await
         .unwrap();
-    let deflate: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(rfc())];
+    let deflate: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(rfc())];
     let mut z = client.open_channel("/z", &[], deflate).await.unwrap();
     assert_eq!(
         weft_core::ext::format_extensions(z.extensions()),

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use std::sync::Arc;
-use weft_core::ext::{ClientExtensionFactory, SendHints};
+use weft_core::ext::{ExtensionFactory, SendHints};
 use weft_core::handshake::ServerOptions;
 use weft_core::{CloseCode, CloseFrame, Message};
 use weft_extensions::PerMessageDeflate;
@@ -62,7 +62,7 @@ fn ch(n: u32) -> ChannelId {
 fn open(
     c: &mut Multiplexer,
     s: &mut Multiplexer,
-    ext: Vec<Arc<dyn ClientExtensionFactory>>,
+    ext: Vec<Arc<dyn ExtensionFactory>>,
     options: &ServerOptions,
 ) -> ChannelId {
     let id = c.open_channel("/chat", &[], &[], ext).unwrap();
@@ -171,7 +171,7 @@ fn permessage_deflate_per_channel() {
     let (mut c, mut s) = pair(MuxConfig::default());
     pump(&mut c, &mut s);
     let options = ServerOptions::default().extension(rfc());
-    let ext: Vec<Arc<dyn ClientExtensionFactory>> = vec![Arc::new(rfc())];
+    let ext: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(rfc())];
     let id = c.open_channel("/z", &[], &[], ext).unwrap();
     pump(&mut c, &mut s);
     let _ = events(&mut s);

@@ -2,16 +2,14 @@
 //! connected client/server pairs over in-memory pipes and loopback sockets.
 #![allow(missing_docs)]
 
-use bytes::{Bytes, BytesMut};
-use std::any::Any;
+use bytes::BytesMut;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use weft_core::ext::{
-    Acceptance, ClientExtensionFactory, Extension, ExtensionDecoder, ExtensionEncoder,
-    ExtensionError, ExtensionHeader, Granularity, NegotiationError, SendHints,
-    ServerExtensionFactory,
+    Extension, ExtensionError, ExtensionFactory, ExtensionHeader, FrameDecoder, FrameEncoder,
+    MessageDecoder, MessageEncoder, NegotiationError, SendHints,
 };
-use weft_core::{ClientBuilder, Frame, OpCode, Rsv, ServerBuilder, WebSocket};
+use weft_core::{ClientBuilder, Rsv, ServerBuilder, WebSocket};
 
 /// Which toy extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,15 +39,9 @@ impl Toy {
             Toy::Double => Rsv::RSV1,
         }
     }
-    fn granularity(self) -> Granularity {
-        match self {
-            Toy::Tag => Granularity::PerFrame,
-            _ => Granularity::PerMessage,
-        }
-    }
 }
 
-/// A toy extension; `rsv` can be overridden to provoke conflicts.
+/// A toy extension's settings; `rsv` can be overridden to provoke conflicts.
 #[derive(Debug, Clone)]
 pub struct ToyExt {
     pub toy: Toy,
@@ -69,108 +61,103 @@ impl ToyExt {
             idled: Arc::default(),
         }
     }
-}
 
-struct ToyEnc(Toy, Rsv, bool, Arc<AtomicUsize>);
-struct ToyDec(Toy, Rsv, bool, Arc<AtomicUsize>, Arc<AtomicUsize>);
-
-impl Extension for ToyExt {
-    fn name(&self) -> &str {
-        self.toy.name()
-    }
-    fn rsv(&self) -> Rsv {
-        self.rsv
-    }
-    fn granularity(&self) -> Granularity {
-        self.toy.granularity()
-    }
-    fn split(self: Box<Self>) -> (Box<dyn ExtensionEncoder>, Box<dyn ExtensionDecoder>) {
-        (
-            Box::new(ToyEnc(self.toy, self.rsv, false, self.idled.clone())),
-            Box::new(ToyDec(self.toy, self.rsv, false, self.decoded, self.idled)),
-        )
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+    /// The negotiated extension, with these settings attached.
+    pub fn negotiated(&self) -> Extension {
+        let coder = ToyCoder(self.clone());
+        match self.toy {
+            Toy::Tag => Extension::per_frame(self.rsv, coder.clone(), coder),
+            _ => Extension::per_message(self.rsv, coder.clone(), coder),
+        }
+        .with_params(self.clone())
     }
 }
 
-fn xor(b: &[u8]) -> Bytes {
-    b.iter().map(|x| x ^ 0x5A).collect::<Vec<u8>>().into()
+#[derive(Clone)]
+struct ToyCoder(ToyExt);
+
+impl ToyCoder {
+    fn idle(&mut self) {
+        self.0.idled.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
-impl ExtensionEncoder for ToyEnc {
-    fn encode(&mut self, frame: &mut Frame, hints: &SendHints) -> Result<(), ExtensionError> {
-        match self.0 {
-            Toy::Xor | Toy::Double => {
-                if frame.opcode != OpCode::Continuation {
-                    self.2 = hints.compress;
-                    if self.2 {
-                        frame.rsv |= self.1;
-                    }
-                }
-                if self.2 && self.0 == Toy::Xor {
-                    frame.payload = xor(&frame.payload);
-                }
-            }
-            Toy::Tag => {
-                let mut b = BytesMut::from(&frame.payload[..]);
-                b.extend_from_slice(&[0xEE]);
-                frame.payload = b.freeze();
-                frame.rsv |= self.1;
-            }
+impl MessageEncoder for ToyCoder {
+    fn encode(&mut self, input: &[u8], _: bool, out: &mut BytesMut) -> Result<(), ExtensionError> {
+        match self.0.toy {
+            Toy::Xor => out.extend(input.iter().map(|x| x ^ 0x5A)),
+            _ => out.extend_from_slice(input),
         }
         Ok(())
     }
-
     fn idle(&mut self) {
-        self.3.fetch_add(1, Ordering::Relaxed);
+        ToyCoder::idle(self);
     }
 }
 
-impl ExtensionDecoder for ToyDec {
-    fn decode(&mut self, frame: &mut Frame, budget: usize) -> Result<(), ExtensionError> {
-        self.3.fetch_add(1, Ordering::Relaxed);
-        match self.0 {
-            Toy::Xor | Toy::Double => {
-                if frame.opcode != OpCode::Continuation {
-                    self.2 = frame.rsv.contains(self.1);
-                } else if frame.rsv.contains(self.1) {
-                    return Err(ExtensionError::protocol("bit set on a continuation frame"));
-                }
-                frame.rsv.remove(self.1);
-                if !self.2 {
-                    return Ok(());
-                }
-                if self.0 == Toy::Xor {
-                    frame.payload = xor(&frame.payload);
-                } else {
-                    if frame.payload.len() * 2 > budget {
-                        return Err(ExtensionError::too_big("doubled payload over budget"));
-                    }
-                    let mut out = Vec::with_capacity(frame.payload.len() * 2);
-                    for b in frame.payload.iter() {
-                        out.extend_from_slice(&[*b, *b]);
-                    }
-                    frame.payload = out.into();
-                }
-            }
-            Toy::Tag => {
-                if !frame.rsv.contains(self.1) {
-                    return Err(ExtensionError::protocol("untagged frame"));
-                }
-                frame.rsv.remove(self.1);
-                match frame.payload.last() {
-                    Some(0xEE) => frame.payload.truncate(frame.payload.len() - 1),
-                    _ => return Err(ExtensionError::invalid_data("bad tag")),
-                }
-            }
+impl MessageDecoder for ToyCoder {
+    fn decode(
+        &mut self,
+        input: &[u8],
+        _: bool,
+        budget: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), ExtensionError> {
+        self.0.decoded.fetch_add(1, Ordering::Relaxed);
+        if self.0.toy == Toy::Xor {
+            out.extend(input.iter().map(|x| x ^ 0x5A));
+            return Ok(());
+        }
+        if input.len() * 2 > budget {
+            return Err(ExtensionError::too_big("doubled payload over budget"));
+        }
+        out.reserve(input.len() * 2);
+        for b in input {
+            out.extend_from_slice(&[*b, *b]);
         }
         Ok(())
     }
-
     fn idle(&mut self) {
-        self.4.fetch_add(1, Ordering::Relaxed);
+        ToyCoder::idle(self);
+    }
+}
+
+impl FrameEncoder for ToyCoder {
+    fn encode(
+        &mut self,
+        input: &[u8],
+        _: &SendHints,
+        out: &mut BytesMut,
+    ) -> Result<bool, ExtensionError> {
+        out.extend_from_slice(input);
+        out.extend_from_slice(&[0xEE]);
+        Ok(true)
+    }
+    fn idle(&mut self) {
+        ToyCoder::idle(self);
+    }
+}
+
+impl FrameDecoder for ToyCoder {
+    fn decode(
+        &mut self,
+        marked: bool,
+        input: &[u8],
+        _: usize,
+        out: &mut BytesMut,
+    ) -> Result<bool, ExtensionError> {
+        self.0.decoded.fetch_add(1, Ordering::Relaxed);
+        if !marked {
+            return Err(ExtensionError::protocol("untagged frame"));
+        }
+        match input.split_last() {
+            Some((0xEE, rest)) => out.extend_from_slice(rest),
+            _ => return Err(ExtensionError::invalid_data("bad tag")),
+        }
+        Ok(true)
+    }
+    fn idle(&mut self) {
+        ToyCoder::idle(self);
     }
 }
 
@@ -189,7 +176,7 @@ impl ToyFactory {
     }
 }
 
-impl ClientExtensionFactory for ToyFactory {
+impl ExtensionFactory for ToyFactory {
     fn name(&self) -> &str {
         self.0.toy.name()
     }
@@ -199,33 +186,27 @@ impl ClientExtensionFactory for ToyFactory {
     fn accept(
         &self,
         response: &ExtensionHeader,
-        _accepted: &[Box<dyn Extension>],
-    ) -> Result<Box<dyn Extension>, NegotiationError> {
+        _accepted: &[Extension],
+    ) -> Result<Extension, NegotiationError> {
         if !response.params.is_empty() {
             return Err(NegotiationError::rejected(
                 self.0.toy.name(),
                 "unexpected parameters",
             ));
         }
-        Ok(Box::new(self.0.clone()))
-    }
-}
-
-impl ServerExtensionFactory for ToyFactory {
-    fn name(&self) -> &str {
-        self.0.toy.name()
+        Ok(self.0.negotiated())
     }
     fn negotiate(
         &self,
         offer: &ExtensionHeader,
-        _accepted: &[Box<dyn Extension>],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
+        _accepted: &[Extension],
+    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
         if offer.get("decline").is_some() {
             return Ok(None);
         }
         Ok(Some((
             ExtensionHeader::new(self.0.toy.name()),
-            Box::new(self.0.clone()),
+            self.0.negotiated(),
         )))
     }
 }
@@ -320,9 +301,8 @@ pub fn connection_with(
     negotiated: weft_core::ext::Negotiated,
     limits: &weft_core::Config,
 ) -> weft_core::Connection {
-    let (enc, dec) = negotiated.into_chains();
     weft_core::Connection::new(
-        weft_core::Session::with_extensions(role, limits, enc, dec),
+        weft_core::Session::with_extensions(role, limits, negotiated),
         limits,
     )
 }

@@ -74,8 +74,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use weft_core::ext::{
-    ClientExtensionFactory, Negotiated, SendHints, ServerExtensionFactory, client_accept,
-    client_offers, format_extensions, parse_extensions, server_negotiate,
+    ExtensionFactory, Negotiated, SendHints, client_accept, client_offers, format_extensions,
+    parse_extensions, server_negotiate,
 };
 use weft_core::proto::WriteBuffer;
 use weft_core::{
@@ -156,10 +156,7 @@ impl Preset {
     fn factories(
         self,
         cold: bool,
-    ) -> Option<(
-        Arc<dyn ClientExtensionFactory>,
-        Arc<dyn ServerExtensionFactory>,
-    )> {
+    ) -> Option<(Arc<dyn ExtensionFactory>, Arc<dyn ExtensionFactory>)> {
         match self {
             Preset::Off => None,
             Preset::PerFrame => Some((
@@ -613,15 +610,14 @@ fn negotiate(preset: Preset, cold: bool, config: &Config) -> Result<Pair, String
         }
     };
     let agreed = client_neg.extensions().first().map(|e| {
-        let any = e.as_any();
-        if let Some(p) = any.downcast_ref::<PerMessageDeflateExt>() {
+        if let Some(p) = e.params::<PerMessageDeflateExt>() {
             Agreed {
                 window: p.compress_window().get(),
                 takeover: p.compress_takeover(),
             }
         } else {
-            let p = any
-                .downcast_ref::<PerFrameDeflateExt>()
+            let p = e
+                .params::<PerFrameDeflateExt>()
                 .expect("a deflate extension");
             Agreed {
                 window: p.compress_window().get(),
@@ -630,8 +626,7 @@ fn negotiate(preset: Preset, cold: bool, config: &Config) -> Result<Pair, String
         }
     });
     let session = |role, neg: Negotiated| {
-        let (enc, dec) = neg.into_chains();
-        Connection::new(Session::with_extensions(role, config, enc, dec), config)
+        Connection::new(Session::with_extensions(role, config, neg), config)
     };
     Ok(Pair {
         client: session(Role::Client, client_neg),
@@ -679,7 +674,7 @@ fn run_weft(
     let start = Instant::now();
     for m in msgs {
         client
-            .session()
+            .session_mut()
             .send(opcode, m.clone(), &hints)
             .map_err(|e| format!("send: {e}"))?;
         client.poll_transmit(&mut wb);

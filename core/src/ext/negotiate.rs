@@ -1,8 +1,8 @@
 //! Extension negotiation for both roles (RFC 6455 §9.1).
 
 use super::{
-    ClientExtensionFactory, DecoderChain, EncoderChain, Extension, ExtensionHeader, Granularity,
-    HeaderSyntaxError, ServerExtensionFactory,
+    DecoderChain, EncoderChain, Extension, ExtensionFactory, ExtensionHeader, Granularity,
+    HeaderSyntaxError, handles,
 };
 use crate::proto::Rsv;
 use std::sync::Arc;
@@ -64,7 +64,7 @@ impl NegotiationError {
 /// response elements that established them.
 #[derive(Default)]
 pub struct Negotiated {
-    extensions: Vec<Box<dyn Extension>>,
+    extensions: Vec<Extension>,
     headers: Vec<ExtensionHeader>,
 }
 
@@ -86,49 +86,37 @@ impl Negotiated {
     }
 
     /// The negotiated extensions, in order.
-    pub fn extensions(&self) -> &[Box<dyn Extension>] {
+    pub fn extensions(&self) -> &[Extension] {
         &self.extensions
     }
 
-    /// Adds an extension after checking RSV conflicts and ordering.
+    /// Adds an extension, named after `header`, after checking RSV
+    /// conflicts and ordering.
     pub fn push(
         &mut self,
         header: ExtensionHeader,
-        ext: Box<dyn Extension>,
+        ext: Extension,
     ) -> Result<(), NegotiationError> {
-        check_compatible(&self.extensions, ext.as_ref())?;
+        let ext = ext.named(&header.name);
+        check_compatible(&self.extensions, &ext)?;
         self.extensions.push(ext);
         self.headers.push(header);
         Ok(())
     }
 
     /// Takes the negotiated extensions apart (response element and
-    /// extension, in order), e.g. to filter them before building chains.
-    pub fn into_parts(self) -> Vec<(ExtensionHeader, Box<dyn Extension>)> {
+    /// extension, in order), e.g. to filter them before building a session.
+    pub fn into_parts(self) -> Vec<(ExtensionHeader, Extension)> {
         self.headers.into_iter().zip(self.extensions).collect()
     }
 
     /// Builds the two chains.
-    pub fn into_chains(self) -> (EncoderChain, DecoderChain) {
-        let mut rsv = Rsv::empty();
-        let mut enc = Vec::with_capacity(self.extensions.len());
-        let mut dec = Vec::with_capacity(self.extensions.len());
-        for ext in self.extensions {
-            rsv |= ext.rsv();
-            let name = ext.name().to_owned();
-            let g = ext.granularity();
-            let (e, d) = ext.split();
-            enc.push((name.clone(), g, e));
-            dec.push((name, g, d));
-        }
-        (EncoderChain::new(enc), DecoderChain::new(dec, rsv))
+    pub(crate) fn into_chains(self) -> (EncoderChain, DecoderChain) {
+        super::chain::build(self.extensions)
     }
 }
 
-fn check_compatible(
-    accepted: &[Box<dyn Extension>],
-    new: &dyn Extension,
-) -> Result<(), NegotiationError> {
+fn check_compatible(accepted: &[Extension], new: &Extension) -> Result<(), NegotiationError> {
     for prev in accepted {
         let bits = prev.rsv() & new.rsv();
         if !bits.is_empty() {
@@ -151,7 +139,7 @@ fn check_compatible(
 }
 
 /// The client's offers from all factories, in factory order.
-pub fn client_offers(factories: &[Arc<dyn ClientExtensionFactory>]) -> Vec<ExtensionHeader> {
+pub fn client_offers(factories: &[Arc<dyn ExtensionFactory>]) -> Vec<ExtensionHeader> {
     factories.iter().flat_map(|f| f.offers()).collect()
 }
 
@@ -160,7 +148,7 @@ pub fn client_offers(factories: &[Arc<dyn ClientExtensionFactory>]) -> Vec<Exten
 /// Every element must name an offered extension, at most once; each factory
 /// validates its element; RSV conflicts and ordering are checked.
 pub fn client_accept(
-    factories: &[Arc<dyn ClientExtensionFactory>],
+    factories: &[Arc<dyn ExtensionFactory>],
     response: &[ExtensionHeader],
 ) -> Result<Negotiated, NegotiationError> {
     let mut negotiated = Negotiated::none();
@@ -176,7 +164,9 @@ pub fn client_accept(
             .iter()
             .find(|f| f.name().eq_ignore_ascii_case(&element.name))
             .ok_or_else(|| NegotiationError::NotOffered(element.name.clone()))?;
-        let ext = factory.accept(element, &negotiated.extensions)?;
+        let ext = factory
+            .accept(element, &negotiated.extensions)?
+            .named(&element.name);
         negotiated.push(element.clone(), ext)?;
     }
     Ok(negotiated)
@@ -206,7 +196,7 @@ pub enum Preference {
 /// the handshake, so a client offering two alternatives that share a bit
 /// still gets the first. A factory's `Err` fails the handshake.
 pub fn server_negotiate(
-    factories: &[Arc<dyn ServerExtensionFactory>],
+    factories: &[Arc<dyn ExtensionFactory>],
     offers: &[ExtensionHeader],
 ) -> Result<Negotiated, NegotiationError> {
     server_negotiate_with(factories, offers, Preference::Client)
@@ -214,7 +204,7 @@ pub fn server_negotiate(
 
 /// [`server_negotiate`] with an explicit [`Preference`].
 pub fn server_negotiate_with(
-    factories: &[Arc<dyn ServerExtensionFactory>],
+    factories: &[Arc<dyn ExtensionFactory>],
     offers: &[ExtensionHeader],
     preference: Preference,
 ) -> Result<Negotiated, NegotiationError> {
@@ -230,9 +220,13 @@ pub fn server_negotiate_with(
         {
             continue;
         }
-        for factory in factories.iter().filter(|f| f.handles(&offer.name)) {
+        for factory in factories
+            .iter()
+            .filter(|f| handles(f.as_ref(), &offer.name))
+        {
             if let Some((response, ext)) = factory.negotiate(offer, &negotiated.extensions)?
-                && check_compatible(&negotiated.extensions, ext.as_ref()).is_ok()
+                && let ext = ext.named(&response.name)
+                && check_compatible(&negotiated.extensions, &ext).is_ok()
             {
                 negotiated.extensions.push(ext);
                 negotiated.headers.push(response);
@@ -244,15 +238,15 @@ pub fn server_negotiate_with(
 }
 
 fn server_preferred(
-    factories: &[Arc<dyn ServerExtensionFactory>],
+    factories: &[Arc<dyn ExtensionFactory>],
     offers: &[ExtensionHeader],
 ) -> Result<Negotiated, NegotiationError> {
     // Accepted so far, in server order, with the index of the accepted offer.
-    let mut extensions: Vec<Box<dyn Extension>> = Vec::new();
+    let mut extensions: Vec<Extension> = Vec::new();
     let mut meta: Vec<(usize, ExtensionHeader)> = Vec::new();
     for factory in factories {
         for (i, offer) in offers.iter().enumerate() {
-            if !factory.handles(&offer.name)
+            if !handles(factory.as_ref(), &offer.name)
                 || meta
                     .iter()
                     .any(|m| m.1.name.eq_ignore_ascii_case(&offer.name))
@@ -260,6 +254,7 @@ fn server_preferred(
                 continue;
             }
             if let Some((response, ext)) = factory.negotiate(offer, &extensions)? {
+                let ext = ext.named(&response.name);
                 if extensions.iter().all(|e| (e.rsv() & ext.rsv()).is_empty()) {
                     extensions.push(ext);
                     meta.push((i, response));
@@ -271,7 +266,7 @@ fn server_preferred(
     // Apply in the client's order; drop what would then be out of order.
     let mut order: Vec<usize> = (0..meta.len()).collect();
     order.sort_by_key(|&k| meta[k].0);
-    let mut slots: Vec<Option<(ExtensionHeader, Box<dyn Extension>)>> = meta
+    let mut slots: Vec<Option<(ExtensionHeader, Extension)>> = meta
         .into_iter()
         .zip(extensions)
         .map(|((_, h), e)| Some((h, e)))
@@ -279,7 +274,7 @@ fn server_preferred(
     let mut negotiated = Negotiated::none();
     for k in order {
         let (header, ext) = slots[k].take().expect("each slot is taken once");
-        if check_compatible(&negotiated.extensions, ext.as_ref()).is_ok() {
+        if check_compatible(&negotiated.extensions, &ext).is_ok() {
             negotiated.extensions.push(ext);
             negotiated.headers.push(header);
         }

@@ -4,7 +4,7 @@ use super::{
     HandshakeError, accept_key, generate_key, header_has_token, header_strs, to_header_map,
 };
 use crate::ext::{
-    ClientExtensionFactory, Negotiated, client_accept, client_offers, format_extensions, is_token,
+    ExtensionFactory, Negotiated, client_accept, client_offers, format_extensions, is_token,
     parse_extensions,
 };
 use std::fmt::Write as _;
@@ -80,7 +80,7 @@ fn pq_has_query(uri: &http::Uri) -> bool {
 #[derive(Clone, Default)]
 pub struct ClientOptions {
     /// Extension factories, offered in this order.
-    pub extensions: Vec<Arc<dyn ClientExtensionFactory>>,
+    pub extensions: Vec<Arc<dyn ExtensionFactory>>,
     /// Subprotocols, most preferred first.
     pub protocols: Vec<String>,
     /// Extra request headers (cookies, authorization, origin).
@@ -106,7 +106,7 @@ impl std::fmt::Debug for ClientOptions {
 
 impl ClientOptions {
     /// Adds an extension factory.
-    pub fn extension(mut self, f: impl ClientExtensionFactory) -> Self {
+    pub fn extension(mut self, f: impl ExtensionFactory) -> Self {
         self.extensions.push(Arc::new(f));
         self
     }

@@ -2,7 +2,7 @@
 
 use super::{HandshakeError, accept_key, header_has_token, header_strs, to_header_map};
 use crate::ext::{
-    Negotiated, Preference, ServerExtensionFactory, format_extensions, is_token, parse_extensions,
+    ExtensionFactory, Negotiated, Preference, format_extensions, is_token, parse_extensions,
     server_negotiate_with,
 };
 use base64::Engine as _;
@@ -20,7 +20,7 @@ pub type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
 pub struct ServerOptions {
     /// Extension factories, in the server's order of preference for
     /// tie-breaks (offers are still taken in the client's order).
-    pub extensions: Vec<Arc<dyn ServerExtensionFactory>>,
+    pub extensions: Vec<Arc<dyn ExtensionFactory>>,
     /// Subprotocol selection; `None` selects no subprotocol.
     pub protocol: Option<Arc<ProtocolSelector>>,
     /// Origin check; `None` allows every origin.
@@ -48,7 +48,7 @@ impl std::fmt::Debug for ServerOptions {
 
 impl ServerOptions {
     /// Adds an extension factory.
-    pub fn extension(mut self, f: impl ServerExtensionFactory) -> Self {
+    pub fn extension(mut self, f: impl ExtensionFactory) -> Self {
         self.extensions.push(Arc::new(f));
         self
     }

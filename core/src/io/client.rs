@@ -2,7 +2,7 @@
 
 use super::WebSocket;
 use crate::error::Error;
-use crate::ext::ClientExtensionFactory;
+use crate::ext::ExtensionFactory;
 use crate::handshake::{ClientHandshake, ClientOptions, HandshakeError, Target};
 use crate::proto::{Config, Role};
 use bytes::BytesMut;
@@ -33,7 +33,7 @@ impl ClientBuilder {
     }
 
     /// Offers an extension (offers go out in the order added).
-    pub fn extension(mut self, f: impl ClientExtensionFactory) -> Self {
+    pub fn extension(mut self, f: impl ExtensionFactory) -> Self {
         self.options = self.options.extension(f);
         self
     }

@@ -25,8 +25,8 @@ pub use split::{WebSocketReader, WebSocketWriter};
 use crate::error::Error;
 use crate::ext::{ExtensionHeader, Negotiated, SendHints};
 use crate::proto::{
-    CloseCode, CloseFrame, CloseState, Config, Connection, Message, OpCode, Role, Session,
-    WriteBuffer,
+    CloseCode, CloseFrame, CloseState, Config, Connection, Message, OpCode, ReadStrategy, Role,
+    Session, WriteBuffer,
 };
 use bytes::{Bytes, BytesMut};
 use std::future::poll_fn;
@@ -129,12 +129,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Self {
         let headers = extensions.headers().to_vec();
         let has_extensions = !headers.is_empty();
-        let (enc, dec) = extensions.into_chains();
-        let session = Session::with_extensions(role, config, enc, dec);
+        let session = Session::with_extensions(role, config, extensions);
+        let mut conn = Connection::new(session, config);
+        // Small reads land in exact-size buffers (see `poll_fill`).
+        conn.set_read_strategy(ReadStrategy::ExactSmallReads { max: SCRATCH });
         let now = Instant::now();
         WebSocket {
             io,
-            conn: Connection::new(session, config),
+            conn,
             read_buf: leftover,
             read_size: MIN_READ,
             write_buf: WriteBuffer::new(),
@@ -172,12 +174,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// This end's role.
     pub fn role(&self) -> Role {
-        self.conn.session_ref().role()
+        self.conn.session().role()
     }
 
     /// The closing handshake state.
     pub fn close_state(&self) -> CloseState {
-        self.conn.session_ref().state()
+        self.conn.session().state()
     }
 
     /// The transport.
@@ -212,7 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Like [`feed`](Self::feed) with hints for the extensions (for example
-    /// `SendHints { compress: false }` to send one message uncompressed).
+    /// `SendHints::uncompressed()` to send one message uncompressed).
     pub async fn feed_with(&mut self, msg: Message, hints: SendHints) -> Result<(), Error> {
         poll_fn(|cx| self.poll_ready_inner(cx)).await?;
         self.queue(msg, &hints)
@@ -228,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Result<(), Error> {
         poll_fn(|cx| self.poll_ready_inner(cx)).await?;
         self.conn
-            .session()
+            .session_mut()
             .send_fragment(opcode, payload, fin, &SendHints::default())?;
         self.conn.poll_transmit(&mut self.write_buf);
         Ok(())
@@ -243,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// (discarding incoming data) until the peer answers and the transport is
     /// closed, or the close timeout passes.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        if self.conn.session_ref().state() == CloseState::Open {
+        if self.conn.session().state() == CloseState::Open {
             self.queue(
                 Message::Close(Some(CloseFrame::new(code, reason))),
                 &SendHints::default(),
@@ -282,9 +284,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Message::Binary(b) => {
                 return Ok(self.conn.send_message(OpCode::Binary, b, hints, out)?);
             }
-            Message::Ping(b) => self.conn.session().ping(b)?,
-            Message::Pong(b) => self.conn.session().pong(b)?,
-            Message::Close(f) => self.conn.session().close(f, Instant::now())?,
+            Message::Ping(b) => self.conn.session_mut().ping(b)?,
+            Message::Pong(b) => self.conn.session_mut().pong(b)?,
+            Message::Close(f) => self.conn.session_mut().close(f, Instant::now())?,
         }
         self.conn.poll_transmit(out);
         Ok(())
@@ -463,7 +465,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 (None, b) => b,
             }
         }
-        let a = earlier(self.conn.session_ref().poll_timeout(), self.keepalive_at);
+        let a = earlier(self.conn.session().poll_timeout(), self.keepalive_at);
         earlier(a, earlier(self.finish_by, self.idle_at))
     }
 
@@ -475,7 +477,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             && self.keepalive_at.is_none()
             && self.idle_at.is_none()
             && self.finish_by.is_none()
-            && self.conn.session_ref().poll_timeout().is_none()
+            && self.conn.session().poll_timeout().is_none()
         {
             // No deadline and no timer: the usual case of an open connection.
             return false;
@@ -505,7 +507,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return false;
         }
         let now = Instant::now();
-        self.conn.session().handle_timeout(now);
+        self.conn.session_mut().handle_timeout(now);
         if let (Some(at), Some(d)) = (self.idle_at, self.idle_after)
             && now >= at
         {
@@ -513,15 +515,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.idle_at = Some(now + d);
             } else {
                 self.idle_at = None;
-                self.conn.session().idle();
+                self.conn.session_mut().idle();
             }
         }
         if let (Some(at), Some(d)) = (self.keepalive_at, self.keepalive)
             && now >= at
         {
             self.keepalive_at = Some(now + d);
-            if self.conn.session_ref().state() == CloseState::Open {
-                let _ = self.conn.session().ping(Bytes::new());
+            if self.conn.session().state() == CloseState::Open {
+                let _ = self.conn.session_mut().ping(Bytes::new());
                 self.conn.poll_transmit(&mut self.write_buf);
             }
         }
@@ -561,7 +563,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // the application fed waits until input runs dry, so a
                     // burst of requests is answered with one write.
                     let replies = self.conn.poll_transmit(&mut self.write_buf);
-                    if self.conn.session_ref().is_finished() {
+                    if self.conn.session().is_finished() {
                         self.enter(Phase::Closing);
                     } else if replies && let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                         self.enter(Phase::Failing(Some(e.into())));
@@ -575,7 +577,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
             }
-            if self.conn.session_ref().is_finished() {
+            if self.conn.session().is_finished() {
                 self.enter(Phase::Closing);
                 continue;
             }
@@ -671,8 +673,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
     /// connection until the closing handshake ends (incoming data is dropped).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.conn.session_ref().state() == CloseState::Open && matches!(this.phase, Phase::Open)
-        {
+        if this.conn.session().state() == CloseState::Open && matches!(this.phase, Phase::Open) {
             this.queue(
                 Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))),
                 &SendHints::default(),

@@ -2,7 +2,7 @@
 
 use super::WebSocket;
 use crate::error::Error;
-use crate::ext::{Negotiated, ServerExtensionFactory};
+use crate::ext::{ExtensionFactory, Negotiated};
 use crate::handshake::server::{accept_request, error_response, parse_request, write_response};
 use crate::handshake::{HandshakeError, ServerOptions};
 use crate::proto::{Config, Role};
@@ -44,8 +44,8 @@ impl ServerBuilder {
         Self::default()
     }
 
-    /// Accepts an extension (see [`ServerExtensionFactory`]).
-    pub fn extension(mut self, f: impl ServerExtensionFactory) -> Self {
+    /// Accepts an extension (see [`ExtensionFactory`]).
+    pub fn extension(mut self, f: impl ExtensionFactory) -> Self {
         self.options = self.options.extension(f);
         self
     }

@@ -33,9 +33,28 @@ const COPY_THRESHOLD: usize = 4096;
 /// `parse_frame`).
 const READ_SLACK: usize = 2048;
 
-/// Largest buffer a frame that fills it exactly takes over as its payload
-/// (see `parse_frame`).
-const TAKE_MAX: usize = 8 << 10;
+/// How the transport fills the read buffer handed to
+/// [`Connection::handle_read`], which decides whether a frame may take the
+/// whole buffer over as its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReadStrategy {
+    /// One read buffer is reused for every read (the default): payloads are
+    /// split off it, and the reader gets the memory back once they are
+    /// dropped.
+    #[default]
+    Reuse,
+    /// Reads of at most `max` bytes arrive in buffers allocated to their
+    /// exact size (the tokio layer reads small messages through a stack
+    /// buffer this way, so waiting connections hold no read buffer). A
+    /// frame that is such a whole buffer takes it over as its payload,
+    /// without a shared header; larger buffers stay with the reader, which
+    /// reuses them once the payload is dropped.
+    ExactSmallReads {
+        /// The largest read that arrives in an exact-size buffer.
+        max: usize,
+    },
+}
 
 /// Outgoing bytes: a queue of chunks plus a contiguous tail that small frames
 /// are appended to.
@@ -285,8 +304,8 @@ struct Partial {
     unmasked: usize,
     /// For plain text: a validator fed with the unmasked bytes so far, so
     /// invalid UTF-8 fails the connection before the frame is complete
-    /// (Autobahn 6.4.3/6.4.4). The session validates the whole frame again
-    /// when it is complete; only frames split across reads pay that.
+    /// (Autobahn 6.4.3/6.4.4). The session goes on from it when the frame
+    /// is complete, so every byte is validated once.
     utf8: Option<Utf8Validator>,
 }
 
@@ -295,6 +314,8 @@ struct Partial {
 pub struct Connection {
     session: Session,
     max_frame_size: usize,
+    /// See [`ReadStrategy::ExactSmallReads`]; 0 for [`ReadStrategy::Reuse`].
+    take_max: usize,
     need: usize,
     partial: Option<Partial>,
 }
@@ -305,21 +326,31 @@ impl Connection {
         Connection {
             session,
             max_frame_size: config.max_frame_size,
+            take_max: 0,
             need: 2,
             partial: None,
         }
     }
 
-    /// The session, for application commands and state.
-    #[inline]
-    pub fn session(&mut self) -> &mut Session {
-        &mut self.session
+    /// Tells the connection how its read buffers are filled (default
+    /// [`ReadStrategy::Reuse`]).
+    pub fn set_read_strategy(&mut self, strategy: ReadStrategy) {
+        self.take_max = match strategy {
+            ReadStrategy::Reuse => 0,
+            ReadStrategy::ExactSmallReads { max } => max,
+        };
     }
 
     /// The session, read-only.
     #[inline]
-    pub fn session_ref(&self) -> &Session {
+    pub fn session(&self) -> &Session {
         &self.session
+    }
+
+    /// The session, for application commands.
+    #[inline]
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 
     /// Lower bound on the bytes the next call to `handle_read` needs.
@@ -341,7 +372,7 @@ impl Connection {
                 buf.clear();
                 return Ok(None);
             }
-            let frame = match self.parse_frame(buf) {
+            let (frame, utf8) = match self.parse_frame(buf) {
                 Ok(Some(f)) => f,
                 Ok(None) => return Ok(None),
                 Err(e) => {
@@ -349,13 +380,19 @@ impl Connection {
                     return Err(e);
                 }
             };
-            if let Some(msg) = self.session.handle_frame(frame)? {
+            if let Some(msg) = self.session.handle_checked(frame, utf8)? {
                 return Ok(Some(msg));
             }
         }
     }
 
-    fn parse_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, ProtocolError> {
+    /// The next complete frame, with the UTF-8 validator of a plain text
+    /// frame that arrived in pieces (and how many payload bytes it saw).
+    #[allow(clippy::type_complexity)]
+    fn parse_frame(
+        &mut self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<(Frame, Option<(Utf8Validator, usize)>)>, ProtocolError> {
         if buf.len() < 2 {
             // The common "drained" case, without building a parse result.
             self.need = 2 - buf.len();
@@ -373,33 +410,17 @@ impl Connection {
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
-        // RSV bits no extension declared fail before the payload is read.
-        let allowed = if header.opcode.is_control() {
-            Default::default()
-        } else {
-            self.session.allowed_rsv()
-        };
-        let unknown = header.rsv - allowed;
-        if !unknown.is_empty() {
-            return Err(ProtocolError::ReservedBits(unknown));
-        }
+        // RSV bits no extension declared, an oversized frame and (without
+        // decoding extensions) an oversized message fail before the payload
+        // is read.
+        self.session.check_rsv(&header)?;
         if header.payload_len > self.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooLarge {
                 size: header.payload_len,
                 max: self.max_frame_size,
             });
         }
-        // Without decoding extensions the wire size is the message size: refuse
-        // an oversized message before buffering it.
-        if !self.session.decodes()
-            && !header.opcode.is_control()
-            && self.session.assembled_len() as u64 + header.payload_len
-                > self.session.max_message_size() as u64
-        {
-            return Err(ProtocolError::MessageTooLarge {
-                max: self.session.max_message_size(),
-            });
-        }
+        self.session.check_size(&header)?;
         let len = header.payload_len as usize;
         let total = header_len + len;
         if buf.len() < total {
@@ -412,12 +433,14 @@ impl Connection {
             buf.reserve(self.need + READ_SLACK);
             return Ok(None);
         }
-        let mut payload = if total == buf.len() && buf.capacity() == total && total <= TAKE_MAX {
-            // The frame is the whole (small) buffer, allocated to fit (see
-            // the I/O layer's small reads): take it over, so it becomes the
-            // payload without a shared header. Larger buffers stay with the
-            // reader, which reuses them once the payload is dropped (taking
-            // those would make every large frame start a new buffer).
+        let mut payload = if total == buf.len() && buf.capacity() == total && total <= self.take_max
+        {
+            // The frame is the whole (small) buffer, allocated to fit
+            // (ReadStrategy::ExactSmallReads): take it over, so it becomes
+            // the payload without a shared header. Larger buffers stay with
+            // the reader, which reuses them once the payload is dropped
+            // (taking those would make every large frame start a new
+            // buffer).
             let mut all = std::mem::take(buf);
             all.advance(header_len);
             all
@@ -425,17 +448,21 @@ impl Connection {
             buf.advance(header_len);
             buf.split_to(len)
         };
-        let done = self.partial.take().map_or(0, |p| p.unmasked);
+        let (done, utf8) = match self.partial.take() {
+            Some(p) => (p.unmasked, p.utf8.map(|v| (v, p.unmasked))),
+            None => (0, None),
+        };
         if let Some(key) = header.mask {
             apply_mask_at(&mut payload[done..], key, done);
         }
         self.need = 2;
-        Ok(Some(Frame {
+        let frame = Frame {
             fin: header.fin,
             rsv: header.rsv,
             opcode: header.opcode,
             payload: payload.freeze(),
-        }))
+        };
+        Ok(Some((frame, utf8)))
     }
 
     /// Unmasks and, for plain text, validates the part of an incomplete
@@ -471,7 +498,7 @@ impl Connection {
     /// `out`: the same frames, in the same order, as
     /// [`Session::send`] followed by [`poll_transmit`](Self::poll_transmit).
     /// When the session would queue the message as one frame exactly as
-    /// given, behind nothing ([`Session::sends_as_is`]), it goes into `out`
+    /// given, behind nothing, it goes into `out`
     /// directly, without the session's frame queue.
     pub fn send_message(
         &mut self,
@@ -537,15 +564,15 @@ mod tests {
     fn server_writes_rfc_vectors() {
         let cfg = Config::default();
         let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
-        c.session()
+        c.session_mut()
             .send(
                 OpCode::Text,
                 Bytes::from_static(b"Hello"),
                 &SendHints::default(),
             )
             .unwrap();
-        c.session().ping(Bytes::from_static(b"Hello")).unwrap();
-        c.session()
+        c.session_mut().ping(Bytes::from_static(b"Hello")).unwrap();
+        c.session_mut()
             .send(
                 OpCode::Binary,
                 Bytes::from(vec![7u8; 65536]),
@@ -588,10 +615,10 @@ mod tests {
             direct
                 .send_message(OpCode::Binary, payload.clone(), &hints(), &mut a)
                 .unwrap();
-            assert!(!direct.session_ref().has_output(), "len {len}");
+            assert!(!direct.session().has_output(), "len {len}");
             let mut queued = Connection::new(Session::new(Role::Server, &cfg), &cfg);
             queued
-                .session()
+                .session_mut()
                 .send(OpCode::Binary, payload, &hints())
                 .unwrap();
             let mut b = WriteBuffer::new();
@@ -606,7 +633,7 @@ mod tests {
         let cfg = Config::default();
         let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
         // A Pong the session queued (say, for a Ping just read) goes first.
-        c.session().pong(Bytes::from_static(b"p")).unwrap();
+        c.session_mut().pong(Bytes::from_static(b"p")).unwrap();
         let mut out = WriteBuffer::new();
         send(&mut c, OpCode::Text, b"Hello", &mut out).unwrap();
         send(&mut c, OpCode::Binary, b"!", &mut out).unwrap();
@@ -641,20 +668,22 @@ mod tests {
         );
         // Inside a streamed message: refused, nothing written.
         let before = out.len();
-        c.session()
+        c.session_mut()
             .send_fragment(OpCode::Binary, Bytes::from_static(b"x"), false, &hints())
             .unwrap();
         assert_eq!(
             send(&mut c, OpCode::Binary, b"y", &mut out),
             Err(SendError::FragmentOrder)
         );
-        c.session()
+        c.session_mut()
             .send_fragment(OpCode::Continuation, Bytes::new(), true, &hints())
             .unwrap();
         c.poll_transmit(&mut out);
         assert_eq!(out.len(), before + 3 + 2);
         // After Close: refused.
-        c.session().close(None, std::time::Instant::now()).unwrap();
+        c.session_mut()
+            .close(None, std::time::Instant::now())
+            .unwrap();
         assert_eq!(
             send(&mut c, OpCode::Binary, b"z", &mut out),
             Err(SendError::Closed)

@@ -22,10 +22,11 @@
 use super::close::{CloseCode, CloseFrame};
 use super::config::Config;
 use super::error::ProtocolError;
+use super::frame::FrameHeader;
 use super::frame::{Frame, MAX_CONTROL_PAYLOAD, OpCode, Rsv};
 use super::message::{Message, Utf8Bytes};
 use super::utf8::Utf8Validator;
-use crate::ext::{DecoderChain, EncoderChain, SendHints};
+use crate::ext::{DecoderChain, EncoderChain, Negotiated, SendHints};
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -118,7 +119,7 @@ impl std::fmt::Debug for Session {
 impl Session {
     /// A session with no extensions.
     pub fn new(role: Role, config: &Config) -> Self {
-        Self::with_extensions(
+        Self::with_chains(
             role,
             config,
             EncoderChain::default(),
@@ -126,8 +127,14 @@ impl Session {
         )
     }
 
-    /// A session running the negotiated extension chains.
-    pub fn with_extensions(
+    /// A session running the negotiated extensions (outgoing frames in
+    /// negotiated order, incoming ones in reverse).
+    pub fn with_extensions(role: Role, config: &Config, extensions: Negotiated) -> Self {
+        let (encoders, decoders) = extensions.into_chains();
+        Self::with_chains(role, config, encoders, decoders)
+    }
+
+    fn with_chains(
         role: Role,
         config: &Config,
         encoders: EncoderChain,
@@ -161,15 +168,9 @@ impl Session {
         self.state
     }
 
-    /// The RSV bits negotiated extensions own (for the frame reader's early check).
-    #[inline]
-    pub fn allowed_rsv(&self) -> Rsv {
-        self.decoders.allowed_rsv()
-    }
-
     /// Bytes of the message being assembled so far (decoded size).
     #[inline]
-    pub fn assembled_len(&self) -> usize {
+    fn assembled_len(&self) -> usize {
         self.assembly.as_ref().map_or(0, |a| a.size)
     }
 
@@ -177,7 +178,7 @@ impl Session {
     /// state a text frame with `opcode` would start from, or `None` if the
     /// frame is not (plain) text. Plain means no extension may transform the
     /// payload, so the wire bytes are the message bytes.
-    pub fn text_validator_for(&self, opcode: OpCode) -> Option<Utf8Validator> {
+    pub(crate) fn text_validator_for(&self, opcode: OpCode) -> Option<Utf8Validator> {
         if !self.decoders.is_empty() || self.is_finished() {
             return None;
         }
@@ -188,29 +189,11 @@ impl Session {
         }
     }
 
-    /// True if any extension is negotiated.
-    pub fn has_extensions(&self) -> bool {
-        !self.encoders.is_empty() || !self.decoders.is_empty()
-    }
-
     /// Tells the extensions the connection is idle, so they can free what
-    /// they can rebuild (see [`ExtensionEncoder::idle`](crate::ext::ExtensionEncoder::idle)).
+    /// they can rebuild (see [`MessageEncoder::idle`](crate::ext::MessageEncoder::idle)).
     pub fn idle(&mut self) {
         self.encoders.idle();
         self.decoders.idle();
-    }
-
-    /// The configured message limit.
-    #[inline]
-    pub fn max_message_size(&self) -> usize {
-        self.max_message_size
-    }
-
-    /// True if extensions may transform incoming payloads (so the wire size
-    /// says nothing about the decoded size).
-    #[inline]
-    pub fn decodes(&self) -> bool {
-        !self.decoders.is_empty()
     }
 
     /// The Close frame the peer sent, once received: `Some(None)` when it had
@@ -226,32 +209,56 @@ impl Session {
         matches!(self.state, CloseState::Closed | CloseState::Failed)
     }
 
-    /// Handles one incoming frame (unmasked, with its RSV bits).
+    /// Handles one incoming frame (unmasked, with its RSV bits), for
+    /// transports that deliver whole frames (a multiplexer's logical
+    /// channel). Everything a frame header can break is checked here;
+    /// [`Connection`](crate::Connection) makes the same checks on the header
+    /// before it reads the payload.
     ///
     /// Returns a complete message when one is ready. On a protocol error the
     /// session queues a Close with the error's code, stops reading, and
     /// returns the error; the caller should flush and close the transport.
     pub fn handle_frame(&mut self, frame: Frame) -> Result<Option<Message>, ProtocolError> {
-        if matches!(self.state, CloseState::Failed | CloseState::Closed) {
+        if self.is_finished() {
             // RFC 6455 §1.4/§7.1.7: nothing is processed after the peer's Close
             // or after failing.
             return Ok(None);
         }
-        match self.handle_frame_inner(frame) {
-            Ok(m) => Ok(m),
-            Err(e) => {
-                self.fail(&e);
-                Err(e)
-            }
-        }
+        let result = self
+            .check_frame(&frame)
+            .and_then(|()| self.receive(frame, None));
+        self.failed_on(result)
     }
 
-    fn handle_frame_inner(&mut self, mut frame: Frame) -> Result<Option<Message>, ProtocolError> {
+    /// Handles a frame whose header passed [`check_header`](Self::check_header)
+    /// (the wire path). `utf8` is the validator of a plain text frame that
+    /// arrived in pieces, with the number of payload bytes it has seen.
+    #[inline]
+    pub(crate) fn handle_checked(
+        &mut self,
+        frame: Frame,
+        utf8: Option<(Utf8Validator, usize)>,
+    ) -> Result<Option<Message>, ProtocolError> {
+        let result = self.receive(frame, utf8);
+        self.failed_on(result)
+    }
+
+    #[inline]
+    fn failed_on(
+        &mut self,
+        result: Result<Option<Message>, ProtocolError>,
+    ) -> Result<Option<Message>, ProtocolError> {
+        if let Err(e) = &result {
+            self.fail(e);
+        }
+        result
+    }
+
+    /// The checks of a whole frame that the wire parser makes on its header
+    /// (control frames unfragmented and short, RFC 6455 §5.5) plus
+    /// [`check_header`](Self::check_header).
+    fn check_frame(&self, frame: &Frame) -> Result<(), ProtocolError> {
         if frame.opcode.is_control() {
-            // Control frames never pass through extensions and own no RSV bits.
-            if !frame.rsv.is_empty() {
-                return Err(ProtocolError::ReservedBits(frame.rsv));
-            }
             if !frame.fin {
                 return Err(ProtocolError::FragmentedControlFrame);
             }
@@ -260,11 +267,64 @@ impl Session {
                     frame.payload.len() as u64
                 ));
             }
-            return self.handle_control(frame);
         }
-        let unknown = frame.rsv - self.decoders.allowed_rsv();
-        if !unknown.is_empty() {
-            return Err(ProtocolError::ReservedBits(unknown));
+        self.check_header(&FrameHeader {
+            fin: frame.fin,
+            rsv: frame.rsv,
+            opcode: frame.opcode,
+            mask: None,
+            payload_len: frame.payload.len() as u64,
+        })
+    }
+
+    /// Checks a frame header before its payload is read: its RSV bits
+    /// ([`check_rsv`](Self::check_rsv)) and the message size
+    /// ([`check_size`](Self::check_size)).
+    #[inline]
+    fn check_header(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        self.check_rsv(header)?;
+        self.check_size(header)
+    }
+
+    /// RSV bits: none on control frames, only the negotiated extensions' on
+    /// data frames (RFC 6455 §5.2). The one place they are checked.
+    #[inline]
+    pub(crate) fn check_rsv(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        let allowed = match header.opcode.is_control() {
+            true => Rsv::empty(),
+            false => self.decoders.allowed_rsv(),
+        };
+        let unknown = header.rsv - allowed;
+        match unknown.is_empty() {
+            true => Ok(()),
+            false => Err(ProtocolError::ReservedBits(unknown)),
+        }
+    }
+
+    /// The message-size limit, when no extension decodes (so the wire size
+    /// is the message size). The one place a plain message is measured;
+    /// decoded messages are measured once, after decoding.
+    #[inline]
+    pub(crate) fn check_size(&self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        if !header.opcode.is_control()
+            && self.decoders.is_empty()
+            && self.assembled_len() as u64 + header.payload_len > self.max_message_size as u64
+        {
+            return Err(ProtocolError::MessageTooLarge {
+                max: self.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn receive(
+        &mut self,
+        mut frame: Frame,
+        utf8: Option<(Utf8Validator, usize)>,
+    ) -> Result<Option<Message>, ProtocolError> {
+        if frame.opcode.is_control() {
+            // Control frames never pass through extensions.
+            return self.handle_control(frame);
         }
         match (frame.opcode, self.assembly.is_some()) {
             (OpCode::Continuation, false) => return Err(ProtocolError::UnexpectedContinuation),
@@ -273,28 +333,31 @@ impl Session {
             }
             _ => {}
         }
-        let so_far = self.assembled_len();
-        let budget = self.max_message_size - so_far;
         if !self.decoders.is_empty() {
-            // Also fails if a declared bit was left set by every decoder.
+            let budget = self.max_message_size - self.assembled_len();
             self.decoders.decode(&mut frame, budget)?;
+            if frame.payload.len() > budget {
+                return Err(ProtocolError::MessageTooLarge {
+                    max: self.max_message_size,
+                });
+            }
         }
         let len = frame.payload.len();
-        if len > budget {
-            return Err(ProtocolError::MessageTooLarge {
-                max: self.max_message_size,
-            });
-        }
         if frame.fin && self.assembly.is_none() {
             // A whole message in one frame: no assembly state at all.
-            return match frame.opcode {
-                OpCode::Text => match simdutf8::basic::from_utf8(&frame.payload) {
-                    Ok(_) => Ok(Some(Message::Text(Utf8Bytes::from_validated(
-                        frame.payload,
-                    )))),
-                    Err(_) => Err(ProtocolError::InvalidUtf8),
-                },
-                _ => Ok(Some(Message::Binary(frame.payload))),
+            if frame.opcode != OpCode::Text {
+                return Ok(Some(Message::Binary(frame.payload)));
+            }
+            let valid = match utf8 {
+                // Arrived in pieces: the start is validated already.
+                Some((mut v, seen)) => v.feed(&frame.payload[seen..], true).is_ok(),
+                None => simdutf8::basic::from_utf8(&frame.payload).is_ok(),
+            };
+            return match valid {
+                true => Ok(Some(Message::Text(Utf8Bytes::from_validated(
+                    frame.payload,
+                )))),
+                false => Err(ProtocolError::InvalidUtf8),
             };
         }
         let asm = self.assembly.get_or_insert_with(|| Assembly {
@@ -303,8 +366,17 @@ impl Session {
             size: 0,
             utf8: Utf8Validator::new(),
         });
-        if asm.text && asm.utf8.feed(&frame.payload, frame.fin).is_err() {
-            return Err(ProtocolError::InvalidUtf8);
+        if asm.text {
+            let rest = match utf8 {
+                Some((v, seen)) => {
+                    asm.utf8 = v;
+                    &frame.payload[seen..]
+                }
+                None => &frame.payload[..],
+            };
+            if asm.utf8.feed(rest, frame.fin).is_err() {
+                return Err(ProtocolError::InvalidUtf8);
+            }
         }
         asm.size += len;
         asm.data = match std::mem::replace(&mut asm.data, Assembled::Empty) {
@@ -417,7 +489,7 @@ impl Session {
     /// [`poll_frame`](Self::poll_frame). A transport may then frame it
     /// itself (see `Connection::send_message`), skipping the queue.
     #[inline]
-    pub fn sends_as_is(&self, len: usize) -> bool {
+    pub(crate) fn sends_as_is(&self, len: usize) -> bool {
         self.state == CloseState::Open
             && !self.streaming_send
             && self.one_plain_frame(len)
@@ -579,7 +651,7 @@ impl Session {
 
 /// Parses a Close payload (RFC 6455 §5.5.1): empty, or a wire-valid code and a
 /// UTF-8 reason.
-pub fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, ProtocolError> {
+pub(crate) fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, ProtocolError> {
     match payload.len() {
         0 => Ok(None),
         1 => Err(ProtocolError::InvalidClosePayload),

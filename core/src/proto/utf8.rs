@@ -8,14 +8,14 @@
 
 /// Incremental UTF-8 validator for one message.
 #[derive(Debug, Default, Clone)]
-pub struct Utf8Validator {
+pub(crate) struct Utf8Validator {
     partial: [u8; 4],
     partial_len: u8,
 }
 
 /// The input can never become valid UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidUtf8;
+pub(crate) struct InvalidUtf8;
 
 /// Length of the sequence a leading byte announces (1 for invalid leads: the
 /// validator reports those as invalid anyway).
@@ -30,13 +30,13 @@ fn sequence_len(first: u8) -> usize {
 
 impl Utf8Validator {
     /// A validator with no pending bytes.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Validates the next chunk of the message. `fin` marks the last chunk:
     /// an incomplete sequence at its end is invalid.
-    pub fn feed(&mut self, mut chunk: &[u8], fin: bool) -> Result<(), InvalidUtf8> {
+    pub(crate) fn feed(&mut self, mut chunk: &[u8], fin: bool) -> Result<(), InvalidUtf8> {
         if self.partial_len > 0 {
             let have = self.partial_len as usize;
             let need = sequence_len(self.partial[0]) - have;
@@ -69,7 +69,8 @@ impl Utf8Validator {
     }
 
     /// True when no incomplete sequence is pending.
-    pub fn is_complete(&self) -> bool {
+    #[cfg(test)]
+    fn is_complete(&self) -> bool {
         self.partial_len == 0
     }
 }

@@ -25,7 +25,7 @@ pub use window::WindowBits;
 
 use pool::{NO_OWNER, Owner, give_back, lease, new_owner};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use flate2::{Decompress, FlushDecompress};
 use std::sync::Arc;
 use weft_core::ext::ExtensionError;
@@ -186,7 +186,7 @@ impl Compressor {
 
     /// Compresses `input` and appends the sync-flushed output (ending in
     /// `00 00 ff ff` unless nothing was pending) to `out`.
-    pub fn compress(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<(), ExtensionError> {
+    pub fn compress(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), ExtensionError> {
         if self.inner.is_none() {
             let params = self.params;
             let (mut d, warm) = lease(self.pool.as_deref(), &params, self.owner, || {
@@ -336,7 +336,7 @@ impl Decompressor {
         input: &[u8],
         finish: bool,
         budget: usize,
-        out: &mut Vec<u8>,
+        out: &mut BytesMut,
     ) -> Result<(), ExtensionError> {
         if self.inner.is_none() {
             let (mut d, warm) = lease(self.pool.as_deref(), &self.bits(), self.owner, || {
@@ -377,7 +377,7 @@ impl Decompressor {
         &mut self,
         mut input: &[u8],
         budget: usize,
-        out: &mut Vec<u8>,
+        out: &mut BytesMut,
     ) -> Result<bool, ExtensionError> {
         let d = self.inner.as_mut().expect("allocated by decompress");
         loop {
@@ -392,7 +392,7 @@ impl Decompressor {
                 .clamp(4096, 1 << 20)
                 .min(limit);
             if out.capacity() - out.len() < want {
-                out.reserve_exact(want.max(out.len().min(limit)).min(limit));
+                reserve_exact(out, want.max(out.len().min(limit)).min(limit));
             }
             let room = (out.capacity() - out.len()).min(limit);
             let (in0, out0) = (d.total_in(), d.total_out());
@@ -471,22 +471,34 @@ impl Drop for Decompressor {
     }
 }
 
-/// Strips the sync trailer from a finished message's output; an empty
-/// result becomes the single byte `00` (RFC 7692 §7.2.3.6), never an empty
-/// compressed payload.
-pub fn finish_message(mut out: Vec<u8>) -> Bytes {
+/// Makes room for exactly `additional` more bytes (`BytesMut::reserve` may
+/// double the buffer, which would let a decompression bomb's buffer grow
+/// past its budget).
+fn reserve_exact(out: &mut BytesMut, additional: usize) {
+    if out.capacity() - out.len() >= additional {
+        return;
+    }
+    let mut grown = BytesMut::with_capacity(out.len() + additional);
+    grown.extend_from_slice(out);
+    *out = grown;
+}
+
+/// Strips the sync trailer from a finished message's output (RFC 7692
+/// §7.2.1); an empty result becomes the single byte `00` (RFC 7692
+/// §7.2.3.6), never an empty compressed payload.
+pub fn finish_message(out: &mut BytesMut) {
     if out.ends_with(&SYNC_TRAILER) {
         out.truncate(out.len() - 4);
     }
     if out.is_empty() {
-        return Bytes::from_static(&[0x00]);
+        out.extend_from_slice(&[0x00]);
     }
-    Bytes::from(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn params(window: u8) -> DeflateParams {
         DeflateParams {
@@ -496,10 +508,16 @@ mod tests {
         }
     }
 
+    /// The finished payload of one message.
+    fn finish(mut out: BytesMut) -> Bytes {
+        finish_message(&mut out);
+        out.freeze()
+    }
+
     fn inflate(d: &mut Decompressor, payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         d.decompress(payload, true, 1 << 20, &mut out).unwrap();
-        out
+        out.to_vec()
     }
 
     #[test]
@@ -539,26 +557,26 @@ mod tests {
     #[test]
     fn compressor_matches_rfc_vectors() {
         let mut c = Compressor::new(params(15), None, Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c.compress(b"Hello", &mut out).unwrap();
         assert_eq!(
-            finish_message(out).as_ref(),
+            finish(out).as_ref(),
             [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
         );
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c.compress(b"Hello", &mut out).unwrap();
-        assert_eq!(finish_message(out).as_ref(), [0xf2, 0x00, 0x11, 0x00, 0x00]);
+        assert_eq!(finish(out).as_ref(), [0xf2, 0x00, 0x11, 0x00, 0x00]);
         c.end_message(false);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c.compress(b"Hello", &mut out).unwrap();
         assert_eq!(
-            finish_message(out).as_ref(),
+            finish(out).as_ref(),
             [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
         );
         // Empty input after a flush yields no bytes: the message becomes `00`.
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c.compress(b"", &mut out).unwrap();
-        assert_eq!(finish_message(out).as_ref(), [0x00]);
+        assert_eq!(finish(out).as_ref(), [0x00]);
     }
 
     #[test]
@@ -570,9 +588,9 @@ mod tests {
             let mut c = Compressor::new(params(w), None, Release::Never);
             let mut d = Decompressor::new(WindowBits::new(w).unwrap(), None, Release::Never);
             for len in [0usize, 1, 100, 5000, 70_000, 300_000] {
-                let mut out = Vec::new();
+                let mut out = BytesMut::new();
                 c.compress(&data[..len], &mut out).unwrap();
-                let payload = finish_message(out);
+                let payload = finish(out);
                 assert_eq!(inflate(&mut d, &payload), &data[..len], "w={w} len={len}");
             }
         }
@@ -582,15 +600,15 @@ mod tests {
     fn budget_at_limit_and_one_past() {
         let data = vec![b'a'; 10_000];
         let mut c = Compressor::new(params(15), None, Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c.compress(&data, &mut out).unwrap();
-        let payload = finish_message(out);
+        let payload = finish(out);
         let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         d.decompress(&payload, true, 10_000, &mut out).unwrap();
         assert_eq!(out.len(), 10_000);
         let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let e = d.decompress(&payload, true, 9_999, &mut out).unwrap_err();
         assert_eq!(e.code.as_u16(), 1009);
         assert!(out.capacity() <= 10_000, "{}", out.capacity());
@@ -615,11 +633,11 @@ mod tests {
             let msg = b"the same sentence, again and again, the same sentence".repeat(3);
             let mut sizes = Vec::new();
             for _ in 0..4 {
-                let mut out = Vec::new();
+                let mut out = BytesMut::new();
                 c.compress(&msg, &mut out).unwrap();
                 c.end_message(true);
                 assert_eq!(c.is_allocated(), !hc);
-                let payload = finish_message(out);
+                let payload = finish(out);
                 sizes.push(payload.len());
                 assert_eq!(inflate(&mut d, &payload), msg);
                 d.end_message(true);
@@ -639,10 +657,10 @@ mod tests {
         let msg = b"a sentence long enough to be worth a back-reference, twice".repeat(2);
         let mut sizes = Vec::new();
         for i in 0..4 {
-            let mut out = Vec::new();
+            let mut out = BytesMut::new();
             c.compress(&msg, &mut out).unwrap();
             c.end_message(true);
-            let payload = finish_message(out);
+            let payload = finish(out);
             sizes.push(payload.len());
             assert_eq!(inflate(&mut d, &payload), msg);
             d.end_message(true);
@@ -682,7 +700,7 @@ mod tests {
             b"Hello"
         );
         d.end_message(false);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let e = d
             .decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], true, 1000, &mut out)
             .unwrap_err();
@@ -692,7 +710,7 @@ mod tests {
     #[test]
     fn corrupt_data_is_1007() {
         let mut d = Decompressor::new(WindowBits::MAX, None, Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         let e = d
             .decompress(&[0xff, 0xff, 0xff, 0xff, 0x00], true, 1000, &mut out)
             .unwrap_err();
@@ -703,18 +721,18 @@ mod tests {
     fn pooled_compressor_is_reused() {
         let pool = Arc::new(ContextPool::new(4));
         let mut c = Compressor::new(params(10), Some(pool.clone()), Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c.compress(b"Hello", &mut out).unwrap();
         c.end_message(false);
         assert!(!c.is_allocated());
         assert_eq!(pool.len(), 1);
         let mut c2 = Compressor::new(params(10), Some(pool.clone()), Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c2.compress(b"Hello", &mut out).unwrap();
         assert_eq!(pool.len(), 0);
         // A reset context compresses like a fresh one.
         assert_eq!(
-            finish_message(out).as_ref(),
+            finish(out).as_ref(),
             [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
         );
     }
@@ -741,10 +759,10 @@ mod tests {
                 let msg =
                     format!("connection {i} says the same long sentence again, round {round}")
                         .repeat(4);
-                let mut out = Vec::new();
+                let mut out = BytesMut::new();
                 c.compress(msg.as_bytes(), &mut out).unwrap();
                 c.end_message(true);
-                let payload = finish_message(out);
+                let payload = finish(out);
                 sizes[i].push(payload.len());
                 assert_eq!(
                     inflate(d, &payload),
@@ -773,12 +791,12 @@ mod tests {
         let mut od = Decompressor::new(WindowBits::new(12).unwrap(), None, Release::Never);
         for _ in 0..3 {
             for (c, d) in [(&mut c, &mut d), (&mut other, &mut od)] {
-                let mut out = Vec::new();
+                let mut out = BytesMut::new();
                 c.compress(b"warm context, warm context, warm context", &mut out)
                     .unwrap();
                 c.end_message(true);
                 assert_eq!(
-                    inflate(d, &finish_message(out)),
+                    inflate(d, &finish(out)),
                     b"warm context, warm context, warm context"
                 );
             }
@@ -793,13 +811,13 @@ mod tests {
             .map(|i| (i % 251) as u8 ^ (i / 97) as u8)
             .collect();
         let mut c = Compressor::new(params(15), None, Release::Never);
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         c.compress(&data, &mut out).unwrap();
-        let payload = finish_message(out);
+        let payload = finish(out);
         let pool = Arc::new(ContextPool::new(4));
         let mut d = Decompressor::new(WindowBits::MAX, Some(pool.clone()), Release::WhenIdle);
         let (a, b) = payload.split_at(payload.len() / 2);
-        let mut got = Vec::new();
+        let mut got = BytesMut::new();
         d.decompress(a, false, 1 << 20, &mut got).unwrap();
         // The connection goes idle between two frames of one message.
         d.idle();
