@@ -79,7 +79,7 @@ fn echo(c: &mut Criterion) {
                 let Ok(Some(Message::Binary(p))) = conn.handle_read(&mut buf) else {
                     unreachable!()
                 };
-                conn.session().send(OpCode::Binary, p, &hints).unwrap();
+                conn.session_mut().send(OpCode::Binary, p, &hints).unwrap();
                 conn.poll_transmit(&mut wb);
                 let n = wb.len();
                 wb.advance(n);

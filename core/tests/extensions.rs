@@ -50,7 +50,7 @@ fn encode_in_negotiated_order_decode_in_reverse() {
     // XORed text followed by the untouched tag byte; RSV2 | RSV3 on the frame.
     let cfg = Config::default();
     let mut s = connection(Role::Server, &[Toy::Xor, Toy::Tag], &cfg);
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"ab"),
@@ -71,7 +71,7 @@ fn encode_in_negotiated_order_decode_in_reverse() {
 fn per_frame_stage_runs_after_fragmentation() {
     let cfg = Config::default().send_frame_size(2);
     let mut s = connection(Role::Server, &[Toy::Xor, Toy::Tag], &cfg);
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Binary,
             Bytes::from_static(b"abcd"),

@@ -54,7 +54,7 @@ fn assert_fails(bytes: &[u8], code: u16) -> ProtocolError {
     // Nothing more is processed after failing.
     let (msgs, err2) = feed(&mut s, &client_frame(0x81, b"late"));
     assert!(msgs.is_empty() && err2.is_none());
-    assert_eq!(s.session_ref().state(), CloseState::Failed);
+    assert_eq!(s.session().state(), CloseState::Failed);
     err
 }
 
@@ -120,7 +120,7 @@ fn rfc_5_7_server_vectors() {
         &[0x81, 0x85, 0, 0, 0, 0, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
     );
     assert_eq!(m, vec![Message::text("Hello")]);
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"Hello"),
@@ -136,14 +136,14 @@ fn rfc_5_7_server_vectors() {
 #[test]
 fn client_frames_are_masked_with_fresh_keys() {
     let mut c = client();
-    c.session()
+    c.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"Hello"),
             &SendHints::default(),
         )
         .unwrap();
-    c.session()
+    c.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"Hello"),
@@ -266,10 +266,10 @@ fn close_handshake_initiated_by_peer() {
         )))]
     );
     assert_eq!(drain_output(&mut s), [0x88, 0x02, 0x03, 0xe8]);
-    assert!(s.session_ref().is_finished());
+    assert!(s.session().is_finished());
     // No data after the Close; a Ping after the Close is not answered.
     assert_eq!(
-        s.session()
+        s.session_mut()
             .send(OpCode::Text, Bytes::new(), &SendHints::default()),
         Err(SendError::Closed)
     );
@@ -288,36 +288,36 @@ fn close_handshake_initiated_locally_and_timeout() {
     let cfg = Config::default().close_timeout(Duration::from_secs(2));
     let mut s = conn(Role::Server, &cfg);
     let t0 = Instant::now();
-    s.session()
+    s.session_mut()
         .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "x")), t0)
         .unwrap();
     assert_eq!(drain_output(&mut s), [0x88, 0x03, 0x03, 0xe9, b'x']);
-    assert_eq!(s.session_ref().state(), CloseState::CloseSent);
+    assert_eq!(s.session().state(), CloseState::CloseSent);
     // No data after our Close, but incoming data is still processed.
     assert_eq!(
-        s.session()
+        s.session_mut()
             .send(OpCode::Binary, Bytes::new(), &SendHints::default()),
         Err(SendError::Closed)
     );
     let (m, _) = feed(&mut s, &client_frame(0x82, b"d"));
     assert_eq!(m, vec![Message::binary(&b"d"[..])]);
     assert_eq!(
-        s.session_ref().poll_timeout(),
+        s.session().poll_timeout(),
         Some(t0 + Duration::from_secs(2))
     );
-    s.session().handle_timeout(t0 + Duration::from_millis(1999));
-    assert_eq!(s.session_ref().state(), CloseState::CloseSent);
-    s.session().handle_timeout(t0 + Duration::from_secs(2));
-    assert_eq!(s.session_ref().state(), CloseState::Closed);
+    s.session_mut().handle_timeout(t0 + Duration::from_millis(1999));
+    assert_eq!(s.session().state(), CloseState::CloseSent);
+    s.session_mut().handle_timeout(t0 + Duration::from_secs(2));
+    assert_eq!(s.session().state(), CloseState::Closed);
 
     // The peer's answer completes it without a reply.
     let mut s = server();
-    s.session().close(None, Instant::now()).unwrap();
+    s.session_mut().close(None, Instant::now()).unwrap();
     drain_output(&mut s);
     let (m, _) = feed(&mut s, &client_frame(0x88, &1000u16.to_be_bytes()));
     assert_eq!(m.len(), 1);
     assert!(drain_output(&mut s).is_empty());
-    assert_eq!(s.session_ref().state(), CloseState::Closed);
+    assert_eq!(s.session().state(), CloseState::Closed);
 }
 
 #[test]
@@ -325,23 +325,23 @@ fn unsendable_close_codes_are_refused() {
     for code in [1005u16, 1006, 1015, 999, 5000] {
         let mut s = server();
         let r = s
-            .session()
+            .session_mut()
             .close(Some(CloseFrame::new(code.into(), "")), Instant::now());
         assert_eq!(r, Err(SendError::InvalidCloseCode(code)));
     }
     let mut s = server();
     assert_eq!(
-        s.session().ping(Bytes::from(vec![0u8; 126])),
+        s.session_mut().ping(Bytes::from(vec![0u8; 126])),
         Err(SendError::ControlTooLong(126))
     );
-    assert!(s.session().ping(Bytes::from(vec![0u8; 125])).is_ok());
+    assert!(s.session_mut().ping(Bytes::from(vec![0u8; 125])).is_ok());
 }
 
 #[test]
 fn fragmentation_on_send() {
     let cfg = Config::default().send_frame_size(4);
     let mut s = conn(Role::Server, &cfg);
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"abcdefghij"),
@@ -358,19 +358,19 @@ fn fragmentation_on_send() {
     let mut s = server();
     let h = SendHints::default();
     assert_eq!(
-        s.session()
+        s.session_mut()
             .send_fragment(OpCode::Continuation, Bytes::new(), true, &h),
         Err(SendError::FragmentOrder)
     );
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Binary, Bytes::from_static(b"a"), false, &h)
         .unwrap();
     assert_eq!(
-        s.session().send(OpCode::Binary, Bytes::new(), &h),
+        s.session_mut().send(OpCode::Binary, Bytes::new(), &h),
         Err(SendError::FragmentOrder)
     );
-    s.session().ping(Bytes::new()).unwrap(); // control frames may interleave
-    s.session()
+    s.session_mut().ping(Bytes::new()).unwrap(); // control frames may interleave
+    s.session_mut()
         .send_fragment(OpCode::Continuation, Bytes::from_static(b"b"), true, &h)
         .unwrap();
     assert_eq!(

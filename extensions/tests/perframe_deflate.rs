@@ -228,14 +228,14 @@ fn digest_vectors_decode() {
 fn encoder_compresses_each_frame() {
     let h = SendHints::default();
     let mut s = conn(Role::Server, PerFrameDeflate::new(), "deflate-frame");
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
         drain_output(&mut s),
         [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
     );
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
@@ -243,14 +243,14 @@ fn encoder_compresses_each_frame() {
         [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
     );
     // Fragments: each frame compressed and flagged; empty frames plain; pings untouched.
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Binary, Bytes::from_static(b"Hel"), false, &h)
         .unwrap();
-    s.session().ping(Bytes::from_static(b"p")).unwrap();
-    s.session()
+    s.session_mut().ping(Bytes::from_static(b"p")).unwrap();
+    s.session_mut()
         .send_fragment(OpCode::Continuation, Bytes::new(), false, &h)
         .unwrap();
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Continuation, Bytes::from_static(b"lo"), true, &h)
         .unwrap();
     let out = drain_output(&mut s);
@@ -275,7 +275,7 @@ fn encoder_compresses_each_frame() {
         "deflate-frame; no_context_takeover",
     );
     for _ in 0..2 {
-        s.session()
+        s.session_mut()
             .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
             .unwrap();
         assert_eq!(
@@ -306,7 +306,7 @@ fn bad_input() {
     let n = server_negotiate(&f, &parse_extensions(["deflate-frame"]).unwrap()).unwrap();
     let mut s = connection_with(Role::Server, n, &limits);
     let mut enc = conn(Role::Client, PerFrameDeflate::new(), "deflate-frame");
-    enc.session()
+    enc.session_mut()
         .send(
             OpCode::Binary,
             Bytes::from(vec![0u8; 1001]),

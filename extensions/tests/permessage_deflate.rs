@@ -394,14 +394,14 @@ fn server_encodes_the_rfc_vectors() {
     let cfg = Config::default();
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
     let h = SendHints::default();
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
         drain_output(&mut s),
         [0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]
     );
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
@@ -409,7 +409,7 @@ fn server_encodes_the_rfc_vectors() {
         [0xc1, 0x05, 0xf2, 0x00, 0x11, 0x00, 0x00]
     );
     // Opting out: RSV1 clear, the window untouched.
-    s.session()
+    s.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"Hello"),
@@ -420,9 +420,9 @@ fn server_encodes_the_rfc_vectors() {
         drain_output(&mut s),
         [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
     );
-    s.session().send(OpCode::Binary, Bytes::new(), &h).unwrap();
+    s.session_mut().send(OpCode::Binary, Bytes::new(), &h).unwrap();
     assert_eq!(drain_output(&mut s), [0xc2, 0x01, 0x00]);
-    s.session().ping(Bytes::from_static(b"p")).unwrap();
+    s.session_mut().ping(Bytes::from_static(b"p")).unwrap();
     assert_eq!(drain_output(&mut s), [0x89, 0x01, b'p']);
 
     // No context takeover: identical payloads for identical messages.
@@ -433,7 +433,7 @@ fn server_encodes_the_rfc_vectors() {
         &cfg,
     );
     for _ in 0..3 {
-        s.session()
+        s.session_mut()
             .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
             .unwrap();
         assert_eq!(
@@ -443,7 +443,7 @@ fn server_encodes_the_rfc_vectors() {
     }
     // Below the threshold: uncompressed.
     let mut s = connection(Role::Server, rfc().threshold(6), "permessage-deflate", &cfg);
-    s.session()
+    s.session_mut()
         .send(OpCode::Text, Bytes::from_static(b"Hello"), &h)
         .unwrap();
     assert_eq!(
@@ -452,10 +452,10 @@ fn server_encodes_the_rfc_vectors() {
     );
     // Streamed fragments: sync-flushed pieces, stripped only at the end.
     let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Text, Bytes::from_static(b"Hel"), false, &h)
         .unwrap();
-    s.session()
+    s.session_mut()
         .send_fragment(OpCode::Continuation, Bytes::from_static(b"lo"), true, &h)
         .unwrap();
     assert_eq!(
@@ -493,7 +493,7 @@ fn bad_input_fails_with_the_right_code() {
     assert_eq!(code(client_frame(0xc1, &[0xff, 0xff, 0xff])), 1007);
     // Invalid UTF-8 after decompression (the wire bytes are valid DEFLATE).
     let mut c = connection(Role::Client, rfc(), "permessage-deflate", &cfg);
-    c.session()
+    c.session_mut()
         .send(
             OpCode::Text,
             Bytes::from_static(b"ok \xff"),
@@ -518,7 +518,7 @@ fn decompression_budget_at_the_limit_and_one_past() {
         "permessage-deflate",
         &Config::default(),
     );
-    enc.session()
+    enc.session_mut()
         .send(
             OpCode::Binary,
             Bytes::from(data.clone()),
@@ -557,7 +557,7 @@ fn a_one_gib_bomb_stops_at_the_limit() {
         } else {
             OpCode::Continuation
         };
-        enc.session()
+        enc.session_mut()
             .send_fragment(op, chunk.clone(), i == 63, &h)
             .unwrap();
         wire.extend(drain_output(&mut enc));

@@ -679,7 +679,7 @@ fn run_weft(
     let start = Instant::now();
     for m in msgs {
         client
-            .session()
+            .session_mut()
             .send(opcode, m.clone(), &hints)
             .map_err(|e| format!("send: {e}"))?;
         client.poll_transmit(&mut wb);

@@ -172,12 +172,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     /// This end's role.
     pub fn role(&self) -> Role {
-        self.conn.session_ref().role()
+        self.conn.session().role()
     }
 
     /// The closing handshake state.
     pub fn close_state(&self) -> CloseState {
-        self.conn.session_ref().state()
+        self.conn.session().state()
     }
 
     /// The transport.
@@ -228,7 +228,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     ) -> Result<(), Error> {
         poll_fn(|cx| self.poll_ready_inner(cx)).await?;
         self.conn
-            .session()
+            .session_mut()
             .send_fragment(opcode, payload, fin, &SendHints::default())?;
         self.conn.poll_transmit(&mut self.write_buf);
         Ok(())
@@ -243,7 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// (discarding incoming data) until the peer answers and the transport is
     /// closed, or the close timeout passes.
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
-        if self.conn.session_ref().state() == CloseState::Open {
+        if self.conn.session().state() == CloseState::Open {
             self.queue(
                 Message::Close(Some(CloseFrame::new(code, reason))),
                 &SendHints::default(),
@@ -282,9 +282,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             Message::Binary(b) => {
                 return Ok(self.conn.send_message(OpCode::Binary, b, hints, out)?);
             }
-            Message::Ping(b) => self.conn.session().ping(b)?,
-            Message::Pong(b) => self.conn.session().pong(b)?,
-            Message::Close(f) => self.conn.session().close(f, Instant::now())?,
+            Message::Ping(b) => self.conn.session_mut().ping(b)?,
+            Message::Pong(b) => self.conn.session_mut().pong(b)?,
+            Message::Close(f) => self.conn.session_mut().close(f, Instant::now())?,
         }
         self.conn.poll_transmit(out);
         Ok(())
@@ -463,7 +463,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 (None, b) => b,
             }
         }
-        let a = earlier(self.conn.session_ref().poll_timeout(), self.keepalive_at);
+        let a = earlier(self.conn.session().poll_timeout(), self.keepalive_at);
         earlier(a, earlier(self.finish_by, self.idle_at))
     }
 
@@ -475,7 +475,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             && self.keepalive_at.is_none()
             && self.idle_at.is_none()
             && self.finish_by.is_none()
-            && self.conn.session_ref().poll_timeout().is_none()
+            && self.conn.session().poll_timeout().is_none()
         {
             // No deadline and no timer: the usual case of an open connection.
             return false;
@@ -505,7 +505,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             return false;
         }
         let now = Instant::now();
-        self.conn.session().handle_timeout(now);
+        self.conn.session_mut().handle_timeout(now);
         if let (Some(at), Some(d)) = (self.idle_at, self.idle_after)
             && now >= at
         {
@@ -513,15 +513,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 self.idle_at = Some(now + d);
             } else {
                 self.idle_at = None;
-                self.conn.session().idle();
+                self.conn.session_mut().idle();
             }
         }
         if let (Some(at), Some(d)) = (self.keepalive_at, self.keepalive)
             && now >= at
         {
             self.keepalive_at = Some(now + d);
-            if self.conn.session_ref().state() == CloseState::Open {
-                let _ = self.conn.session().ping(Bytes::new());
+            if self.conn.session().state() == CloseState::Open {
+                let _ = self.conn.session_mut().ping(Bytes::new());
                 self.conn.poll_transmit(&mut self.write_buf);
             }
         }
@@ -561,7 +561,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     // the application fed waits until input runs dry, so a
                     // burst of requests is answered with one write.
                     let replies = self.conn.poll_transmit(&mut self.write_buf);
-                    if self.conn.session_ref().is_finished() {
+                    if self.conn.session().is_finished() {
                         self.enter(Phase::Closing);
                     } else if replies && let Poll::Ready(Err(e)) = self.poll_write_out(cx) {
                         self.enter(Phase::Failing(Some(e.into())));
@@ -575,7 +575,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                     continue;
                 }
             }
-            if self.conn.session_ref().is_finished() {
+            if self.conn.session().is_finished() {
                 self.enter(Phase::Closing);
                 continue;
             }
@@ -671,7 +671,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
     /// connection until the closing handshake ends (incoming data is dropped).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.conn.session_ref().state() == CloseState::Open && matches!(this.phase, Phase::Open)
+        if this.conn.session().state() == CloseState::Open && matches!(this.phase, Phase::Open)
         {
             this.queue(
                 Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))),

@@ -310,16 +310,25 @@ impl Connection {
         }
     }
 
-    /// The session, for application commands and state.
+    /// The session, read-only (state, role, deadlines).
+    ///
+    /// ```
+    /// use weft_core::{CloseState, Config, Connection, Role, Session};
+    /// let cfg = Config::default();
+    /// let conn = Connection::new(Session::new(Role::Client, &cfg), &cfg);
+    /// // A shared borrow is enough to look.
+    /// assert_eq!(conn.session().state(), CloseState::Open);
+    /// ```
     #[inline]
-    pub fn session(&mut self) -> &mut Session {
-        &mut self.session
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
-    /// The session, read-only.
+    /// The session, for application commands (send, ping, close) and
+    /// timer input.
     #[inline]
-    pub fn session_ref(&self) -> &Session {
-        &self.session
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
     }
 
     /// Lower bound on the bytes the next call to `handle_read` needs.
@@ -537,15 +546,15 @@ mod tests {
     fn server_writes_rfc_vectors() {
         let cfg = Config::default();
         let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
-        c.session()
+        c.session_mut()
             .send(
                 OpCode::Text,
                 Bytes::from_static(b"Hello"),
                 &SendHints::default(),
             )
             .unwrap();
-        c.session().ping(Bytes::from_static(b"Hello")).unwrap();
-        c.session()
+        c.session_mut().ping(Bytes::from_static(b"Hello")).unwrap();
+        c.session_mut()
             .send(
                 OpCode::Binary,
                 Bytes::from(vec![7u8; 65536]),
@@ -588,10 +597,10 @@ mod tests {
             direct
                 .send_message(OpCode::Binary, payload.clone(), &hints(), &mut a)
                 .unwrap();
-            assert!(!direct.session_ref().has_output(), "len {len}");
+            assert!(!direct.session().has_output(), "len {len}");
             let mut queued = Connection::new(Session::new(Role::Server, &cfg), &cfg);
             queued
-                .session()
+                .session_mut()
                 .send(OpCode::Binary, payload, &hints())
                 .unwrap();
             let mut b = WriteBuffer::new();
@@ -606,7 +615,7 @@ mod tests {
         let cfg = Config::default();
         let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
         // A Pong the session queued (say, for a Ping just read) goes first.
-        c.session().pong(Bytes::from_static(b"p")).unwrap();
+        c.session_mut().pong(Bytes::from_static(b"p")).unwrap();
         let mut out = WriteBuffer::new();
         send(&mut c, OpCode::Text, b"Hello", &mut out).unwrap();
         send(&mut c, OpCode::Binary, b"!", &mut out).unwrap();
@@ -641,20 +650,20 @@ mod tests {
         );
         // Inside a streamed message: refused, nothing written.
         let before = out.len();
-        c.session()
+        c.session_mut()
             .send_fragment(OpCode::Binary, Bytes::from_static(b"x"), false, &hints())
             .unwrap();
         assert_eq!(
             send(&mut c, OpCode::Binary, b"y", &mut out),
             Err(SendError::FragmentOrder)
         );
-        c.session()
+        c.session_mut()
             .send_fragment(OpCode::Continuation, Bytes::new(), true, &hints())
             .unwrap();
         c.poll_transmit(&mut out);
         assert_eq!(out.len(), before + 3 + 2);
         // After Close: refused.
-        c.session().close(None, std::time::Instant::now()).unwrap();
+        c.session_mut().close(None, std::time::Instant::now()).unwrap();
         assert_eq!(
             send(&mut c, OpCode::Binary, b"z", &mut out),
             Err(SendError::Closed)
