@@ -596,7 +596,7 @@ impl MuxServerBuilder {
     /// never combined with mux on one connection (see [`UnlessMux`]).
     /// `channel_options` says what each logical channel may negotiate.
     pub fn new(physical: ServerBuilder, config: MuxConfig, channel_options: ServerOptions) -> Self {
-        let mut options = physical.get_options().clone();
+        let mut options = physical.handshake_options().clone();
         let plain = std::mem::take(&mut options.extensions);
         options.extensions.push(Arc::new(MuxFactory { quota: 0 }));
         for f in plain {

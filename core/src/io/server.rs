@@ -94,13 +94,19 @@ impl ServerBuilder {
         self
     }
 
-    /// The handshake options in use.
-    pub fn get_options(&self) -> &ServerOptions {
+    /// The handshake options in use (extensions, subprotocol selection,
+    /// Origin check).
+    ///
+    /// Not `options()`: that name is the builder's setter, and a builder
+    /// keeps the plain name for the setter (the getters name what they
+    /// return instead of taking a `get_` prefix).
+    pub fn handshake_options(&self) -> &ServerOptions {
         &self.options
     }
 
-    /// The limits in use.
-    pub fn get_config(&self) -> &Config {
+    /// The connection settings (limits and timeouts) in use; `config` is
+    /// the setter (see [`handshake_options`](Self::handshake_options)).
+    pub fn connection_config(&self) -> &Config {
         &self.config
     }
 
