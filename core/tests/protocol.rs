@@ -305,7 +305,8 @@ fn close_handshake_initiated_locally_and_timeout() {
         s.session().poll_timeout(),
         Some(t0 + Duration::from_secs(2))
     );
-    s.session_mut().handle_timeout(t0 + Duration::from_millis(1999));
+    s.session_mut()
+        .handle_timeout(t0 + Duration::from_millis(1999));
     assert_eq!(s.session().state(), CloseState::CloseSent);
     s.session_mut().handle_timeout(t0 + Duration::from_secs(2));
     assert_eq!(s.session().state(), CloseState::Closed);

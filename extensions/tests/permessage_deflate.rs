@@ -420,7 +420,9 @@ fn server_encodes_the_rfc_vectors() {
         drain_output(&mut s),
         [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']
     );
-    s.session_mut().send(OpCode::Binary, Bytes::new(), &h).unwrap();
+    s.session_mut()
+        .send(OpCode::Binary, Bytes::new(), &h)
+        .unwrap();
     assert_eq!(drain_output(&mut s), [0xc2, 0x01, 0x00]);
     s.session_mut().ping(Bytes::from_static(b"p")).unwrap();
     assert_eq!(drain_output(&mut s), [0x89, 0x01, b'p']);

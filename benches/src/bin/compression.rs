@@ -1123,7 +1123,7 @@ impl Server {
     }
 }
 
-type Ws = WebSocket<TcpStream>;
+type Ws = WebSocket<weft_core::MaybeTlsStream>;
 
 /// Opens `n` connections, `CONNECT_CONCURRENCY` at a time; also returns how
 /// many took longer than [`SLOW_CONNECT`] (a dropped SYN is retried after 1 s).

@@ -16,11 +16,13 @@
 mod client;
 mod server;
 mod split;
+mod stream;
 mod wake;
 
 pub use client::{ClientBuilder, connect};
 pub use server::{PendingUpgrade, RequestHook, ServerBuilder, accept};
 pub use split::{WebSocketReader, WebSocketWriter};
+pub use stream::MaybeTlsStream;
 
 use crate::error::Error;
 use crate::ext::{ExtensionHeader, Negotiated, SendHints};
@@ -671,8 +673,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> futures_sink::Sink<Message> for WebSocke
     /// connection until the closing handshake ends (incoming data is dropped).
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let this = self.get_mut();
-        if this.conn.session().state() == CloseState::Open && matches!(this.phase, Phase::Open)
-        {
+        if this.conn.session().state() == CloseState::Open && matches!(this.phase, Phase::Open) {
             this.queue(
                 Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, ""))),
                 &SendHints::default(),

@@ -663,7 +663,9 @@ mod tests {
         c.poll_transmit(&mut out);
         assert_eq!(out.len(), before + 3 + 2);
         // After Close: refused.
-        c.session_mut().close(None, std::time::Instant::now()).unwrap();
+        c.session_mut()
+            .close(None, std::time::Instant::now())
+            .unwrap();
         assert_eq!(
             send(&mut c, OpCode::Binary, b"z", &mut out),
             Err(SendError::Closed)
