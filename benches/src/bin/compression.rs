@@ -71,7 +71,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use weft_core::ext::{
     ClientExtensionFactory, Negotiated, SendHints, ServerExtensionFactory, client_accept,
