@@ -77,12 +77,16 @@ pub use proto::{
     CloseCode, CloseFrame, CloseState, Config, Connection, Frame, FrameHeader, HeaderParse,
     Message, OpCode, ProtocolError, Role, Rsv, SendError, Session, Utf8Bytes,
 };
-/// The TLS crate behind [`ClientBuilder::connect_tls`] (feature `rustls`),
-/// re-exported so servers build their acceptors with the same version.
+/// The TLS crate behind `wss://` in [`ClientBuilder::connect`] (feature
+/// `rustls`), re-exported so servers build their acceptors with the same
+/// version.
 #[cfg(feature = "rustls")]
 pub use tokio_rustls;
 
 #[cfg(feature = "tokio")]
 pub use io::{
-    ClientBuilder, ServerBuilder, WebSocket, WebSocketReader, WebSocketWriter, accept, connect,
+    ClientBuilder, MaybeTlsStream, ServerBuilder, WebSocket, WebSocketReader, WebSocketWriter,
+    accept, connect,
 };
+
+pub use handshake::IntoClientRequest;

@@ -109,7 +109,9 @@ trait SplitSinkStream: Sized {
         futures_util::stream::SplitStream<Self>,
     );
 }
-impl SplitSinkStream for weft_core::WebSocket<TcpStream> {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> SplitSinkStream
+    for weft_core::WebSocket<S>
+{
     fn split_sink_stream(
         self,
     ) -> (

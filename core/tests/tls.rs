@@ -1,16 +1,18 @@
-//! `wss://` through `ClientBuilder::connect_tls` (feature `rustls`), against
-//! a tokio-rustls server on 127.0.0.1 with a self-signed certificate.
+//! `wss://` through the one `ClientBuilder::connect` (feature `rustls`),
+//! against a tokio-rustls server on 127.0.0.1 with a self-signed
+//! certificate, and `ws://` through the same call.
 #![cfg(feature = "rustls")]
 
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use weft_core::IntoClientRequest;
 use weft_core::handshake::HandshakeError;
 use weft_core::tokio_rustls::rustls::pki_types::{
     CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer,
 };
 use weft_core::tokio_rustls::rustls::{self, RootCertStore};
 use weft_core::tokio_rustls::{TlsAcceptor, TlsConnector};
-use weft_core::{ClientBuilder, Error, Message, ServerBuilder};
+use weft_core::{ClientBuilder, Error, MaybeTlsStream, Message, ServerBuilder};
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -62,12 +64,21 @@ async fn tls_echo_server(config: Arc<rustls::ServerConfig>) -> u16 {
 async fn wss_echo_with_a_trusted_certificate() {
     let (server, client) = certificate();
     let port = tls_echo_server(server).await;
+    let mut request = format!("wss://127.0.0.1:{port}/chat")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer t".parse().unwrap());
     let (mut ws, response) = ClientBuilder::new()
         .tls_config(client)
-        .connect_tls(&format!("wss://127.0.0.1:{port}/chat"))
+        .connect(request)
         .await
         .unwrap();
     assert_eq!(response.status(), 101);
+    assert!(matches!(ws.get_ref(), MaybeTlsStream::Rustls(_)));
+    assert!(ws.get_ref().is_tls());
+    assert_eq!(ws.get_ref().tcp_stream().peer_addr().unwrap().port(), port);
     let big = vec![7u8; 200_000];
     ws.send(Message::text("hello over TLS")).await.unwrap();
     ws.send(Message::binary(big.clone())).await.unwrap();
@@ -80,12 +91,42 @@ async fn wss_echo_with_a_trusted_certificate() {
 }
 
 #[tokio::test]
+async fn one_builder_connects_to_ws_and_wss() {
+    let (server, client) = certificate();
+    let tls_port = tls_echo_server(server).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let plain = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = ServerBuilder::new().accept(tcp).await.unwrap();
+        while let Some(Ok(m)) = ws.recv().await {
+            if m.is_data() && ws.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let builder = ClientBuilder::new().tls_config(client);
+    for url in [
+        format!("wss://127.0.0.1:{tls_port}/"),
+        format!("ws://{plain}/"),
+    ] {
+        let (mut ws, _) = builder.connect(&url).await.unwrap();
+        assert_eq!(ws.get_ref().is_tls(), url.starts_with("wss:"), "{url}");
+        ws.send(Message::text(url.as_str())).await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::text(url.as_str())
+        );
+    }
+}
+
+#[tokio::test]
 async fn untrusted_certificate_fails_the_tls_handshake() {
     let (server, _) = certificate();
     let port = tls_echo_server(server).await;
-    // The default configuration trusts Mozilla's roots, not our certificate.
-    let err = ClientBuilder::new()
-        .connect_tls(&format!("wss://127.0.0.1:{port}/"))
+    // The default configuration (here through the free `connect`) trusts
+    // Mozilla's roots, not our certificate.
+    let err = weft_core::connect(format!("wss://127.0.0.1:{port}/"))
         .await
         .unwrap_err();
     match err {
@@ -97,20 +138,15 @@ async fn untrusted_certificate_fails_the_tls_handshake() {
 }
 
 #[tokio::test]
-async fn wrong_schemes_are_refused_with_a_pointer() {
+async fn other_schemes_are_invalid_urls() {
     let e = ClientBuilder::new()
-        .connect_tls("ws://127.0.0.1:1/")
+        .connect("https://127.0.0.1:1/")
         .await
         .unwrap_err();
     assert!(
-        e.to_string().contains("connect_tls needs a wss:// URL"),
+        matches!(e, Error::Handshake(HandshakeError::InvalidUrl(_))),
         "{e}"
     );
-    let e = ClientBuilder::new()
-        .connect("wss://127.0.0.1:1/")
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("connect_tls"), "{e}");
 }
 
 #[tokio::test]

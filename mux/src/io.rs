@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use weft_core::ext::{ExtensionFactory, SendHints, parse_extensions};
-use weft_core::handshake::{ServerOptions, Target};
+use weft_core::handshake::{HandshakeError, IntoClientRequest, ServerOptions, Target};
 use weft_core::{ClientBuilder, CloseCode, CloseFrame, Error, Message, ServerBuilder, WebSocket};
 
 /// The outcome of an AddChannelRequest and the task waiting for it.
@@ -414,19 +414,32 @@ impl std::fmt::Debug for MuxClient {
 }
 
 impl MuxClient {
-    /// Connects to `url` offering `mux`, and starts the driver task. Fails
-    /// if the server does not accept mux.
-    pub async fn connect(url: &str, config: MuxConfig) -> Result<MuxClient, Error> {
-        let target = Target::parse(url)?;
+    /// Connects to a `ws://` or `wss://` URL (or a request with custom
+    /// headers, see [`IntoClientRequest`]) offering `mux`, and starts the
+    /// driver task. Fails if the server does not accept mux. The request's
+    /// `Host` (by default the URL's authority) goes into the encapsulated
+    /// requests of new channels.
+    pub async fn connect(
+        request: impl IntoClientRequest,
+        config: MuxConfig,
+    ) -> Result<MuxClient, Error> {
+        let request = request.into_client_request()?;
+        let host = match request.headers().get(http::header::HOST) {
+            Some(h) => h
+                .to_str()
+                .map_err(|_| HandshakeError::InvalidRequest("Host is not ASCII".into()))?
+                .to_owned(),
+            None => Target::from_uri(request.uri())?.authority,
+        };
         let builder = ClientBuilder::new()
             .extension(MuxFactory {
                 quota: config.implicit_quota,
             })
             .config(config.channel.clone());
-        let (ws, _) = builder.connect(url).await?;
+        let (ws, _) = builder.connect(request).await?;
         // A tuning, not a requirement: the connection works without it.
-        let _ = tune_tcp(ws.get_ref(), &config);
-        Self::start(ws, &target.authority, config)
+        let _ = tune_tcp(ws.get_ref().tcp_stream(), &config);
+        Self::start(ws, &host, config)
     }
 
     /// Starts multiplexing over an already negotiated physical connection.
@@ -440,10 +453,9 @@ impl MuxClient {
             .iter()
             .any(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
         {
-            return Err(weft_core::handshake::HandshakeError::InvalidResponse(
-                "the server did not accept mux".into(),
-            )
-            .into());
+            return Err(
+                HandshakeError::InvalidResponse("the server did not accept mux".into()).into(),
+            );
         }
         let max_pending = config.max_buffered_per_channel;
         let mux = Multiplexer::client(config, host);
@@ -596,7 +608,7 @@ impl MuxServerBuilder {
     /// never combined with mux on one connection (see [`UnlessMux`]).
     /// `channel_options` says what each logical channel may negotiate.
     pub fn new(physical: ServerBuilder, config: MuxConfig, channel_options: ServerOptions) -> Self {
-        let mut options = physical.get_options().clone();
+        let mut options = physical.handshake_options().clone();
         let plain = std::mem::take(&mut options.extensions);
         options.extensions.push(Arc::new(MuxFactory { quota: 0 }));
         for f in plain {

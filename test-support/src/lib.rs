@@ -234,7 +234,7 @@ pub async fn tcp_pair(
     client: ClientBuilder,
     server: ServerBuilder,
 ) -> (
-    WebSocket<tokio::net::TcpStream>,
+    WebSocket<weft_core::MaybeTlsStream>,
     WebSocket<tokio::net::TcpStream>,
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

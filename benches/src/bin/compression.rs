@@ -71,7 +71,6 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use weft_core::ext::{
     ExtensionFactory, Negotiated, SendHints, client_accept, client_offers, format_extensions,
@@ -1118,7 +1117,7 @@ impl Server {
     }
 }
 
-type Ws = WebSocket<TcpStream>;
+type Ws = WebSocket<weft_core::MaybeTlsStream>;
 
 /// Opens `n` connections, `CONNECT_CONCURRENCY` at a time; also returns how
 /// many took longer than [`SLOW_CONNECT`] (a dropped SYN is retried after 1 s).

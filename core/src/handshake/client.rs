@@ -7,7 +7,7 @@ use crate::ext::{
     ExtensionFactory, Negotiated, client_accept, client_offers, format_extensions, is_token,
     parse_extensions,
 };
-use std::fmt::Write as _;
+use std::io::Write as _;
 use std::sync::Arc;
 
 /// Where a client connects, from a `ws://` or `wss://` URL (RFC 6455 §3).
@@ -28,11 +28,14 @@ pub struct Target {
 impl Target {
     /// Parses a WebSocket URL. Fragments are rejected (RFC 6455 §3).
     pub fn parse(url: &str) -> Result<Target, HandshakeError> {
-        let bad = |why: &str| HandshakeError::InvalidUrl(format!("{url}: {why}"));
-        if url.contains('#') {
-            return Err(bad("fragments are not allowed"));
-        }
-        let uri: http::Uri = url.parse().map_err(|_| bad("not a URI"))?;
+        let uri = parse_url(url)?;
+        Target::from_uri(&uri)
+    }
+
+    /// The target of a parsed URI: scheme `ws` or `wss`, a host, no user
+    /// info (RFC 6455 §3). (`http::Uri` drops fragments when it parses.)
+    pub fn from_uri(uri: &http::Uri) -> Result<Target, HandshakeError> {
+        let bad = |why: &str| HandshakeError::InvalidUrl(format!("{uri}: {why}"));
         let tls = match uri.scheme_str() {
             Some(s) if s.eq_ignore_ascii_case("ws") => false,
             Some(s) if s.eq_ignore_ascii_case("wss") => true,
@@ -51,16 +54,11 @@ impl Target {
             return Err(bad("empty host"));
         }
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        let resource = match uri.path_and_query() {
-            Some(pq) if !pq.as_str().is_empty() && pq.as_str() != "/" || pq_has_query(&uri) => {
-                let s = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-                if s.starts_with('/') {
-                    s.to_owned()
-                } else {
-                    format!("/{s}")
-                }
-            }
-            _ => "/".to_owned(),
+        let resource = match uri.path_and_query().map(|pq| pq.as_str()) {
+            None | Some("") => "/".to_owned(),
+            Some(s) if s.starts_with('/') => s.to_owned(),
+            // "ws://h?q": the path is empty, the query is not.
+            Some(s) => format!("/{s}"),
         };
         Ok(Target {
             tls,
@@ -72,8 +70,113 @@ impl Target {
     }
 }
 
-fn pq_has_query(uri: &http::Uri) -> bool {
-    uri.query().is_some()
+/// A URL string as a URI; fragments are rejected (RFC 6455 §3).
+fn parse_url(url: &str) -> Result<http::Uri, HandshakeError> {
+    let bad = |why: &str| HandshakeError::InvalidUrl(format!("{url}: {why}"));
+    if url.contains('#') {
+        return Err(bad("fragments are not allowed"));
+    }
+    url.parse().map_err(|_| bad("not a URI"))
+}
+
+/// What a client can connect to: a `ws://` or `wss://` URL (`&str`,
+/// `String`, `http::Uri`) or a whole `http::Request<()>` whose headers
+/// (Authorization, Cookie, Origin, ...) go into the opening handshake.
+///
+/// [`ClientBuilder::connect`](crate::ClientBuilder::connect) and
+/// [`connect`](crate::connect) take any of these, like tokio-tungstenite's
+/// trait of the same name.
+///
+/// The WebSocket headers are ours: a request that sets `Upgrade`,
+/// `Connection`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version` or
+/// `Sec-WebSocket-Extensions` is refused with
+/// [`HandshakeError::InvalidRequest`] (extensions are offered by adding
+/// factories to the builder). A `Sec-WebSocket-Protocol` header is the
+/// subprotocol offer: its values are offered after those of
+/// [`ClientOptions::protocols`], and the server's choice is checked against
+/// both. A `Host` header replaces the one taken from the URI. The method
+/// must be GET and the version HTTP/1.1.
+///
+/// ```
+/// use weft_core::IntoClientRequest;
+/// let mut request = "wss://example.com/chat".into_client_request()?;
+/// request
+///     .headers_mut()
+///     .insert("authorization", "Bearer abc".parse().unwrap());
+/// // `ClientBuilder::new().connect(request)` would send it.
+/// # Ok::<(), weft_core::handshake::HandshakeError>(())
+/// ```
+pub trait IntoClientRequest {
+    /// The request to open: GET, the URL as its URI, and any headers the
+    /// caller set. Fails with [`HandshakeError::InvalidUrl`] for a string
+    /// that is not a URI or has a fragment; the scheme and host are checked
+    /// when connecting.
+    fn into_client_request(self) -> Result<http::Request<()>, HandshakeError>;
+}
+
+fn request_for(uri: http::Uri) -> Result<http::Request<()>, HandshakeError> {
+    http::Request::builder()
+        .method(http::Method::GET)
+        .uri(uri)
+        .body(())
+        .map_err(|e| HandshakeError::InvalidUrl(e.to_string()))
+}
+
+impl IntoClientRequest for &str {
+    fn into_client_request(self) -> Result<http::Request<()>, HandshakeError> {
+        request_for(parse_url(self)?)
+    }
+}
+
+impl IntoClientRequest for String {
+    fn into_client_request(self) -> Result<http::Request<()>, HandshakeError> {
+        self.as_str().into_client_request()
+    }
+}
+
+impl IntoClientRequest for &String {
+    fn into_client_request(self) -> Result<http::Request<()>, HandshakeError> {
+        self.as_str().into_client_request()
+    }
+}
+
+impl IntoClientRequest for http::Uri {
+    fn into_client_request(self) -> Result<http::Request<()>, HandshakeError> {
+        request_for(self)
+    }
+}
+
+impl IntoClientRequest for &http::Uri {
+    fn into_client_request(self) -> Result<http::Request<()>, HandshakeError> {
+        request_for(self.clone())
+    }
+}
+
+impl IntoClientRequest for http::Request<()> {
+    fn into_client_request(self) -> Result<http::Request<()>, HandshakeError> {
+        Ok(self)
+    }
+}
+
+/// Request headers that the handshake writes itself (RFC 6455 §4.1); a
+/// caller setting them would make the request contradict our checks of the
+/// response.
+const RESERVED_HEADERS: [&str; 5] = [
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+];
+
+fn check_header_name(name: &http::HeaderName) -> Result<(), HandshakeError> {
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(HandshakeError::InvalidRequest(format!(
+            "{name} is set by the WebSocket handshake itself; remove it from the request \
+             (offer extensions with ClientBuilder::extension)"
+        )));
+    }
+    Ok(())
 }
 
 /// What a client asks for.
@@ -145,20 +248,103 @@ impl ClientHandshake {
     /// Builds the request for `target`. Returns the handshake state and the
     /// request bytes to send.
     pub fn new(target: &Target, options: ClientOptions) -> Result<(Self, Vec<u8>), HandshakeError> {
+        Self::write(target, None, &http::HeaderMap::new(), options)
+    }
+
+    /// Builds the request for `request` (see [`IntoClientRequest`] for
+    /// what it may carry): its URI gives the target, its headers are sent
+    /// after ours, a `Sec-WebSocket-Protocol` header adds to the offered
+    /// subprotocols. Returns the handshake state, the target (where to
+    /// connect) and the request bytes.
+    pub fn with_request(
+        request: &http::Request<()>,
+        mut options: ClientOptions,
+    ) -> Result<(Self, Target, Vec<u8>), HandshakeError> {
+        let target = Target::from_uri(request.uri())?;
+        if request.method() != http::Method::GET {
+            return Err(HandshakeError::InvalidRequest(format!(
+                "method {} instead of GET",
+                request.method()
+            )));
+        }
+        if request.version() != http::Version::HTTP_11 {
+            return Err(HandshakeError::InvalidRequest(format!(
+                "{:?} instead of HTTP/1.1",
+                request.version()
+            )));
+        }
+        let mut host = None;
+        let mut extra = http::HeaderMap::new();
+        for (name, value) in request.headers() {
+            check_header_name(name)?;
+            if name == http::header::HOST {
+                if host.is_some() {
+                    return Err(HandshakeError::InvalidRequest(
+                        "more than one Host header".into(),
+                    ));
+                }
+                host = Some(value.clone());
+            } else if name == "sec-websocket-protocol" {
+                let list = value.to_str().map_err(|_| {
+                    HandshakeError::InvalidRequest("Sec-WebSocket-Protocol is not ASCII".into())
+                })?;
+                for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    if !options.protocols.iter().any(|o| o == p) {
+                        options.protocols.push(p.to_owned());
+                    }
+                }
+            } else {
+                extra.append(name, value.clone());
+            }
+        }
+        let (hs, bytes) = Self::write(&target, host, &extra, options)?;
+        Ok((hs, target, bytes))
+    }
+
+    fn write(
+        target: &Target,
+        mut host: Option<http::HeaderValue>,
+        extra: &http::HeaderMap,
+        options: ClientOptions,
+    ) -> Result<(Self, Vec<u8>), HandshakeError> {
         for p in &options.protocols {
             if !is_token(p) {
-                return Err(HandshakeError::InvalidUrl(format!(
+                return Err(HandshakeError::InvalidRequest(format!(
                     "subprotocol {p:?} is not a token"
                 )));
             }
         }
+        // Validated before anything is written.
+        let mut headers = Vec::with_capacity(options.headers.len());
+        for (name, value) in &options.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                HandshakeError::InvalidRequest(format!("invalid header name {name:?}"))
+            })?;
+            check_header_name(&name)?;
+            let value = http::HeaderValue::from_str(value).map_err(|_| {
+                HandshakeError::InvalidRequest(format!("invalid value for header {name}"))
+            })?;
+            if name == http::header::HOST {
+                if host.replace(value).is_some() {
+                    return Err(HandshakeError::InvalidRequest(
+                        "more than one Host header".into(),
+                    ));
+                }
+                continue;
+            }
+            headers.push((name, value));
+        }
         let key = generate_key();
-        let mut req = String::with_capacity(256);
+        let mut req = Vec::with_capacity(256);
+        let _ = write!(req, "GET {} HTTP/1.1\r\nHost: ", target.resource);
+        match &host {
+            Some(h) => req.extend_from_slice(h.as_bytes()),
+            None => req.extend_from_slice(target.authority.as_bytes()),
+        }
         let _ = write!(
             req,
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n",
-            target.resource, target.authority
+            "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         );
         if !options.protocols.is_empty() {
             let _ = write!(
@@ -175,21 +361,20 @@ impl ClientHandshake {
                 format_extensions(&offers)
             );
         }
-        for (name, value) in &options.headers {
-            if name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
-                return Err(HandshakeError::InvalidUrl(format!(
-                    "invalid header {name:?}"
-                )));
-            }
-            let _ = write!(req, "{name}: {value}\r\n");
+        let pairs = extra.iter().chain(headers.iter().map(|(n, v)| (n, v)));
+        for (name, value) in pairs {
+            req.extend_from_slice(name.as_str().as_bytes());
+            req.extend_from_slice(b": ");
+            req.extend_from_slice(value.as_bytes());
+            req.extend_from_slice(b"\r\n");
         }
-        req.push_str("\r\n");
+        req.extend_from_slice(b"\r\n");
         Ok((
             ClientHandshake {
                 expected_accept: accept_key(&key),
                 options,
             },
-            req.into_bytes(),
+            req,
         ))
     }
 

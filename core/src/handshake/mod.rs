@@ -1,6 +1,7 @@
 //! The opening handshake (RFC 6455 §4), sans-I/O.
 //!
-//! - [`client`]: builds the request from a `ws://` URL and validates the
+//! - [`client`]: builds the request from a `ws://` / `wss://` URL or an
+//!   `http::Request` ([`IntoClientRequest`]) and validates the
 //!   101 response (accept key, Upgrade/Connection, subprotocol, extensions).
 //! - [`server`]: parses the request with `httparse` into an
 //!   [`http::Request`], validates it, negotiates the subprotocol and
@@ -14,7 +15,7 @@ pub mod server;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
-pub use client::{ClientAccepted, ClientHandshake, ClientOptions, Target};
+pub use client::{ClientAccepted, ClientHandshake, ClientOptions, IntoClientRequest, Target};
 pub use server::{ServerAccepted, ServerOptions};
 
 use crate::ext::{HeaderSyntaxError, NegotiationError};
@@ -71,9 +72,24 @@ pub enum HandshakeError {
     /// Extension negotiation failed.
     #[error(transparent)]
     Negotiation(#[from] NegotiationError),
-    /// The URL is not a valid `ws://` / `wss://` URL.
+    /// The URL is not a valid `ws://` / `wss://` URL (scheme, host, user
+    /// info, fragment, or a host that is not a valid TLS server name).
     #[error("invalid WebSocket URL: {0}")]
     InvalidUrl(String),
+    /// The client request cannot be sent as given: a header the handshake
+    /// sets itself, an invalid header name or value, a subprotocol that is
+    /// not a token, a method other than GET (client side; URL problems are
+    /// [`InvalidUrl`](Self::InvalidUrl)).
+    #[error("invalid WebSocket request: {0}")]
+    InvalidRequest(String),
+    /// A `wss://` URL in a build without TLS: enable the `rustls` feature
+    /// of weft-core, or connect a TLS stream yourself and hand it to
+    /// `ClientBuilder::connect_on`.
+    #[error(
+        "{0}: wss:// needs TLS: enable the \"rustls\" feature of weft-core, \
+         or pass a TLS stream to ClientBuilder::connect_on"
+    )]
+    TlsNotEnabled(String),
     /// The handshake took longer than the handshake timeout.
     #[error("handshake timed out")]
     Timeout,

@@ -14,6 +14,10 @@ use std::sync::Arc;
 pub type ProtocolSelector = dyn Fn(&[&str]) -> Option<String> + Send + Sync;
 /// Decides whether an `Origin` (absent for non-browser clients) is allowed.
 pub type OriginCheck = dyn Fn(Option<&str>) -> bool + Send + Sync;
+/// Adds headers (`Set-Cookie`, ...) to a 101 response, seeing the request
+/// it answers. Headers the handshake owns are left out (see
+/// [`ServerOptions::response_headers`]).
+pub type ResponseHeaders = dyn Fn(&http::Request<()>, &mut http::HeaderMap) + Send + Sync;
 
 /// What a server accepts: extension factories, subprotocol and origin policy.
 #[derive(Clone, Default)]
@@ -27,6 +31,8 @@ pub struct ServerOptions {
     pub origin: Option<Arc<OriginCheck>>,
     /// Whose preference decides between alternative extension offers.
     pub preference: Preference,
+    /// Extra headers for the 101 response; `None` adds none.
+    pub response_headers: Option<Arc<ResponseHeaders>>,
 }
 
 impl std::fmt::Debug for ServerOptions {
@@ -42,6 +48,8 @@ impl std::fmt::Debug for ServerOptions {
             )
             .field("protocol", &self.protocol.is_some())
             .field("origin", &self.origin.is_some())
+            .field("preference", &self.preference)
+            .field("response_headers", &self.response_headers.is_some())
             .finish()
     }
 }
@@ -80,6 +88,38 @@ impl ServerOptions {
         self.origin = Some(Arc::new(f));
         self
     }
+
+    /// Lets `f` add headers to every 101 response (a `Set-Cookie`, a
+    /// server name...), seeing the request it answers. Headers the
+    /// WebSocket handshake owns cannot be overridden: `Upgrade`,
+    /// `Connection`, every `Sec-WebSocket-*` header, `Content-Length` and
+    /// `Transfer-Encoding` set by `f` are left out.
+    pub fn response_headers(
+        mut self,
+        f: impl Fn(&http::Request<()>, &mut http::HeaderMap) + Send + Sync + 'static,
+    ) -> Self {
+        self.response_headers = Some(Arc::new(f));
+        self
+    }
+}
+
+/// What a server agreed to for one request (see [`negotiate_request`]).
+#[derive(Debug)]
+pub struct Agreement {
+    /// The selected subprotocol.
+    pub protocol: Option<String>,
+    /// Negotiated extensions, in order.
+    pub extensions: Negotiated,
+}
+
+/// True for response headers the WebSocket handshake owns (RFC 6455
+/// §4.2.2) or that would give a 101 response a body.
+fn is_reserved_response_header(name: &http::HeaderName) -> bool {
+    name == http::header::UPGRADE
+        || name == http::header::CONNECTION
+        || name == http::header::CONTENT_LENGTH
+        || name == http::header::TRANSFER_ENCODING
+        || name.as_str().starts_with("sec-websocket-")
 }
 
 /// A validated request: the 101 response to send and what was negotiated.
@@ -138,8 +178,9 @@ pub fn parse_request(
 }
 
 /// Validates a WebSocket upgrade request (RFC 6455 §4.2.1) and negotiates
-/// subprotocol and extensions. Works for requests parsed here or by another
-/// HTTP server.
+/// subprotocol and extensions ([`negotiate_request`]); the 101 response
+/// carries [`ServerOptions::response_headers`]. Works for requests parsed
+/// here or by another HTTP server.
 pub fn accept_request<B>(
     request: &http::Request<B>,
     options: &ServerOptions,
@@ -198,31 +239,10 @@ pub fn accept_request<B>(
             ));
         }
     }
-    if let Some(check) = &options.origin {
-        let origin = h.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
-        if !check(origin) {
-            return Err(HandshakeError::OriginRejected(origin.map(str::to_owned)));
-        }
-    }
-    let mut offered = Vec::new();
-    for line in header_strs(h, "sec-websocket-protocol")? {
-        for p in line.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            if !is_token(p) {
-                return Err(HandshakeError::BadRequest(format!(
-                    "invalid subprotocol {p:?}"
-                )));
-            }
-            offered.push(p);
-        }
-    }
-    let protocol = match &options.protocol {
-        Some(select) if !offered.is_empty() => {
-            select(&offered).filter(|p| offered.contains(&p.as_str()))
-        }
-        _ => None,
-    };
-    let offers = parse_extensions(header_strs(h, "sec-websocket-extensions")?)?;
-    let extensions = server_negotiate_with(&options.extensions, &offers, options.preference)?;
+    let Agreement {
+        protocol,
+        extensions,
+    } = negotiate_request(h, options)?;
 
     let mut response = http::Response::builder()
         .status(http::StatusCode::SWITCHING_PROTOCOLS)
@@ -238,13 +258,90 @@ pub fn accept_request<B>(
             format_extensions(extensions.headers()),
         );
     }
-    let response = response
+    let mut response = response
         .body(())
         .map_err(|e| HandshakeError::BadRequest(format!("cannot build response: {e}")))?;
+    if let Some(add) = &options.response_headers {
+        let mut extra = http::HeaderMap::new();
+        add(&without_body(request), &mut extra);
+        let mut last = None;
+        for (name, value) in extra {
+            // `HeaderMap::into_iter` names only the first value of a run.
+            let name = match name {
+                Some(n) => last.insert(n).clone(),
+                None => last.clone().expect("the first entry has a name"),
+            };
+            if !is_reserved_response_header(&name) {
+                response.headers_mut().append(name, value);
+            }
+        }
+    }
     Ok(ServerAccepted {
         response,
         extensions,
         protocol,
+    })
+}
+
+/// The head of `request` as an `http::Request<()>`, for the response
+/// headers callback (extensions are not copied).
+fn without_body<B>(request: &http::Request<B>) -> http::Request<()> {
+    let mut r = http::Request::new(());
+    *r.method_mut() = request.method().clone();
+    *r.uri_mut() = request.uri().clone();
+    *r.version_mut() = request.version();
+    *r.headers_mut() = request.headers().clone();
+    r
+}
+
+/// Decides what a connection runs with, from its request headers: the
+/// Origin check ([`ServerOptions::origin`]), subprotocol selection
+/// ([`ServerOptions::protocol`], offers checked to be tokens) and extension
+/// negotiation ([`ServerOptions::extensions`], offers checked against the
+/// RFC 6455 §9.1 grammar).
+///
+/// This is the part of [`accept_request`] that does not depend on the
+/// transport, so it also decides the encapsulated handshakes of
+/// multiplexed logical channels (weft-mux), which carry no `Upgrade` or
+/// `Sec-WebSocket-Key`. Errors: [`HandshakeError::OriginRejected`] (403),
+/// [`HandshakeError::BadRequest`] for a malformed subprotocol offer or a
+/// non-ASCII offer header, [`HandshakeError::ExtensionSyntax`] for a
+/// malformed extension offer, [`HandshakeError::Negotiation`] when a
+/// factory fails the handshake.
+pub fn negotiate_request(
+    headers: &http::HeaderMap,
+    options: &ServerOptions,
+) -> Result<Agreement, HandshakeError> {
+    if let Some(check) = &options.origin {
+        let origin = headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok());
+        if !check(origin) {
+            return Err(HandshakeError::OriginRejected(origin.map(str::to_owned)));
+        }
+    }
+    let mut offered = Vec::new();
+    for line in header_strs(headers, "sec-websocket-protocol")? {
+        for p in line.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if !is_token(p) {
+                return Err(HandshakeError::BadRequest(format!(
+                    "invalid subprotocol {p:?}"
+                )));
+            }
+            offered.push(p);
+        }
+    }
+    let protocol = match &options.protocol {
+        Some(select) if !offered.is_empty() => {
+            select(&offered).filter(|p| offered.contains(&p.as_str()))
+        }
+        _ => None,
+    };
+    let offers = parse_extensions(header_strs(headers, "sec-websocket-extensions")?)?;
+    let extensions = server_negotiate_with(&options.extensions, &offers, options.preference)?;
+    Ok(Agreement {
+        protocol,
+        extensions,
     })
 }
 
@@ -459,6 +556,40 @@ mod tests {
         assert_eq!(err.status(), 403);
         let ok = RFC_REQUEST.replace("http://example.com", "http://good.example");
         assert!(accept_request(&parse(&ok), &opts).is_ok());
+    }
+
+    #[test]
+    fn negotiation_alone_needs_no_upgrade_headers() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (n, v) in pairs {
+                h.append(*n, http::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let opts = ServerOptions::default()
+            .protocols(&["superchat"])
+            .origin_check(|o| o != Some("http://evil.example"));
+        let a = negotiate_request(
+            &headers(&[("sec-websocket-protocol", "chat, superchat")]),
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(a.protocol.as_deref(), Some("superchat"));
+        assert!(a.extensions.headers().is_empty());
+        let err = |pairs| negotiate_request(&headers(pairs), &opts).unwrap_err();
+        assert!(matches!(
+            err(&[("origin", "http://evil.example")]),
+            HandshakeError::OriginRejected(Some(_))
+        ));
+        assert!(matches!(
+            err(&[("sec-websocket-protocol", "a b")]),
+            HandshakeError::BadRequest(_)
+        ));
+        assert!(matches!(
+            err(&[("sec-websocket-extensions", "x; =")]),
+            HandshakeError::ExtensionSyntax(_)
+        ));
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! Opening a client connection.
 
-use super::WebSocket;
+use super::{MaybeTlsStream, WebSocket};
 use crate::error::Error;
 use crate::ext::ExtensionFactory;
-use crate::handshake::{ClientHandshake, ClientOptions, HandshakeError, Target};
+use crate::handshake::{ClientHandshake, ClientOptions, HandshakeError, IntoClientRequest, Target};
 use crate::proto::{Config, Role};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-/// Connects to a `ws://` URL with default settings.
+/// Connects to a `ws://` or `wss://` URL (or a request with custom
+/// headers, see [`IntoClientRequest`]) with default settings.
 ///
-/// Returns the connection and the server's 101 response.
-pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, http::Response<()>), Error> {
-    ClientBuilder::new().connect(url).await
+/// Returns the connection and the server's 101 response. `wss://` needs the
+/// `rustls` feature.
+pub async fn connect(
+    request: impl IntoClientRequest,
+) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>), Error> {
+    ClientBuilder::new().connect(request).await
 }
 
 /// Client settings: extensions, subprotocols, headers, limits and (with
@@ -44,7 +49,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Adds a request header.
+    /// Adds a request header (sent with every connection this builder
+    /// opens; the same rules as for a request's headers apply, see
+    /// [`IntoClientRequest`]).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.options = self.options.header(name, value);
         self
@@ -56,31 +63,38 @@ impl ClientBuilder {
         self
     }
 
-    /// Opens a TCP connection to the URL's host and runs the handshake.
+    /// Opens a connection and runs the handshake, all within the handshake
+    /// timeout: TCP to the URL's host (with Nagle off), for `wss://` a TLS
+    /// handshake that verifies the server's certificate for the URL's host
+    /// name or IP address (feature `rustls`; see
+    /// [`tls_config`](Self::tls_config)), then the WebSocket handshake.
     ///
-    /// `wss://` URLs are refused: use `connect_tls`
-    /// (feature `rustls`), or connect a TLS stream yourself and use
+    /// `request` is a URL or a whole `http::Request<()>` with custom
+    /// headers (see [`IntoClientRequest`]). Without the `rustls` feature a
+    /// `wss://` URL fails with [`HandshakeError::TlsNotEnabled`]; to use
+    /// another TLS stack, connect it yourself and use
     /// [`connect_on`](Self::connect_on).
     pub async fn connect(
         &self,
-        url: &str,
-    ) -> Result<(WebSocket<TcpStream>, http::Response<()>), Error> {
-        let target = Target::parse(url)?;
-        if target.tls {
-            return Err(HandshakeError::InvalidUrl(format!(
-                "{url}: wss:// needs TLS: use ClientBuilder::connect_tls (feature \"rustls\") \
-                 or pass a TLS stream to ClientBuilder::connect_on"
-            ))
-            .into());
-        }
-        let stream = self.tcp(&target).await?;
-        self.connect_on(stream, url).await
+        request: impl IntoClientRequest,
+    ) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>), Error> {
+        let request = request.into_client_request()?;
+        let target = Target::from_uri(request.uri())?;
+        let deadline = Instant::now() + self.config.handshake_timeout;
+        let stream = if target.tls {
+            self.tls(&target, deadline).await?
+        } else {
+            MaybeTlsStream::Plain(self.tcp(&target, deadline).await?)
+        };
+        tokio::time::timeout_at(deadline, self.handshake(stream, &request))
+            .await
+            .map_err(|_| HandshakeError::Timeout)?
     }
 
-    /// The TCP connection, within the handshake timeout, with Nagle off.
-    async fn tcp(&self, target: &Target) -> Result<TcpStream, Error> {
-        let stream = tokio::time::timeout(
-            self.config.handshake_timeout,
+    /// The TCP connection, by `deadline`, with Nagle off.
+    async fn tcp(&self, target: &Target, deadline: Instant) -> Result<TcpStream, Error> {
+        let stream = tokio::time::timeout_at(
+            deadline,
             TcpStream::connect((target.host.as_str(), target.port)),
         )
         .await
@@ -89,10 +103,35 @@ impl ClientBuilder {
         Ok(stream)
     }
 
-    /// The TLS settings [`connect_tls`](Self::connect_tls) uses. By default
-    /// it trusts Mozilla's root certificates (`webpki-roots`) with rustls'
-    /// safe defaults and the ring provider. Leave ALPN empty or offer only
-    /// `http/1.1`: the WebSocket handshake is HTTP/1.1.
+    #[cfg(not(feature = "rustls"))]
+    async fn tls(&self, target: &Target, _deadline: Instant) -> Result<MaybeTlsStream, Error> {
+        Err(HandshakeError::TlsNotEnabled(format!("wss://{}", target.authority)).into())
+    }
+
+    /// TCP and a TLS handshake for `target`, by `deadline`.
+    #[cfg(feature = "rustls")]
+    async fn tls(&self, target: &Target, deadline: Instant) -> Result<MaybeTlsStream, Error> {
+        use tokio_rustls::rustls::pki_types::ServerName;
+        let name = ServerName::try_from(target.host.clone()).map_err(|_| {
+            HandshakeError::InvalidUrl(format!("{}: not a valid TLS server name", target.host))
+        })?;
+        let config = match &self.tls {
+            Some(c) => c.clone(),
+            None => tls::default_config()?,
+        };
+        let tcp = self.tcp(target, deadline).await?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
+            .await
+            .map_err(|_| HandshakeError::Timeout)?
+            .map_err(HandshakeError::from)?;
+        Ok(MaybeTlsStream::Rustls(Box::new(stream)))
+    }
+
+    /// The TLS settings [`connect`](Self::connect) uses for `wss://`. By
+    /// default it trusts Mozilla's root certificates (`webpki-roots`) with
+    /// rustls' safe defaults and the ring provider. Leave ALPN empty or
+    /// offer only `http/1.1`: the WebSocket handshake is HTTP/1.1.
     #[cfg(feature = "rustls")]
     pub fn tls_config(
         mut self,
@@ -102,65 +141,19 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects to a `wss://` URL: TCP, a TLS handshake that verifies the
-    /// server's certificate for the URL's host name (or IP address), then
-    /// the WebSocket handshake, all within the handshake timeout. `ws://`
-    /// URLs are refused (use [`connect`](Self::connect)).
-    #[cfg(feature = "rustls")]
-    pub async fn connect_tls(
-        &self,
-        url: &str,
-    ) -> Result<
-        (
-            WebSocket<tokio_rustls::client::TlsStream<TcpStream>>,
-            http::Response<()>,
-        ),
-        Error,
-    > {
-        use tokio_rustls::rustls::pki_types::ServerName;
-        let target = Target::parse(url)?;
-        if !target.tls {
-            return Err(HandshakeError::InvalidUrl(format!(
-                "{url}: connect_tls needs a wss:// URL; use ClientBuilder::connect"
-            ))
-            .into());
-        }
-        let name = ServerName::try_from(target.host.clone()).map_err(|_| {
-            HandshakeError::InvalidUrl(format!("{url}: not a valid TLS server name"))
-        })?;
-        let config = match &self.tls {
-            Some(c) => c.clone(),
-            None => tls::default_config()?,
-        };
-        let started = tokio::time::Instant::now();
-        let tcp = self.tcp(&target).await?;
-        let connector = tokio_rustls::TlsConnector::from(config);
-        let stream = tokio::time::timeout_at(
-            started + self.config.handshake_timeout,
-            connector.connect(name, tcp),
-        )
-        .await
-        .map_err(|_| HandshakeError::Timeout)?
-        .map_err(HandshakeError::from)?;
-        tokio::time::timeout_at(
-            started + self.config.handshake_timeout,
-            self.handshake(stream, &target),
-        )
-        .await
-        .map_err(|_| HandshakeError::Timeout)?
-    }
-
     /// Runs the client handshake on an already connected stream (plain TCP,
-    /// TLS, or anything else), within the handshake timeout.
+    /// TLS from any crate, an in-memory pipe...), within the handshake
+    /// timeout. The URL's scheme only decides the default port of the
+    /// `Host` header here: the stream is used as it is.
     pub async fn connect_on<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         stream: S,
-        url: &str,
+        request: impl IntoClientRequest,
     ) -> Result<(WebSocket<S>, http::Response<()>), Error> {
-        let target = Target::parse(url)?;
+        let request = request.into_client_request()?;
         tokio::time::timeout(
             self.config.handshake_timeout,
-            self.handshake(stream, &target),
+            self.handshake(stream, &request),
         )
         .await
         .map_err(|_| HandshakeError::Timeout)?
@@ -169,9 +162,9 @@ impl ClientBuilder {
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         mut stream: S,
-        target: &Target,
+        request: &http::Request<()>,
     ) -> Result<(WebSocket<S>, http::Response<()>), Error> {
-        let (hs, request) = ClientHandshake::new(target, self.options.clone())?;
+        let (hs, _, request) = ClientHandshake::with_request(request, self.options.clone())?;
         stream
             .write_all(&request)
             .await

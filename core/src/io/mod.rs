@@ -16,11 +16,13 @@
 mod client;
 mod server;
 mod split;
+mod stream;
 mod wake;
 
 pub use client::{ClientBuilder, connect};
 pub use server::{PendingUpgrade, RequestHook, ServerBuilder, accept};
 pub use split::{WebSocketReader, WebSocketWriter};
+pub use stream::MaybeTlsStream;
 
 use crate::error::Error;
 use crate::ext::{ExtensionHeader, Negotiated, SendHints};
@@ -221,7 +223,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     /// Queues one fragment of a streamed message (see
-    /// [`Session::send_fragment`]).
+    /// [`Session::send_fragment`]): the first with `OpCode::Text` or
+    /// `OpCode::Binary`, the rest with `OpCode::Continuation`, the last with
+    /// `fin`. Control messages may be sent in between; data messages may not.
     pub async fn feed_fragment(
         &mut self,
         opcode: OpCode,
@@ -229,11 +233,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         fin: bool,
     ) -> Result<(), Error> {
         poll_fn(|cx| self.poll_ready_inner(cx)).await?;
-        self.conn
-            .session_mut()
-            .send_fragment(opcode, payload, fin, &SendHints::default())?;
-        self.conn.poll_transmit(&mut self.write_buf);
-        Ok(())
+        self.queue_fragment(opcode, payload, fin)
+    }
+
+    /// [`feed_fragment`](Self::feed_fragment), then flush.
+    pub async fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.feed_fragment(opcode, payload, fin).await?;
+        self.flush().await
     }
 
     /// Writes everything queued.
@@ -265,6 +276,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// Splits into a reader and a writer that can live in two tasks.
     pub fn split(self) -> (WebSocketReader<S>, WebSocketWriter<S>) {
         split::split(self)
+    }
+
+    fn queue_fragment(&mut self, opcode: OpCode, payload: Bytes, fin: bool) -> Result<(), Error> {
+        self.conn
+            .session_mut()
+            .send_fragment(opcode, payload, fin, &SendHints::default())?;
+        self.conn.poll_transmit(&mut self.write_buf);
+        Ok(())
     }
 
     fn queue(&mut self, msg: Message, hints: &SendHints) -> Result<(), Error> {

@@ -78,8 +78,28 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds headers chosen by `f`, which sees the request, to every 101
+    /// response (see [`ServerOptions::response_headers`]: headers the
+    /// handshake owns cannot be overridden).
+    ///
+    /// ```
+    /// let server = weft_core::ServerBuilder::new().response_headers(|request, headers| {
+    ///     if request.headers().get("cookie").is_none() {
+    ///         headers.insert("set-cookie", "session=new; HttpOnly".parse().unwrap());
+    ///     }
+    /// });
+    /// ```
+    pub fn response_headers(
+        mut self,
+        f: impl Fn(&http::Request<()>, &mut http::HeaderMap) + Send + Sync + 'static,
+    ) -> Self {
+        self.options = self.options.response_headers(f);
+        self
+    }
+
     /// Runs `hook` on every request first; a `Some(response)` is sent as is
-    /// and the connection closed (see [`RequestHook`]).
+    /// and the connection closed (see [`RequestHook`]): a plain HTTP page,
+    /// a redirect, a 401.
     pub fn on_request(
         mut self,
         hook: impl Fn(&http::Request<()>) -> Option<http::Response<String>> + Send + Sync + 'static,
@@ -94,13 +114,19 @@ impl ServerBuilder {
         self
     }
 
-    /// The handshake options in use.
-    pub fn get_options(&self) -> &ServerOptions {
+    /// The handshake options in use (extensions, subprotocol selection,
+    /// Origin check).
+    ///
+    /// Not `options()`: that name is the builder's setter, and a builder
+    /// keeps the plain name for the setter (the getters name what they
+    /// return instead of taking a `get_` prefix).
+    pub fn handshake_options(&self) -> &ServerOptions {
         &self.options
     }
 
-    /// The limits in use.
-    pub fn get_config(&self) -> &Config {
+    /// The connection settings (limits and timeouts) in use; `config` is
+    /// the setter (see [`handshake_options`](Self::handshake_options)).
+    pub fn connection_config(&self) -> &Config {
         &self.config
     }
 

@@ -9,7 +9,8 @@
 use super::WebSocket;
 use crate::error::Error;
 use crate::ext::SendHints;
-use crate::proto::{CloseCode, CloseFrame, Message};
+use crate::proto::{CloseCode, CloseFrame, Message, OpCode};
+use bytes::Bytes;
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -82,13 +83,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
 
     /// Queues a message (waits only for backpressure).
     pub async fn feed(&mut self, msg: Message) -> Result<(), Error> {
-        let mut msg = Some(msg);
+        self.feed_with(msg, SendHints::default()).await
+    }
+
+    /// Like [`feed`](Self::feed) with hints for the extensions (see
+    /// [`WebSocket::feed_with`]).
+    pub async fn feed_with(&mut self, msg: Message, hints: SendHints) -> Result<(), Error> {
+        self.when_ready(|ws| ws.queue(msg, &hints)).await
+    }
+
+    /// Queues one fragment of a streamed message (see
+    /// [`WebSocket::feed_fragment`]).
+    pub async fn feed_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.when_ready(|ws| ws.queue_fragment(opcode, payload, fin))
+            .await
+    }
+
+    /// [`feed_fragment`](Self::feed_fragment), then flush.
+    pub async fn send_fragment(
+        &mut self,
+        opcode: OpCode,
+        payload: Bytes,
+        fin: bool,
+    ) -> Result<(), Error> {
+        self.feed_fragment(opcode, payload, fin).await?;
+        self.flush().await
+    }
+
+    /// Waits for room in the write buffer (backpressure), then runs `queue`
+    /// under the same lock.
+    async fn when_ready(
+        &mut self,
+        queue: impl FnOnce(&mut WebSocket<S>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let mut queue = Some(queue);
         poll_fn(|cx| {
             let mut ws = lock(&self.shared);
             match ws.poll_ready_inner(cx) {
                 Poll::Ready(Ok(())) => {
-                    let msg = msg.take().expect("polled again after completion");
-                    Poll::Ready(ws.queue(msg, &SendHints::default()))
+                    let queue = queue.take().expect("polled again after completion");
+                    Poll::Ready(queue(&mut ws))
                 }
                 other => other,
             }

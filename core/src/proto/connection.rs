@@ -341,13 +341,22 @@ impl Connection {
         };
     }
 
-    /// The session, read-only.
+    /// The session, read-only (state, role, deadlines).
+    ///
+    /// ```
+    /// use weft_core::{CloseState, Config, Connection, Role, Session};
+    /// let cfg = Config::default();
+    /// let conn = Connection::new(Session::new(Role::Client, &cfg), &cfg);
+    /// // A shared borrow is enough to look.
+    /// assert_eq!(conn.session().state(), CloseState::Open);
+    /// ```
     #[inline]
     pub fn session(&self) -> &Session {
         &self.session
     }
 
-    /// The session, for application commands.
+    /// The session, for application commands (send, ping, close) and
+    /// timer input.
     #[inline]
     pub fn session_mut(&mut self) -> &mut Session {
         &mut self.session
