@@ -44,3 +44,10 @@ pub use wire::{ChannelId, DropCode};
 
 #[cfg(feature = "tokio")]
 pub use io::{Accepted, Channel, IncomingChannel, MuxClient, MuxServer, MuxServerBuilder};
+
+/// The README's Rust blocks, compiled (and, unless marked `no_run`, run)
+/// as doctests of this crate, which depends on the other two, so the README
+/// cannot fall behind the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
