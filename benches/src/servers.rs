@@ -215,21 +215,9 @@ pub async fn serve_raw_tcp(listener: TcpListener) {
     }
 }
 
-/// RFC 6455 GUID for `Sec-WebSocket-Accept`.
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// `Sec-WebSocket-Accept` for a client key.
-pub fn accept_key(key: &[u8]) -> String {
-    use base64::Engine;
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
 /// A minimal server handshake for fastwebsockets (whose own one needs
-/// hyper): reads the request head, answers 101 with the accept key.
+/// hyper): reads the request head, answers 101 with the accept key
+/// (RFC 6455 §4.2.2).
 /// The bench client sends nothing before the 101, so no bytes are left over.
 async fn manual_server_handshake(stream: &mut TcpStream) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
@@ -260,7 +248,7 @@ async fn manual_server_handshake(stream: &mut TcpStream) -> std::io::Result<()> 
         .ok_or_else(|| Error::other("no Sec-WebSocket-Key"))?;
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        accept_key(key.as_bytes())
+        weft_core::handshake::accept_key(key)
     );
     stream.write_all(response.as_bytes()).await?;
     stream.flush().await
