@@ -22,7 +22,7 @@
 //! | row | server | echo loop | client |
 //! | --- | --- | --- | --- |
 //! | `weft` | `ServerBuilder` + the pinned `PerMessageDeflate` below | `recv()` + `feed()` (examples/echo_server.rs) | `ClientBuilder::connect_on`, same extension |
-//! | `yawc` | hyper `http1` + `WebSocket::upgrade_with_options` (yawc's examples/echo_server.rs, `unconstrained` task included), pinned options below | `next()` + `send()` | `WebSocket::handshake` on our own `TcpStream`, same options |
+//! | `yawc` | hyper `http1` + `WebSocket::upgrade_with_options` (yawc's echo-server idiom, the WebSocket task run `unconstrained`), pinned options below | `next()` + `send()` | `WebSocket::handshake` on our own `TcpStream`, same options |
 //! | `flate2-ceiling` | none | none | in memory, one thread: the four deflate operations of an echo with flate2 (zlib-rs, the backend both libraries use), pinned parameters, sync flush, tail stripped and re-added, persistent contexts, reused buffers, echo compared (`c1` only) |
 //! | `weft-default` | `ServerBuilder` + `PerMessageDeflate::new()` | as `weft` | `PerMessageDeflate::new()` |
 //! | `yawc-w13` | as `yawc`, with the windows and level of `PerMessageDeflate::new()` (the name follows its window bits) | as `yawc` | same options |
@@ -528,8 +528,8 @@ async fn serve_weft(listener: TcpListener, pmd: PerMessageDeflate) {
     }
 }
 
-/// yawc: its examples/echo_server.rs (hyper http1 with upgrades, the
-/// WebSocket task run `unconstrained`, `next()` + `send()`).
+/// yawc: hyper http1 with upgrades, the WebSocket task run
+/// `unconstrained`, `next()` + `send()` (yawc's echo-server idiom).
 async fn serve_yawc(listener: TcpListener, options: yawc::Options) {
     use http_body_util::Empty;
     use hyper::body::Incoming;

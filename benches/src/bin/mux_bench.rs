@@ -1,4 +1,4 @@
-//! Multiplexing benchmarks (issue: weft-mux).
+//! Multiplexing benchmarks (weft-mux).
 //!
 //! ```text
 //! cargo run --release -p weft-benches --bin mux_bench -- [--quick] [throughput] [memory] [fairness]
