@@ -9,9 +9,22 @@
 //! (we echo everything), `/updateReports?agent=A` writes the reports.
 //! permessage-deflate is offered on every connection (cases 12.* and 13.*).
 
+use clap::Parser;
 use std::time::Duration;
 use weft_core::{ClientBuilder, Config, Message};
-use weft_examples::Args;
+
+/// Runs every case of an Autobahn fuzzing server as an echo client, then
+/// asks it to write its reports.
+#[derive(Debug, Parser)]
+#[command(name = "autobahn_client")]
+struct Args {
+    /// The fuzzing server.
+    #[arg(long, default_value = "ws://127.0.0.1:9001")]
+    url: String,
+    /// Agent name the cases and reports are filed under.
+    #[arg(long, default_value = "weft")]
+    agent: String,
+}
 
 fn client() -> ClientBuilder {
     // The fuzzing server cannot say which case wants which offer, so offer
@@ -55,13 +68,9 @@ async fn run_case(base: &str, case: u32, agent: &str) -> Result<(), weft_core::E
 
 #[tokio::main]
 async fn main() {
-    let args = Args::from_env();
-    let base = args
-        .value("--url")
-        .unwrap_or("ws://127.0.0.1:9001")
-        .trim_end_matches('/')
-        .to_owned();
-    let agent = args.value("--agent").unwrap_or("weft").to_owned();
+    let args = Args::parse();
+    let base = args.url.trim_end_matches('/').to_owned();
+    let agent = args.agent;
     let count = match case_count(&base).await {
         Ok(n) => n,
         Err(e) => {

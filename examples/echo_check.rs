@@ -16,9 +16,50 @@
 //! extension requested, also when the server did not accept it.
 
 use bytes::Bytes;
+use clap::Parser;
+use serde::Serialize;
 use std::time::Duration;
+use test_support::RngCore;
 use weft_core::{ClientBuilder, CloseCode, Config, Message, OpCode};
-use weft_examples::Args;
+use weft_examples::DeflateArgs;
+
+/// Connects to an echo server, sends messages of varied sizes and kinds,
+/// verifies every echo and prints one JSON line; exits non-zero on any
+/// failure (with an extension requested, also when the server did not
+/// accept it).
+#[derive(Debug, Parser)]
+#[command(name = "echo_check")]
+struct Args {
+    /// The echo server.
+    #[arg(long, default_value = "ws://127.0.0.1:9001/")]
+    url: String,
+    /// Messages to send (per channel with --mux-channels) [default: 50, or
+    /// 20 with --mux-channels].
+    #[arg(long, value_name = "N")]
+    messages: Option<usize>,
+    /// Open K logical channels over one mux connection instead, and check
+    /// echoes on all of them at once.
+    #[arg(long, value_name = "K")]
+    mux_channels: Option<usize>,
+    /// Offer this extension; --param then sets its parameters
+    /// (permessage-deflate: RFC 7692 names; per-frame deflate:
+    /// max_window_bits=N, no_context_takeover).
+    #[arg(long, value_name = "NAME", value_parser = ["permessage-deflate", "deflate-frame", "x-webkit-deflate-frame"])]
+    extension: Option<String>,
+    #[command(flatten)]
+    deflate: DeflateArgs,
+}
+
+/// The one JSON line printed at the end.
+#[derive(Serialize)]
+struct Verdict {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    negotiated: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    messages: usize,
+}
 
 /// The i-th test message: sizes cycle from 0 B to 1 MiB, text (with multi-byte
 /// UTF-8) and binary alternate, and every fourth message is sent in fragments.
@@ -29,15 +70,8 @@ fn message(i: usize) -> (Message, bool) {
     let size = SIZES[i % SIZES.len()];
     let fragmented = i % 4 == 3;
     if i % 9 == 8 {
-        let mut x = i as u32 | 1;
-        let block: Vec<u8> = (0..3000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                x as u8
-            })
-            .collect();
+        let mut block = vec![0u8; 3000];
+        test_support::rng(i as u64).fill_bytes(&mut block);
         return (Message::binary(block.repeat(20)), fragmented);
     }
     let msg = if i.is_multiple_of(2) {
@@ -69,7 +103,7 @@ fn payload(m: &Message) -> (OpCode, Bytes) {
 /// dropped at the end instead of closed.
 async fn run_mux(args: &Args, url: &str, channels: usize) -> Result<(String, usize), String> {
     const SIZES: [usize; 7] = [0, 1, 125, 1000, 65535, 70_000, 200_000];
-    let count: usize = args.parsed("--messages", 20);
+    let count = args.messages.unwrap_or(20);
     let client = weft_mux::MuxClient::connect(url, weft_mux::MuxConfig::default())
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -119,31 +153,32 @@ async fn run_mux(args: &Args, url: &str, channels: usize) -> Result<(String, usi
 }
 
 async fn run(args: &Args) -> Result<(String, usize), String> {
-    if let Some(k) = args.value("--mux-channels") {
-        let k: usize = k.parse().map_err(|_| format!("bad --mux-channels {k}"))?;
-        let url = args.value("--url").unwrap_or("ws://127.0.0.1:9001/");
-        return run_mux(args, url, k).await;
+    if let Some(k) = args.mux_channels {
+        return run_mux(args, &args.url, k).await;
     }
-    let url = args.value("--url").unwrap_or("ws://127.0.0.1:9001/");
-    let count: usize = args.parsed("--messages", 50);
+    let count = args.messages.unwrap_or(50);
     let mut client = ClientBuilder::new().config(Config::default().max_message_size(64 << 20));
-    match args.value("--extension") {
+    match args.extension.as_deref() {
         None => {}
         Some("permessage-deflate") => {
-            client = client.extension(weft_examples::deflate_from_args(args))
+            client = client.extension(weft_examples::deflate_from_args(&args.deflate))
         }
         Some(name @ ("deflate-frame" | "x-webkit-deflate-frame")) => {
-            client = client.extension(weft_examples::perframe_from_args(args, name))
+            client = client.extension(weft_examples::perframe_from_args(
+                &args.deflate.params,
+                args.deflate.deflate_level,
+                name,
+            ))
         }
         Some(other) => return Err(format!("unknown extension {other:?}")),
     }
     let (mut ws, _) = client
-        .connect(url)
+        .connect(&args.url)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let negotiated = weft_core::ext::format_extensions(ws.extensions());
-    if let Some(ext) = args.value("--extension")
-        && !ws.extensions().iter().any(|e| e.name == ext)
+    if let Some(ext) = &args.extension
+        && !ws.extensions().iter().any(|e| &e.name == ext)
     {
         return Err(format!(
             "{ext} was not negotiated (server answered {negotiated:?})"
@@ -194,17 +229,30 @@ async fn run(args: &Args) -> Result<(String, usize), String> {
 
 #[tokio::main]
 async fn main() {
-    let args = Args::from_env();
+    let args = Args::parse();
     let result = tokio::time::timeout(Duration::from_secs(120), run(&args))
         .await
         .unwrap_or_else(|_| Err("timed out".into()));
-    match result {
-        Ok((negotiated, n)) => {
-            println!("{{\"ok\":true,\"negotiated\":\"{negotiated}\",\"messages\":{n}}}");
-        }
-        Err(e) => {
-            println!("{{\"ok\":false,\"error\":{:?},\"messages\":0}}", e);
-            std::process::exit(1);
-        }
+    let ok = result.is_ok();
+    let verdict = match result {
+        Ok((negotiated, n)) => Verdict {
+            ok: true,
+            negotiated: Some(negotiated),
+            error: None,
+            messages: n,
+        },
+        Err(e) => Verdict {
+            ok: false,
+            negotiated: None,
+            error: Some(e),
+            messages: 0,
+        },
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&verdict).expect("the verdict serializes")
+    );
+    if !ok {
+        std::process::exit(1);
     }
 }

@@ -21,30 +21,63 @@
 //! `--deflate-memory keep|idle|hibernate` its memory strategy (default
 //! hibernate).
 
+use clap::Parser;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use weft_core::{Config, Message, ServerBuilder};
-use weft_examples::{Args, deflate_from_args, perframe_from_args};
+use weft_examples::{DeflateArgs, deflate_from_args, perframe_from_args};
 use weft_mux::{Accepted, MuxConfig, MuxServerBuilder};
 
 const PAGE: &str = include_str!("echo_page.html");
 
+/// An echo server: every text and binary message is sent back, on every
+/// path; `GET /` serves a page that echoes from a browser.
+#[derive(Debug, Parser)]
+#[command(name = "echo_server")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9001")]
+    addr: String,
+    /// Largest message accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    max_message: usize,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    max_frame: usize,
+    /// Decline permessage-deflate offers.
+    #[arg(long)]
+    no_deflate: bool,
+    /// Decline per-frame deflate offers (deflate-frame, x-webkit-deflate-frame).
+    #[arg(long)]
+    no_deflate_frame: bool,
+    /// A per-frame deflate request made of clients (max_window_bits=N,
+    /// no_context_takeover); repeatable.
+    #[arg(long = "frame-param", value_name = "NAME[=VALUE]")]
+    frame_params: Vec<String>,
+    /// Serve plain WebSocket clients only: decline `mux` offers.
+    #[arg(long)]
+    no_mux: bool,
+    #[command(flatten)]
+    deflate: DeflateArgs,
+}
+
 fn server(args: &Args) -> ServerBuilder {
     let config = Config::default()
-        .max_message_size(args.parsed("--max-message", 64 << 20))
-        .max_frame_size(args.parsed("--max-frame", 64 << 20))
+        .max_message_size(args.max_message)
+        .max_frame_size(args.max_frame)
         .handshake_timeout(Duration::from_secs(10));
     // permessage-deflate is preferred over per-frame deflate whatever the
     // client lists first: it is the standard, and compresses better.
     let mut builder = ServerBuilder::new()
         .config(config)
         .prefer_server_extension_order();
-    if !args.flag("--no-deflate") {
-        builder = builder.extension(deflate_from_args(args));
+    if !args.no_deflate {
+        builder = builder.extension(deflate_from_args(&args.deflate));
     }
-    if !args.flag("--no-deflate-frame") {
+    if !args.no_deflate_frame {
         builder = builder.extension(perframe_from_args(
-            &args.renamed("--frame-param", "--param"),
+            &args.frame_params,
+            args.deflate.deflate_level,
             "deflate-frame",
         ));
     }
@@ -77,9 +110,8 @@ fn server(args: &Args) -> ServerBuilder {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let args = Args::from_env();
-    let addr = args.value("--addr").unwrap_or("127.0.0.1:9001").to_owned();
-    let listener = TcpListener::bind(&addr).await?;
+    let args = Args::parse();
+    let listener = TcpListener::bind(&args.addr).await?;
     let server = server(&args);
     println!(
         "echo_server listening on ws://{} (open http://{0}/ in a browser)",
@@ -87,10 +119,10 @@ async fn main() -> std::io::Result<()> {
     );
     // Mux on top: plain clients keep everything above; mux clients get a
     // logical channel per request, each with its own permessage-deflate.
-    let mux = (!args.flag("--no-mux")).then(|| {
+    let mux = (!args.no_mux).then(|| {
         let mut channel_options = weft_core::handshake::ServerOptions::default();
-        if !args.flag("--no-deflate") {
-            channel_options = channel_options.extension(deflate_from_args(&args));
+        if !args.no_deflate {
+            channel_options = channel_options.extension(deflate_from_args(&args.deflate));
         }
         MuxServerBuilder::new(server.clone(), MuxConfig::default(), channel_options)
     });

@@ -10,25 +10,43 @@
 //! echo. Memory is the process's resident set (server and client together)
 //! before and after the channels are open.
 
+use clap::Parser;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use weft_core::handshake::ServerOptions;
 use weft_core::{Message, ServerBuilder};
-use weft_examples::Args;
 use weft_mux::{Accepted, MuxClient, MuxConfig, MuxServerBuilder};
 
+/// Opens many logical channels over one WebSocket to an in-process mux echo
+/// server and reports throughput and memory.
+#[derive(Debug, Parser)]
+#[command(name = "mux_demo")]
+struct Args {
+    /// Logical channels to open.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    channels: usize,
+    /// Messages each channel sends (one at a time, each echo checked).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    messages: usize,
+    /// Size of every message, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024)]
+    size: usize,
+}
+
+/// This process's resident memory in KiB, if `/proc` can tell.
 fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    test_support::proc_status(std::process::id())
+        .ok()
+        .map(|s| s.vm_rss / 1024)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::from_env();
-    let channels: usize = args.parsed("--channels", 1000);
-    let messages: usize = args.parsed("--messages", 20);
-    let size: usize = args.parsed("--size", 1024);
+    let Args {
+        channels,
+        messages,
+        size,
+    } = Args::parse();
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# Runs echo_check against our own echo_server in every mode: plain,
+# First checks that every example and bench binary answers `--help` with
+# its usage and exit status 0, within seconds and without starting anything.
+# Then runs echo_check against our own echo_server in every mode: plain,
 # permessage-deflate with several parameter sets, per-frame deflate under
 # both names, and 100 mux channels. Exits non-zero on the first failure.
 # Loopback only; every step is bounded by `timeout`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+# --help of every binary, from a debug build (what `cargo test --workspace`
+# has compiled already). custom_extension takes no options: it is a demo.
+timeout 900 cargo build --quiet -p weft-examples --examples -p weft-benches --bins
+helped=0
+for bin in examples/echo_server examples/echo_check examples/autobahn_client examples/mux_demo \
+    compression echo_rounds idle_memory mux_bench; do
+    status=0
+    out=$(timeout 5 "$TARGET/debug/$bin" --help 2>&1) || status=$?
+    if ((status != 0)) || [[ "$out" != *"Usage: ${bin#examples/}"* ]]; then
+        echo "$bin --help: FAILED (exit $status${out:+; output: ${out:0:300}})"
+        exit 1
+    fi
+    helped=$((helped + 1))
+done
+echo "--help: $helped binaries print their usage and exit 0"
 
 timeout 900 cargo build --release --quiet --example echo_server --example echo_check
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples"
+BIN="$TARGET/release/examples"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$BIN/echo_server" --addr "127.0.0.1:$PORT" > /dev/null 2>&1 &

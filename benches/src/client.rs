@@ -380,6 +380,6 @@ mod tests {
 
     #[test]
     fn accept_key_matches_rfc_sample() {
-        assert_eq!(crate::servers::accept_key(KEY.as_bytes()), ACCEPT);
+        assert_eq!(weft_core::handshake::accept_key(KEY), ACCEPT);
     }
 }

@@ -66,6 +66,20 @@ pub fn usage() -> Usage {
     }
 }
 
+/// `x` rounded to `decimals` decimal places, for JSON output (serde_json
+/// prints the shortest form that reads back the same, so 0.123456 rounded
+/// to 4 places prints as `0.1235`).
+pub fn rounded(x: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+/// `x` rounded to a whole number, for JSON output; `None` (`null`) if it is
+/// not finite (a ratio of two figures of which one was not measured).
+pub fn whole(x: f64) -> Option<i64> {
+    x.is_finite().then(|| x.round() as i64)
+}
+
 /// Raises `RLIMIT_NOFILE` to its hard limit; returns the new soft limit.
 pub fn raise_fd_limit() -> u64 {
     // SAFETY: `getrlimit`/`setrlimit` only read and write the `rlimit` struct

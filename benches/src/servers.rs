@@ -1,12 +1,12 @@
-//! One echo server per implementation, each written the way its crate
-//! documents for throughput. All of them echo text and binary messages,
-//! accept on a `TcpListener`, set `TCP_NODELAY` on accepted sockets, and run
-//! one tokio task per connection.
+//! One echo server per implementation, each in its crate's own idiom for
+//! throughput. All of them echo text and binary messages, accept on a
+//! `TcpListener`, set `TCP_NODELAY` on accepted sockets, and run one tokio
+//! task per connection.
 //!
 //! | impl | echo loop |
 //! | --- | --- |
 //! | weft | `recv()` + `feed()`; `recv` flushes queued echoes only when it is about to wait for input (examples/echo_server.rs) |
-//! | tokio-tungstenite | `split()` + `try_filter(text or binary)` + `forward(sink)`, the crate's own echo-server example; `Forward` feeds while the stream is ready and flushes when it is pending |
+//! | tokio-tungstenite | `split()` + `try_filter(text or binary)` + `forward(sink)`, the crate's echo idiom; `Forward` feeds while the stream is ready and flushes when it is pending |
 //! | fastwebsockets | `FragmentCollector` + `read_frame()` / `write_frame()` (the crate's echo idiom; every `write_frame` is one write). Handshake done by hand (no hyper), then `WebSocket::after_handshake` |
 //! | tokio-websockets | `next()` + `SinkExt::feed()`; the stream tries to flush queued frames before it reads the next frame |
 
@@ -111,7 +111,7 @@ where
     }
 }
 
-/// tokio-tungstenite: examples/echo-server.rs of the crate.
+/// tokio-tungstenite: `accept_async`, then [`tungstenite_echo`].
 async fn echo_tungstenite(stream: TcpStream) {
     let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
@@ -132,7 +132,7 @@ where
         .await;
 }
 
-/// fastwebsockets: the crate's documented echo loop over a
+/// fastwebsockets: the crate's echo idiom over a
 /// `FragmentCollector` (whole messages, auto pong and close).
 async fn echo_fastwebsockets(mut stream: TcpStream) {
     if manual_server_handshake(&mut stream).await.is_err() {
@@ -215,21 +215,9 @@ pub async fn serve_raw_tcp(listener: TcpListener) {
     }
 }
 
-/// RFC 6455 GUID for `Sec-WebSocket-Accept`.
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// `Sec-WebSocket-Accept` for a client key.
-pub fn accept_key(key: &[u8]) -> String {
-    use base64::Engine;
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
 /// A minimal server handshake for fastwebsockets (whose own one needs
-/// hyper): reads the request head, answers 101 with the accept key.
+/// hyper): reads the request head, answers 101 with the accept key
+/// (RFC 6455 §4.2.2).
 /// The bench client sends nothing before the 101, so no bytes are left over.
 async fn manual_server_handshake(stream: &mut TcpStream) -> std::io::Result<()> {
     use std::io::{Error, ErrorKind};
@@ -260,7 +248,7 @@ async fn manual_server_handshake(stream: &mut TcpStream) -> std::io::Result<()> 
         .ok_or_else(|| Error::other("no Sec-WebSocket-Key"))?;
     let response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        accept_key(key.as_bytes())
+        weft_core::handshake::accept_key(key)
     );
     stream.write_all(response.as_bytes()).await?;
     stream.flush().await

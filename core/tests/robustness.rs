@@ -4,29 +4,11 @@
 //! must answer with exactly one Close frame. Deterministic (seeded), bounded.
 
 use bytes::BytesMut;
-use test_support::{Toy, ToyExt, client_frame, connection_with, drain_output};
+use test_support::{Rng, SeededRng, Toy, ToyExt, client_frame, connection_with, drain_output};
 use weft_core::ext::{ExtensionHeader, Negotiated, parse_extensions};
 use weft_core::handshake::server::{accept_request, parse_request};
 use weft_core::handshake::{ClientHandshake, ClientOptions, ServerOptions, Target};
 use weft_core::{Config, Role};
-
-/// xorshift64*: small, deterministic, good enough to shake parsers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// Valid frames to mutate.
 fn corpus() -> Vec<Vec<u8>> {
@@ -41,21 +23,21 @@ fn corpus() -> Vec<Vec<u8>> {
     ]
 }
 
-fn mutate(rng: &mut Rng, mut v: Vec<u8>) -> Vec<u8> {
-    for _ in 0..1 + rng.below(4) {
-        match rng.below(4) {
+fn mutate(rng: &mut SeededRng, mut v: Vec<u8>) -> Vec<u8> {
+    for _ in 0..1 + rng.random_range(0..4) {
+        match rng.random_range(0..4) {
             0 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v[i] ^= 1 << rng.below(8);
+                let i = rng.random_range(0..v.len());
+                v[i] ^= 1 << rng.random_range(0..8);
             }
             1 if !v.is_empty() => {
-                let i = rng.below(v.len());
-                v[i] = rng.next() as u8;
+                let i = rng.random_range(0..v.len());
+                v[i] = rng.random::<u8>();
             }
-            2 => v.truncate(rng.below(v.len() + 1)),
+            2 => v.truncate(rng.random_range(0..v.len() + 1)),
             _ => {
-                let n = rng.below(16);
-                v.extend(rng.bytes(n));
+                let n = rng.random_range(0..16);
+                v.extend((0..n).map(|_| rng.random::<u8>()));
             }
         }
     }
@@ -128,19 +110,19 @@ fn toys(list: &[Toy]) -> Negotiated {
 
 #[test]
 fn mutated_frames_never_panic() {
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = test_support::rng(0x5eed_1234_abcd_0001);
     let corpus = corpus();
     for round in 0..4000 {
         let mut input = Vec::new();
-        for _ in 0..1 + rng.below(4) {
-            let base = corpus[rng.below(corpus.len())].clone();
-            input.extend(if rng.below(3) == 0 {
+        for _ in 0..1 + rng.random_range(0..4) {
+            let base = corpus[rng.random_range(0..corpus.len())].clone();
+            input.extend(if rng.random_range(0..3) == 0 {
                 base
             } else {
                 mutate(&mut rng, base)
             });
         }
-        let chunk = 1 + rng.below(32);
+        let chunk = 1 + rng.random_range(0..32);
         let exts = match round % 3 {
             0 => toys(&[]),
             1 => toys(&[Toy::Xor, Toy::Tag]),
@@ -153,12 +135,17 @@ fn mutated_frames_never_panic() {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = Rng(0x0bad_cafe_f00d_0002);
+    let mut rng = test_support::rng(0x0bad_cafe_f00d_0002);
     for _ in 0..3000 {
-        let n = rng.below(200);
-        let input = rng.bytes(n);
-        run_connection(Role::Server, toys(&[Toy::Xor]), &input, 1 + rng.below(64));
-        run_connection(Role::Client, toys(&[]), &input, 1 + rng.below(64));
+        let n = rng.random_range(0..200);
+        let input = (0..n).map(|_| rng.random::<u8>()).collect::<Vec<u8>>();
+        run_connection(
+            Role::Server,
+            toys(&[Toy::Xor]),
+            &input,
+            1 + rng.random_range(0..64),
+        );
+        run_connection(Role::Client, toys(&[]), &input, 1 + rng.random_range(0..64));
     }
 }
 
@@ -169,7 +156,7 @@ const REQUEST: &[u8] =
 
 #[test]
 fn mutated_handshakes_never_panic() {
-    let mut rng = Rng(0xfeed_beef_0000_0003);
+    let mut rng = test_support::rng(0xfeed_beef_0000_0003);
     let options = ServerOptions::default().protocols(&["b"]);
     let target = Target::parse("ws://h/chat").unwrap();
     let (client, _) = ClientHandshake::new(&target, ClientOptions::default()).unwrap();

@@ -680,13 +680,8 @@ async fn two_endpoints_with_each_parameter_combination() {
 
 #[test]
 fn random_compressed_payloads_never_panic() {
-    let mut x: u64 = 0x1234_5678_9abc_def1;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = test_support::rng(0x1234_5678_9abc_def1);
+    let mut next = move || test_support::RngCore::next_u64(&mut rng);
     let cfg = Config::default().max_message_size(1 << 16);
     for _ in 0..2000 {
         let mut s = connection(Role::Server, rfc(), "permessage-deflate", &cfg);

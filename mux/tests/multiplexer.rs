@@ -650,14 +650,9 @@ fn drop_channel_zero_from_peer_fails_everything() {
 
 #[test]
 fn random_physical_messages_never_panic() {
-    // Deterministic xorshift: random and mutated messages into both roles.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    // Seeded: random and mutated messages into both roles.
+    let mut rng = test_support::rng(0x9e37_79b9_7f4a_7c15);
+    let mut next = move || test_support::RngCore::next_u64(&mut rng);
     let seeds: [&[u8]; 6] = [
         &[0x00, 0x00, 0x02, 0x1c],
         &[0x00, 0x40, 0x01, 0x7e, 0x20, 0x00],

@@ -306,3 +306,8 @@ pub fn connection_with(
         limits,
     )
 }
+
+mod proc_status;
+mod rng;
+pub use proc_status::{ProcStatus, proc_status};
+pub use rng::{Rng, RngCore, SeededRng, rng};

@@ -39,6 +39,8 @@
 //! cargo run --release -p weft-benches --bin echo_rounds -- --cells c1/16B,c64/1MiB --rounds 9 --ms 500
 //! ```
 
+use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weft_benches::client::{EchoConn, masked_frame, payload, run_all};
@@ -48,47 +50,25 @@ use weft_benches::{ECHO_MODES, ECHO_SIZES, EchoMode};
 /// Bound on one batch of messages (a hung server fails the run).
 const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Echo throughput in interleaved rounds: every cell of the echo bench,
+/// each implementation measured once per round in a rotated order, with
+/// weft's ratio to the best peer and its 95% confidence interval.
+#[derive(Debug, Parser)]
+#[command(name = "echo_rounds")]
 struct Options {
+    /// Rounds per cell.
+    #[arg(long, value_name = "N", default_value_t = 7, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     rounds: usize,
+    /// Milliseconds each implementation is measured for, per round.
+    #[arg(long, value_name = "MS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     ms: u64,
+    /// Cells to run, e.g. c1/16B,c64/1KiB (a mode alone, c1 or c64, runs
+    /// all its sizes) [default: all].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
     cells: Option<Vec<String>>,
+    /// Print every measurement, with minor page faults per echoed message.
+    #[arg(short, long)]
     verbose: bool,
-}
-
-fn options() -> Options {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut o = Options {
-        rounds: 7,
-        ms: 300,
-        cells: None,
-        verbose: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .unwrap_or_else(|| panic!("{a} needs a value"))
-                .clone()
-        };
-        match a.as_str() {
-            "--rounds" => o.rounds = value().parse().expect("--rounds N"),
-            "--ms" => o.ms = value().parse().expect("--ms N"),
-            "--cells" => o.cells = Some(value().split(',').map(str::to_owned).collect()),
-            "--verbose" | "-v" => o.verbose = true,
-            "--help" | "-h" => {
-                println!(
-                    "echo_rounds [--rounds 7] [--ms 300] [--cells c1/16B,c64/1KiB,...] [--verbose]"
-                );
-                std::process::exit(0);
-            }
-            other => panic!("unknown option {other} (see --help)"),
-        }
-    }
-    assert!(
-        o.rounds >= 1 && o.ms >= 1,
-        "--rounds and --ms must be positive"
-    );
-    o
 }
 
 /// One implementation's connections for one measurement of a cell.
@@ -220,7 +200,7 @@ fn rate(msgs: f64) -> String {
 }
 
 fn main() {
-    let o = options();
+    let o = Options::parse();
     let host = weft_benches::BenchHost::new();
     let client_rt = &host.client_rt;
 

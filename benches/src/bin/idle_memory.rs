@@ -22,6 +22,8 @@
 //! `{"impl":"weft","conns":2000,"bytes_per_conn":...,"anon_bytes_per_conn":...,...}`.
 //! Kernel socket buffers are not part of a process's RSS and are not counted.
 
+use clap::Parser;
+use serde::Serialize;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -39,44 +41,62 @@ const SERVE_MAX: Duration = Duration::from_secs(600);
 /// Upper bound for opening all connections of one implementation.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(120);
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: idle_memory [--impl weft|tokio-tungstenite|fastwebsockets|tokio-websockets|all] \
-         [--conns N] [--after-echo]"
-    );
-    std::process::exit(2)
+/// Idle memory per connection of each implementation's echo server (run in
+/// a child process), printed as one JSON line per implementation.
+#[derive(Debug, Parser)]
+#[command(name = "idle_memory")]
+struct Args {
+    /// Implementation to measure: weft, tokio-tungstenite, fastwebsockets,
+    /// tokio-websockets, or all.
+    #[arg(long = "impl", value_name = "IMPL", default_value = "all", value_parser = impl_arg)]
+    imp: String,
+    /// Connections to open.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    conns: usize,
+    /// Echo one 16-byte message on every connection before measuring.
+    #[arg(long)]
+    after_echo: bool,
+    /// Internal: run as the echo server child of `--impl` (one
+    /// implementation) on 127.0.0.1:0.
+    #[arg(long)]
+    serve: bool,
+}
+
+/// `--impl`: an implementation's name or `all`.
+fn impl_arg(s: &str) -> Result<String, String> {
+    if s == "all" || Impl::parse(s).is_some() {
+        Ok(s.to_owned())
+    } else {
+        let names: Vec<&str> = Impl::ALL.iter().map(|i| i.name()).collect();
+        Err(format!("expected all or one of {}", names.join(", ")))
+    }
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()))
-    };
-    let impl_arg = value("--impl").unwrap_or_else(|| "all".to_owned());
-    let conns: usize = value("--conns")
-        .map(|v| v.parse().unwrap_or_else(|_| usage()))
-        .unwrap_or(2000);
-    let after_echo = args.iter().any(|a| a == "--after-echo");
+    let args = Args::parse();
     let fd_limit = weft_benches::raise_fd_limit();
 
-    if args.iter().any(|a| a == "--serve") {
-        let imp = Impl::parse(&impl_arg).unwrap_or_else(|| usage());
-        run_server(imp);
+    if args.serve {
+        match Impl::parse(&args.imp) {
+            Some(imp) => run_server(imp),
+            None => {
+                eprintln!("--serve needs one implementation in --impl");
+                std::process::exit(2)
+            }
+        }
     }
 
-    let impls: Vec<Impl> = if impl_arg == "all" {
-        Impl::ALL.to_vec()
-    } else {
-        vec![Impl::parse(&impl_arg).unwrap_or_else(|| usage())]
+    let impls: Vec<Impl> = match Impl::parse(&args.imp) {
+        Some(imp) => vec![imp],
+        None => Impl::ALL.to_vec(),
     };
+    let conns = args.conns;
     if (fd_limit as usize) < conns + 64 {
         eprintln!("RLIMIT_NOFILE is {fd_limit}: too low for {conns} connections (raise ulimit -n)");
         std::process::exit(1);
     }
     for imp in impls {
-        match measure(imp, conns, after_echo) {
+        match measure(imp, conns, args.after_echo) {
             Ok(line) => println!("{line}"),
             Err(e) => {
                 eprintln!("{}: {e}", imp.name());
@@ -111,16 +131,8 @@ fn run_server(imp: Impl) -> ! {
 
 /// `VmRSS` and `RssAnon` of `pid`, in bytes.
 fn memory(pid: u32) -> std::io::Result<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .ok_or_else(|| std::io::Error::other(format!("no {name} in /proc/{pid}/status")))
-    };
-    Ok((field("VmRSS:")?, field("RssAnon:")?))
+    let status = test_support::proc_status(pid)?;
+    Ok((status.vm_rss, status.rss_anon))
 }
 
 /// Kills the child when dropped.
@@ -205,20 +217,36 @@ fn measure(imp: Impl, conns: usize, after_echo: bool) -> std::io::Result<String>
 
     let started = Instant::now();
     let clients = bounded(&rt, open(addr, conns, after_echo))?;
-    let open_ms = started.elapsed().as_millis();
+    let open_ms = started.elapsed().as_millis() as u64;
     std::thread::sleep(Duration::from_millis(500));
     let (rss1, anon1) = memory(pid)?;
     drop(child); // server first, so the TIME_WAIT states land on its side
     drop(clients);
 
     let per = |a: u64, b: u64| (b as i64 - a as i64) / conns as i64;
-    Ok(format!(
-        "{{\"impl\":\"{}\",\"conns\":{conns},\"after_echo\":{after_echo},\"bytes_per_conn\":{},\
-         \"anon_bytes_per_conn\":{},\"rss_before_kib\":{},\"rss_after_kib\":{},\"open_ms\":{open_ms}}}",
-        imp.name(),
-        per(rss0, rss1),
-        per(anon0, anon1),
-        rss0 / 1024,
-        rss1 / 1024,
-    ))
+    let line = Line {
+        imp: imp.name(),
+        conns,
+        after_echo,
+        bytes_per_conn: per(rss0, rss1),
+        anon_bytes_per_conn: per(anon0, anon1),
+        rss_before_kib: rss0 / 1024,
+        rss_after_kib: rss1 / 1024,
+        open_ms,
+    };
+    Ok(serde_json::to_string(&line).expect("a measurement serializes"))
+}
+
+/// One implementation's measurement, printed as a JSON line.
+#[derive(Serialize)]
+struct Line {
+    #[serde(rename = "impl")]
+    imp: &'static str,
+    conns: usize,
+    after_echo: bool,
+    bytes_per_conn: i64,
+    anon_bytes_per_conn: i64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+    open_ms: u64,
 }

@@ -1,4 +1,4 @@
-//! Multiplexing benchmarks (issue: weft-mux).
+//! Multiplexing benchmarks (weft-mux).
 //!
 //! ```text
 //! cargo run --release -p weft-benches --bin mux_bench -- [--quick] [throughput] [memory] [fairness]
@@ -26,10 +26,13 @@
 //! `--ks 1,100` pick throughput cases. Loopback only; every loop is bounded
 //! in count and time.
 
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use weft_benches::whole;
 use weft_core::handshake::ServerOptions;
 use weft_core::{ClientBuilder, Message, ServerBuilder};
 use weft_mux::{Accepted, Channel, MuxClient, MuxConfig, MuxServerBuilder};
@@ -182,13 +185,9 @@ async fn join_bounded(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
+/// Resident memory of `pid` in KiB; 0 if `/proc` cannot tell.
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
+    test_support::proc_status(pid).map_or(0, |s| s.vm_rss / 1024)
 }
 
 /// Child mode: serve on 127.0.0.1:0, print the port, exit when stdin closes.
@@ -313,42 +312,124 @@ async fn fairness(
     )
 }
 
+/// Multiplexing benchmarks: K channels over one connection against K
+/// connections, memory per idle channel, fairness under a bulk transfer.
+#[derive(Debug, Parser)]
+#[command(name = "mux_bench")]
+struct Args {
+    /// Sections to run [default: all three].
+    #[arg(value_enum, value_name = "SECTION")]
+    sections: Vec<Section>,
+    /// Fewer and smaller cases (K up to 100, 2,000 channels, 20 MiB).
+    #[arg(long)]
+    quick: bool,
+    /// Worker threads: 1 runs client and server on one current-thread
+    /// runtime, more on a multi-thread one.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+    /// Message sizes of the throughput cases, in bytes [default: 1024,65536].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    sizes: Vec<usize>,
+    /// Channel (connection) counts of the throughput cases [default:
+    /// 1,10,100,1000; 1,10,100 with --quick].
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    ks: Vec<usize>,
+    /// Run one side of the throughput cases only (for profiling).
+    #[arg(long, value_enum)]
+    side: Option<Side>,
+    /// Internal: run as the memory section's server child, holding channel
+    /// handles or running an echo task per channel.
+    #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1, default_missing_value = "tasks")]
+    serve: Option<ServeMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// K channels over one connection against K connections.
+    Throughput,
+    /// Resident memory per idle logical channel.
+    Memory,
+    /// Echo latency of one channel while another streams.
+    Fairness,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Side {
+    /// K channels over one connection only.
+    Mux,
+    /// K separate connections only.
+    Separate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ServeMode {
+    /// Keep every channel handle, no tasks.
+    Hold,
+    /// An echo task per channel.
+    Tasks,
+}
+
+/// One throughput case, as a JSON line.
+#[derive(Serialize)]
+struct ThroughputLine {
+    bench: &'static str,
+    k: usize,
+    size: usize,
+    mux: Option<i64>,
+    separate: Option<i64>,
+    mux_per_cpu_s: Option<i64>,
+    separate_per_cpu_s: Option<i64>,
+}
+
+/// One memory measurement, as a JSON line.
+#[derive(Serialize)]
+struct MemoryLine {
+    bench: &'static str,
+    channels: usize,
+    hold: bool,
+    bytes_per_channel: Option<i64>,
+}
+
+/// The fairness measurement, as a JSON line.
+#[derive(Serialize)]
+struct FairnessLine {
+    bench: &'static str,
+    mib: usize,
+    samples: usize,
+    p50_us: u64,
+    p99_us: u64,
+    max_us: u64,
+}
+
+fn json(line: &impl Serialize) -> String {
+    serde_json::to_string(line).expect("a measurement serializes")
+}
+
+/// A list option's positive values, or `None` to use the defaults.
+fn positive(list: &[usize]) -> Option<Vec<usize>> {
+    let list: Vec<usize> = list.iter().copied().filter(|&v| v > 0).collect();
+    (!list.is_empty()).then_some(list)
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--serve") {
-        return serve_child(args.get(i + 1).map(String::as_str) == Some("hold"));
-    }
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "mux_bench [--quick] [--threads N] [--sizes 1024,65536] [--ks 1,10,100,1000] \
-             [throughput] [memory] [fairness]"
-        );
-        return;
+    let args = Args::parse();
+    if let Some(mode) = args.serve {
+        return serve_child(mode == ServeMode::Hold);
     }
     raise_fd_limit();
-    let quick = args.iter().any(|a| a == "--quick");
-    const SECTIONS: [&str; 3] = ["throughput", "memory", "fairness"];
-    let named = |name: &str| args.iter().any(|a| a == name);
-    let any_named = SECTIONS.iter().any(|s| named(s));
-    let [want_throughput, want_memory, want_fairness] = SECTIONS.map(|s| !any_named || named(s));
-    let ks = list_arg(&args, "--ks");
-    let sizes = list_arg(&args, "--sizes");
-    // `--side mux` or `--side separate` runs one side only (for profiling).
-    let side = args
-        .iter()
-        .position(|a| a == "--side")
-        .and_then(|i| args.get(i + 1).cloned());
-    let run_mux = side.as_deref() != Some("separate");
-    let run_separate = side.as_deref() != Some("mux");
+    let quick = args.quick;
+    let named = |s: Section| args.sections.is_empty() || args.sections.contains(&s);
+    let [want_throughput, want_memory, want_fairness] =
+        [Section::Throughput, Section::Memory, Section::Fairness].map(named);
+    let ks = positive(&args.ks);
+    let sizes = positive(&args.sizes);
+    let run_mux = args.side != Some(Side::Separate);
+    let run_separate = args.side != Some(Side::Mux);
     // One thread by default: on this 2-core VM a wake-up that crosses CPUs
     // costs tens of microseconds, which would measure the scheduler, not the
     // protocol (the mux path has more task hand-offs than a plain socket).
     // `--threads N` uses a multi-thread runtime instead.
-    let threads: usize = args
-        .iter()
-        .position(|a| a == "--threads")
-        .and_then(|i| args.get(i + 1)?.parse().ok())
-        .unwrap_or(1);
+    let threads = args.threads;
     let rt = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -375,7 +456,16 @@ fn main() {
                     let (m, mc) = if run_mux { throughput(addr, k, size, true).await } else { none };
                     let (s, sc) = if run_separate { throughput(addr, k, size, false).await } else { none };
                     println!("| {k} | {size} | {m:.0} | {s:.0} | {:.2} | {mc:.0} | {sc:.0} | {:.2} |", m / s, mc / sc);
-                    println!("{{\"bench\":\"mux_throughput\",\"k\":{k},\"size\":{size},\"mux\":{m:.0},\"separate\":{s:.0},\"mux_per_cpu_s\":{mc:.0},\"separate_per_cpu_s\":{sc:.0}}}");
+                    let line = ThroughputLine {
+                        bench: "mux_throughput",
+                        k,
+                        size,
+                        mux: whole(m),
+                        separate: whole(s),
+                        mux_per_cpu_s: whole(mc),
+                        separate_per_cpu_s: whole(sc),
+                    };
+                    println!("{}", json(&line));
                 }
             }
         }
@@ -386,7 +476,13 @@ fn main() {
                 let (per, before, after) = memory(n, hold).await;
                 let mode = if hold { "channel handles held" } else { "an echo task per channel" };
                 println!("- {mode}: {:.0} bytes per channel (RSS {before} KiB -> {after} KiB)", per);
-                println!("{{\"bench\":\"mux_memory\",\"channels\":{n},\"hold\":{hold},\"bytes_per_channel\":{per:.0}}}");
+                let line = MemoryLine {
+                    bench: "mux_memory",
+                    channels: n,
+                    hold,
+                    bytes_per_channel: whole(per),
+                };
+                println!("{}", json(&line));
             }
         }
         if want_fairness {
@@ -395,26 +491,20 @@ fn main() {
             let (p50, p99, max, n) = fairness(addr, mib).await;
             println!("\n## Fairness: 64 B echo latency while another channel streams {mib} MiB\n");
             println!("- {n} samples: p50 {p50:.2?}, p99 {p99:.2?}, max {max:.2?}");
+            let us = |d: Duration| d.as_micros() as u64;
             println!(
-                "{{\"bench\":\"mux_fairness\",\"mib\":{mib},\"samples\":{n},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
-                p50.as_micros(),
-                p99.as_micros(),
-                max.as_micros()
+                "{}",
+                json(&FairnessLine {
+                    bench: "mux_fairness",
+                    mib,
+                    samples: n,
+                    p50_us: us(p50),
+                    p99_us: us(p99),
+                    max_us: us(max),
+                })
             );
         }
     });
-}
-
-/// A comma-separated list of numbers after `flag`, if given.
-fn list_arg(args: &[String], flag: &str) -> Option<Vec<usize>> {
-    let i = args.iter().position(|a| a == flag)?;
-    let list: Vec<usize> = args
-        .get(i + 1)?
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .filter(|&v| v > 0)
-        .collect();
-    (!list.is_empty()).then_some(list)
 }
 
 fn raise_fd_limit() {
