@@ -31,13 +31,8 @@ fn parse_shift(h: &Header) -> Result<u8, Refusal> {
     let shift = h
         .get("shift")
         .and_then(|p| p.value.as_deref()?.parse().ok());
-    match shift {
-        Some(n) if n > 0 && h.params.len() == 1 => Ok(n),
-        _ => Err(Refusal::rejected(
-            "x-caesar",
-            "exactly shift=1..255 expected",
-        )),
-    }
+    let valid = shift.filter(|&n| n > 0 && h.params.len() == 1);
+    valid.ok_or_else(|| Refusal::rejected("x-caesar", "exactly shift=1..255 expected"))
 }
 
 impl ExtensionFactory for CaesarFactory {
@@ -164,12 +159,16 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(ws.recv().await.ok_or("closed early")??, as_is);
     println!("echoed {as_is:?} without x-caesar");
     ws.close(CloseCode::NORMAL, "bye").await?;
-    println!("ok");
     Ok(())
 }
 
+/// Runs the demo: two stacked toy extensions over loopback (no arguments).
+#[derive(clap::Parser)]
+struct Args {}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    <Args as clap::Parser>::parse();
     run().await
 }
 

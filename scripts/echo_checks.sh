@@ -11,10 +11,11 @@ cd "$ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 # --help of every binary, from a debug build (what `cargo test --workspace`
-# has compiled already). custom_extension takes no options: it is a demo.
+# has compiled already).
 timeout 900 cargo build --quiet -p weft-examples --examples -p weft-benches --bins
 helped=0
 for bin in examples/echo_server examples/echo_check examples/autobahn_client examples/mux_demo \
+    examples/custom_extension \
     compression echo_rounds idle_memory mux_bench; do
     status=0
     out=$(timeout 5 "$TARGET/debug/$bin" --help 2>&1) || status=$?
