@@ -7,7 +7,7 @@
 //! receiver appends the trailer to each RSV1 frame and inflates it with a
 //! persistent inflater.
 //!
-//! Negotiation (digest §2): a parameter constrains the compressor of the
+//! Negotiation (docs/specs/perframe-deflate.md §2): a parameter constrains the compressor of the
 //! endpoint that *receives* it. In an offer, `max_window_bits=N` and
 //! `no_context_takeover` bind the server's compressor; in the response, the
 //! client's. Servers answer with the name the client used. Unknown offer

@@ -1,4 +1,4 @@
-//! Per-frame deflate: the digest's vectors and checklist, both names, and
+//! Per-frame deflate: the vectors and checklist of docs/specs/perframe-deflate.md, both names, and
 //! its exclusion with permessage-deflate.
 
 use bytes::Bytes;

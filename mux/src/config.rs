@@ -4,7 +4,7 @@ use crate::handshake::DeltaBase;
 use weft_core::Config;
 
 /// How to read NewChannelSlot's fallback flag (uncertain in the drafts,
-/// digest §4.6).
+/// docs/specs/mux.md §4.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FallbackRule {
     /// pywebsocket: a fallback block must carry 0 slots and 0 quota; it tells

@@ -1,4 +1,4 @@
-//! Encapsulated opening handshakes (digest §4.5).
+//! Encapsulated opening handshakes (docs/specs/mux.md §4.5).
 //!
 //! A request is HTTP/1.1 request text without `Upgrade`,
 //! `Sec-WebSocket-Key` and `Sec-WebSocket-Version` (implied); a successful
@@ -15,7 +15,7 @@
 use crate::wire::Encoding;
 use weft_core::ext::{ExtensionHeader, format_extensions};
 
-/// How the delta base evolves (uncertain in the drafts, digest §4.5).
+/// How the delta base evolves (uncertain in the drafts, docs/specs/mux.md §4.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeltaBase {
     /// Each successfully processed identity-encoded request becomes the new

@@ -258,7 +258,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         };
         if failed.is_some() || close {
-            // A failed physical connection closes with 1011 (digest §4.8).
+            // A failed physical connection closes with 1011 (docs/specs/mux.md §4.8).
             let code = if failed.is_some() {
                 CloseCode::INTERNAL_ERROR
             } else {

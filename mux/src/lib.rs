@@ -3,7 +3,7 @@
 //! Many logical WebSocket connections over one physical WebSocket: the HyBi
 //! multiplexing extension `mux`, in the wire format of
 //! draft-ietf-hybi-websocket-multiplexing -05 to -08 ("variant B" of our
-//! spec digest, as pywebsocket and Jetty 9 implement it).
+//! spec digest, `docs/specs/mux.md`, as pywebsocket and Jetty 9 implement it).
 //!
 //! ## Architecture
 //!

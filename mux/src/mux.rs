@@ -61,7 +61,7 @@ use weft_core::ext::{
 use weft_core::handshake::ServerOptions;
 use weft_core::{CloseFrame, Frame, Message, OpCode, ProtocolError, Role, Rsv, SendError, Session};
 
-/// Largest quota (digest §4.6).
+/// Largest quota (docs/specs/mux.md §4.6).
 const MAX_QUOTA: u64 = (1 << 63) - 1;
 
 /// Something the application should know about.

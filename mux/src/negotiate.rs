@@ -1,4 +1,4 @@
-//! Negotiating `mux` on the physical connection (digest §2).
+//! Negotiating `mux` on the physical connection (docs/specs/mux.md §2).
 //!
 //! The client offers `mux; quota=N`: N (0 ≤ N < 2^32) becomes the server's
 //! initial send quota on the implicit channel 1. The server answers `mux`

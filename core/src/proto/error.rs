@@ -78,7 +78,7 @@ pub enum ProtocolError {
 }
 
 impl ProtocolError {
-    /// The close code to fail the connection with (digest §8).
+    /// The close code to fail the connection with (docs/specs/rfc6455.md §8).
     pub fn close_code(&self) -> CloseCode {
         match self {
             ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {

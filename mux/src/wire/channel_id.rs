@@ -1,5 +1,5 @@
 //! Channel IDs: 1 to 4 bytes, big-endian, the count of leading 1-bits of the
-//! first byte giving the extra length (digest §1.1).
+//! first byte giving the extra length (docs/specs/mux.md §1.1).
 //!
 //! ```text
 //! 0xxxxxxx                              0 ..= 127

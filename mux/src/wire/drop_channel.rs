@@ -4,7 +4,7 @@
 use super::{ChannelId, WireError, length_prefixed, put_length_prefixed};
 use std::fmt;
 
-/// A DropChannel reason code (digest §4.8): 1000-1999 normal, 2000-2999
+/// A DropChannel reason code (docs/specs/mux.md §4.8): 1000-1999 normal, 2000-2999
 /// physical failures, 3000-3999 logical failures, 4000-4999 other.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DropCode(pub u16);

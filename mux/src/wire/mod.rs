@@ -1,4 +1,4 @@
-//! The mux wire format, variant B of our digest (draft-ietf-hybi-websocket-
+//! The mux wire format, variant B of docs/specs/mux.md (draft-ietf-hybi-websocket-
 //! multiplexing -05 to -08, as pywebsocket and Jetty 9 implement it).
 //!
 //! Every logical ("inner") frame is one physical binary message:
@@ -35,11 +35,11 @@ use weft_core::{OpCode, Rsv};
 pub enum Encoding {
     /// The full header set.
     Identity,
-    /// Headers relative to the delta base (digest §4.5).
+    /// Headers relative to the delta base (docs/specs/mux.md §4.5).
     Delta,
 }
 
-/// A malformed physical message; each maps to a drop code (digest §4.8)
+/// A malformed physical message; each maps to a drop code (docs/specs/mux.md §4.8)
 /// with which the physical connection is failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -85,7 +85,7 @@ impl WireError {
     }
 }
 
-/// One control block (digest §4.2).
+/// One control block (docs/specs/mux.md §4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Block {
     /// Opcode 0.

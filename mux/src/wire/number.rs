@@ -1,5 +1,5 @@
 //! Numbers in control blocks: the RFC 6455 payload-length encoding with the
-//! top bit of the first byte forced to 0, minimal form required (digest §4.3).
+//! top bit of the first byte forced to 0, minimal form required (docs/specs/mux.md §4.3).
 
 use super::WireError;
 
