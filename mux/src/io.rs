@@ -18,24 +18,25 @@
 //! times the throughput of 100 separate connections (mux_bench).
 
 use crate::MuxConfig;
-use crate::mux::{ChannelEnd, Multiplexer, MuxError, MuxEvent};
+use crate::mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent};
 use crate::negotiate::{MUX, MuxFactory, UnlessMux, X_GOOGLE_MUX};
 use crate::wire::{ChannelId, DropCode};
 use futures_core::Stream;
+use futures_sink::Sink;
 use std::collections::{HashMap, VecDeque};
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use weft_core::ext::{ExtensionFactory, SendHints, parse_extensions};
 use weft_core::handshake::{HandshakeError, IntoClientRequest, ServerOptions, Target};
-use weft_core::{ClientBuilder, CloseCode, CloseFrame, Error, Message, ServerBuilder, WebSocket};
+use weft_core::{ClientBuilder, CloseCode, CloseFrame, Message, ServerBuilder, WebSocket};
 
 /// The outcome of an AddChannelRequest and the task waiting for it.
-type OpenSlot = (Option<Result<OpenInfo, http::StatusCode>>, Option<Waker>);
+type OpenSlot = (Option<Result<OpenInfo, MuxError>>, Option<Waker>);
 
 struct State {
     mux: Multiplexer,
@@ -61,6 +62,8 @@ struct Shared {
     notify: Notify,
     max_pending: usize,
     channel_options: ServerOptions,
+    /// The subprotocol of the physical handshake, which is channel 1's.
+    implicit_protocol: Option<String>,
 }
 
 impl Shared {
@@ -80,16 +83,18 @@ impl State {
                     }
                 }
                 MuxEvent::ChannelClosed { channel, end } => {
-                    self.ended.insert(channel.get(), end);
                     if let Some(w) = self.readers.remove(&channel.get()) {
                         w.wake();
                     }
                     if let Some((slot, w)) = self.opened.get_mut(&channel.get()) {
-                        slot.get_or_insert(Err(http::StatusCode::BAD_GATEWAY));
+                        // Ended while opening: dropped by the server (2009
+                        // for a malformed request) or a physical failure.
+                        slot.get_or_insert(Err(MuxError::ChannelEnded(end.clone())));
                         if let Some(w) = w.take() {
                             w.wake();
                         }
                     }
+                    self.ended.insert(channel.get(), end);
                 }
                 MuxEvent::ChannelOpened {
                     channel,
@@ -105,7 +110,7 @@ impl State {
                     );
                 }
                 MuxEvent::ChannelRejected { channel, status } => {
-                    self.resolve_open(channel, Err(status))
+                    self.resolve_open(channel, Err(MuxError::Rejected(status)))
                 }
                 MuxEvent::ChannelRequested { channel, request } => {
                     self.incoming.push_back((channel, request));
@@ -118,7 +123,7 @@ impl State {
         }
     }
 
-    fn resolve_open(&mut self, channel: ChannelId, result: Result<OpenInfo, http::StatusCode>) {
+    fn resolve_open(&mut self, channel: ChannelId, result: Result<OpenInfo, MuxError>) {
         if let Some((slot, w)) = self.opened.get_mut(&channel.get()) {
             *slot = Some(result);
             if let Some(w) = w.take() {
@@ -278,6 +283,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 
 /// A logical channel: a WebSocket carried inside the physical one.
 ///
+/// Use [`recv`](Self::recv), [`send`](Self::send) and
+/// [`close`](Self::close), or the `futures::Stream` + `futures::Sink`
+/// impls; every call reports [`MuxError`].
+///
 /// Dropping the handle leaves the channel open; call [`close`](Self::close)
 /// (closing handshake) or [`drop_channel`](Self::drop_channel).
 pub struct Channel {
@@ -285,6 +294,8 @@ pub struct Channel {
     id: ChannelId,
     protocol: Option<String>,
     extensions: Vec<weft_core::ext::ExtensionHeader>,
+    /// `Sink::poll_close` queued its Close.
+    closing: bool,
 }
 
 impl std::fmt::Debug for Channel {
@@ -296,6 +307,21 @@ impl std::fmt::Debug for Channel {
 }
 
 impl Channel {
+    fn new(
+        shared: Arc<Shared>,
+        id: ChannelId,
+        protocol: Option<String>,
+        extensions: Vec<weft_core::ext::ExtensionHeader>,
+    ) -> Self {
+        Channel {
+            shared,
+            id,
+            protocol,
+            extensions,
+            closing: false,
+        }
+    }
+
     /// The channel ID.
     pub fn id(&self) -> ChannelId {
         self.id
@@ -311,7 +337,7 @@ impl Channel {
         &self.extensions
     }
 
-    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+    fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, MuxError>>> {
         let mut st = self.shared.lock();
         if let Some(m) = st.mux.take_message(self.id) {
             // Reading may free quota to return or end the channel; the
@@ -331,9 +357,27 @@ impl Channel {
         Poll::Pending
     }
 
-    /// Receives the next message; `None` once the channel ended.
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+    /// Receives the next message; `None` once the channel ended (see
+    /// [`end`](Self::end) for how).
+    pub async fn recv(&mut self) -> Option<Result<Message, MuxError>> {
         poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Fails if the physical connection is gone; waits (registering `cx`)
+    /// while the channel has its buffer limit queued. Called with the lock.
+    fn poll_room(&self, st: &mut State, cx: &mut Context<'_>) -> Poll<Result<(), MuxError>> {
+        if let Some(code) = st.mux.failure() {
+            return Poll::Ready(Err(MuxError::Failed(code)));
+        }
+        if st.closed {
+            return Poll::Ready(Err(MuxError::Failed(DropCode::PHYSICAL_FAILED)));
+        }
+        if st.mux.pending_bytes(self.id) >= self.shared.max_pending {
+            st.writers.push(cx.waker().clone());
+            self.shared.notify.notify_one();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_send(
@@ -343,22 +387,33 @@ impl Channel {
         hints: &SendHints,
     ) -> Poll<Result<(), MuxError>> {
         let mut st = self.shared.lock();
-        if let Some(code) = st.mux.failure() {
-            return Poll::Ready(Err(MuxError::Failed(code)));
-        }
-        if st.closed {
-            return Poll::Ready(Err(MuxError::Failed(DropCode::PHYSICAL_FAILED)));
-        }
-        if st.mux.pending_bytes(self.id) >= self.shared.max_pending {
-            st.writers.push(cx.waker().clone());
-            drop(st);
-            self.shared.notify.notify_one();
-            return Poll::Pending;
+        if let Err(e) = ready!(self.poll_room(&mut st, cx)) {
+            return Poll::Ready(Err(e));
         }
         let r = st.mux.send(self.id, msg.take().expect("sent once"), hints);
         drop(st);
         self.shared.notify.notify_one();
         Poll::Ready(r)
+    }
+
+    /// Waits until the multiplexer has handed everything queued on this
+    /// channel to the physical connection (the channel's send quota can
+    /// hold that up).
+    fn poll_flush_channel(&self, cx: &mut Context<'_>) -> Poll<Result<(), MuxError>> {
+        let mut st = self.shared.lock();
+        if let Some(code) = st.mux.failure() {
+            return Poll::Ready(Err(MuxError::Failed(code)));
+        }
+        if st.mux.pending_bytes(self.id) == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if st.closed {
+            return Poll::Ready(Err(MuxError::Failed(DropCode::PHYSICAL_FAILED)));
+        }
+        st.writers.push(cx.waker().clone());
+        drop(st);
+        self.shared.notify.notify_one();
+        Poll::Pending
     }
 
     /// Queues a message (waits while the channel has more than its buffer
@@ -378,6 +433,7 @@ impl Channel {
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), MuxError> {
         self.send(Message::Close(Some(CloseFrame::new(code, reason))))
             .await?;
+        self.closing = true;
         while self.recv().await.is_some() {}
         Ok(())
     }
@@ -395,9 +451,54 @@ impl Channel {
 }
 
 impl Stream for Channel {
-    type Item = Result<Message, Error>;
+    type Item = Result<Message, MuxError>;
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.poll_recv(cx)
+    }
+}
+
+impl Sink<Message> for Channel {
+    type Error = MuxError;
+    /// Ready while the channel has less than its buffer limit queued.
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), MuxError>> {
+        let mut st = self.shared.lock();
+        self.poll_room(&mut st, cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), MuxError> {
+        let r = self
+            .shared
+            .lock()
+            .mux
+            .send(self.id, item, &SendHints::default());
+        self.shared.notify.notify_one();
+        r
+    }
+    /// Waits until everything queued on the channel was handed to the
+    /// physical connection.
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), MuxError>> {
+        self.poll_flush_channel(cx)
+    }
+    /// Sends a Close (1000) unless one was sent, then drives the channel
+    /// until its closing handshake ends (incoming messages are dropped).
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), MuxError>> {
+        let this = self.get_mut();
+        if !this.closing {
+            {
+                let mut st = this.shared.lock();
+                ready!(this.poll_room(&mut st, cx))?;
+                let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+                match st.mux.send(this.id, close, &SendHints::default()) {
+                    // Already closing, or already gone: nothing to send.
+                    Ok(()) | Err(MuxError::Send(_) | MuxError::UnknownChannel(_)) => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            this.shared.notify.notify_one();
+            this.closing = true;
+        }
+        ready!(this.poll_flush_channel(cx))?;
+        while ready!(this.poll_recv(cx)).is_some() {}
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -422,14 +523,15 @@ impl MuxClient {
     pub async fn connect(
         request: impl IntoClientRequest,
         config: MuxConfig,
-    ) -> Result<MuxClient, Error> {
-        let request = request.into_client_request()?;
+    ) -> Result<MuxClient, MuxError> {
+        let physical = |e: HandshakeError| MuxError::WebSocket(e.into());
+        let request = request.into_client_request().map_err(physical)?;
         let host = match request.headers().get(http::header::HOST) {
             Some(h) => h
                 .to_str()
-                .map_err(|_| HandshakeError::InvalidRequest("Host is not ASCII".into()))?
+                .map_err(|_| physical(HandshakeError::InvalidRequest("Host is not ASCII".into())))?
                 .to_owned(),
-            None => Target::from_uri(request.uri())?.authority,
+            None => Target::from_uri(request.uri()).map_err(physical)?.authority,
         };
         let builder = ClientBuilder::new()
             .extension(MuxFactory {
@@ -447,44 +549,62 @@ impl MuxClient {
         ws: WebSocket<S>,
         host: &str,
         config: MuxConfig,
-    ) -> Result<MuxClient, Error> {
+    ) -> Result<MuxClient, MuxError> {
         if !ws
             .extensions()
             .iter()
             .any(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
         {
-            return Err(
+            return Err(MuxError::WebSocket(
                 HandshakeError::InvalidResponse("the server did not accept mux".into()).into(),
-            );
+            ));
         }
         let max_pending = config.max_buffered_per_channel;
+        let implicit_protocol = ws.protocol().map(str::to_owned);
         let mux = Multiplexer::client(config, host);
         let shared = Arc::new(Shared {
             state: Mutex::new(new_state(mux)),
             notify: Notify::new(),
             max_pending,
             channel_options: ServerOptions::default(),
+            implicit_protocol,
         });
         tokio::spawn(drive(shared.clone(), ws));
         Ok(MuxClient { shared })
     }
 
-    /// The implicitly opened channel 1 (the physical handshake's resource).
+    /// The implicitly opened channel 1 (the physical handshake's resource
+    /// and subprotocol).
     pub fn implicit_channel(&self) -> Channel {
-        Channel {
-            shared: self.shared.clone(),
-            id: ChannelId::IMPLICIT,
-            protocol: None,
-            extensions: Vec::new(),
-        }
+        Channel::new(
+            self.shared.clone(),
+            ChannelId::IMPLICIT,
+            self.shared.implicit_protocol.clone(),
+            Vec::new(),
+        )
     }
 
-    /// Opens a logical channel to `path`. Waits for a slot if the server has
-    /// granted none yet (up to `timeout`), then for the server's answer.
+    /// Opens a logical channel to `path` with extra request headers and
+    /// per-channel extension factories. Waits for a slot if the server has
+    /// granted none yet (up to 10 s), then for the server's answer.
     pub async fn open_channel(
         &self,
         path: &str,
         headers: &[(String, String)],
+        extensions: Vec<Arc<dyn ExtensionFactory>>,
+    ) -> Result<Channel, MuxError> {
+        self.open_channel_with_protocols(path, headers, &[], extensions)
+            .await
+    }
+
+    /// [`open_channel`](Self::open_channel) offering `protocols` (most
+    /// preferred first); the channel's [`protocol`](Channel::protocol) is
+    /// the server's choice.
+    pub async fn open_channel_with_protocols(
+        &self,
+        path: &str,
+        headers: &[(String, String)],
+        protocols: &[String],
         extensions: Vec<Arc<dyn ExtensionFactory>>,
     ) -> Result<Channel, MuxError> {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -493,7 +613,9 @@ impl MuxClient {
                 // Register for the answer in the same critical section that
                 // queues the request, so the answer cannot come first.
                 let mut st = self.shared.lock();
-                let r = st.mux.open_channel(path, headers, &[], extensions.clone());
+                let r = st
+                    .mux
+                    .open_channel(path, headers, protocols, extensions.clone());
                 if let Ok(id) = r {
                     st.opened.insert(id.get(), (None, None));
                 }
@@ -525,13 +647,13 @@ impl MuxClient {
         })
         .await;
         match result {
-            Some(Ok(info)) => Ok(Channel {
-                shared: self.shared.clone(),
+            Some(Ok(info)) => Ok(Channel::new(
+                self.shared.clone(),
                 id,
-                protocol: info.protocol,
-                extensions: info.extensions,
-            }),
-            Some(Err(status)) => Err(MuxError::Rejected(status)),
+                info.protocol,
+                info.extensions,
+            )),
+            Some(Err(e)) => Err(e),
             None => Err(MuxError::Failed(DropCode::PHYSICAL_FAILED)),
         }
     }
@@ -606,9 +728,27 @@ impl MuxServerBuilder {
     /// physical connection and for plain (non-mux) clients: its limits,
     /// request hook and extensions are kept, except that its extensions are
     /// never combined with mux on one connection (see [`UnlessMux`]).
-    /// `channel_options` says what each logical channel may negotiate.
-    pub fn new(physical: ServerBuilder, config: MuxConfig, channel_options: ServerOptions) -> Self {
-        let mut options = physical.handshake_options().clone();
+    ///
+    /// `channel_options` says what each logical channel may negotiate: its
+    /// extensions, and its subprotocol selector and Origin check where it
+    /// sets them. Where it does not, the logical channels get `physical`'s:
+    /// a channel's encapsulated request is held to the same Origin policy
+    /// and chooses its subprotocol as the plain server would (both decided
+    /// by the core's
+    /// [`negotiate_request`](weft_core::handshake::server::negotiate_request)).
+    pub fn new(
+        physical: ServerBuilder,
+        config: MuxConfig,
+        mut channel_options: ServerOptions,
+    ) -> Self {
+        let physical_options = physical.handshake_options();
+        if channel_options.protocol.is_none() {
+            channel_options.protocol = physical_options.protocol.clone();
+        }
+        if channel_options.origin.is_none() {
+            channel_options.origin = physical_options.origin.clone();
+        }
+        let mut options = physical_options.clone();
         let plain = std::mem::take(&mut options.extensions);
         options.extensions.push(Arc::new(MuxFactory { quota: 0 }));
         for f in plain {
@@ -635,7 +775,7 @@ impl MuxServerBuilder {
     pub async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         &self,
         stream: S,
-    ) -> Result<Accepted<S>, Error> {
+    ) -> Result<Accepted<S>, MuxError> {
         let (ws, request) = self.physical.accept_with_request(stream).await?;
         if !ws
             .extensions()
@@ -658,6 +798,7 @@ impl MuxServerBuilder {
             })
             .unwrap_or(0);
         let max_pending = self.config.max_buffered_per_channel;
+        let implicit_protocol = ws.protocol().map(str::to_owned);
         let mux = Multiplexer::server(self.config.clone(), &request, quota);
         let mut state = new_state(mux);
         state.incoming.push_back((ChannelId::IMPLICIT, request));
@@ -666,6 +807,7 @@ impl MuxServerBuilder {
             notify: Notify::new(),
             max_pending,
             channel_options: self.channel_options.clone(),
+            implicit_protocol,
         });
         tokio::spawn(drive(shared.clone(), ws));
         Ok(Accepted::Mux(MuxServer { shared }))
@@ -710,21 +852,31 @@ impl IncomingChannel {
         &self.request
     }
 
-    /// Accepts the channel with the builder's channel options.
+    /// Accepts the channel with the builder's channel options (see
+    /// [`MuxServerBuilder::new`] and [`Multiplexer::accept_channel`]):
+    /// fails with [`MuxError::Handshake`], the client being told, when the
+    /// Origin check refuses the request or its offers are malformed.
+    /// Channel 1 was decided by the physical handshake and has its
+    /// subprotocol.
     pub fn accept(self) -> Result<Channel, MuxError> {
-        let mut st = self.shared.lock();
-        if self.id != ChannelId::IMPLICIT {
-            let options = self.shared.channel_options.clone();
-            st.mux.accept_channel(self.id, &options)?;
-        }
-        drop(st);
+        let accepted = if self.id == ChannelId::IMPLICIT {
+            Ok(ChannelAccepted {
+                protocol: self.shared.implicit_protocol.clone(),
+                extensions: Vec::new(),
+            })
+        } else {
+            let options = &self.shared.channel_options;
+            self.shared.lock().mux.accept_channel(self.id, options)
+        };
+        // The answer (or the refusal) is queued: wake the driver.
         self.shared.notify.notify_one();
-        Ok(Channel {
-            shared: self.shared.clone(),
-            id: self.id,
-            protocol: None,
-            extensions: Vec::new(),
-        })
+        let accepted = accepted?;
+        Ok(Channel::new(
+            self.shared.clone(),
+            self.id,
+            accepted.protocol,
+            accepted.extensions,
+        ))
     }
 
     /// Refuses the channel with an HTTP status (channel 1 is dropped instead).

@@ -56,9 +56,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use weft_core::ext::{
     ExtensionFactory, ExtensionHeader, Granularity, Negotiated, client_accept, client_offers,
-    parse_extensions, server_negotiate_with,
+    parse_extensions,
 };
-use weft_core::handshake::ServerOptions;
+use weft_core::handshake::server::{Agreement, negotiate_request};
+use weft_core::handshake::{HandshakeError, ServerOptions};
 use weft_core::{CloseFrame, Frame, Message, OpCode, ProtocolError, Role, Rsv, SendError, Session};
 
 /// Largest quota (docs/specs/mux.md §4.6).
@@ -116,8 +117,11 @@ pub enum ChannelEnd {
     Dropped(DropCode),
 }
 
-/// A command the multiplexer cannot carry out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The error of the mux crate: a command the multiplexer cannot carry out,
+/// a refused or ended channel, or a failed physical connection. The
+/// sans-I/O [`Multiplexer`] and the tokio API (`MuxClient`, `MuxServer`,
+/// `Channel`: `send`, `recv`, `Sink`, `Stream`) all return it.
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MuxError {
     /// No such open channel.
@@ -141,6 +145,30 @@ pub enum MuxError {
     /// The server refused the channel with this HTTP status.
     #[error("channel refused with HTTP status {0}")]
     Rejected(http::StatusCode),
+    /// Client: the channel ended before it opened (the server dropped it,
+    /// with 2009 for a malformed request, or the physical connection
+    /// failed).
+    #[error("channel ended before it opened: {0:?}")]
+    ChannelEnded(ChannelEnd),
+    /// Server: the channel's encapsulated handshake was refused by
+    /// [`negotiate_request`] (the Origin check, a malformed subprotocol or
+    /// extension offer, a failed extension negotiation); the client was
+    /// told (see [`Multiplexer::accept_channel`]).
+    #[error("channel handshake refused: {0}")]
+    Handshake(HandshakeError),
+    /// The physical WebSocket failed or could not be opened (connect,
+    /// handshake, I/O).
+    #[error(transparent)]
+    WebSocket(#[from] weft_core::Error),
+}
+
+/// What [`Multiplexer::accept_channel`] agreed to for a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelAccepted {
+    /// The selected subprotocol.
+    pub protocol: Option<String>,
+    /// The channel's extensions, as its AddChannelResponse lists them.
+    pub extensions: Vec<ExtensionHeader>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -885,14 +913,24 @@ impl Multiplexer {
         Ok(channel)
     }
 
-    /// Server: accepts a requested channel, negotiating its subprotocol and
-    /// extensions with `options`. Per-frame extensions are never accepted on
-    /// logical channels: the multiplexer re-cuts frames for flow control.
+    /// Server: accepts a requested channel, deciding its encapsulated
+    /// handshake with the core's [`negotiate_request`] and `options`, as
+    /// the physical handshake is decided: the Origin check, subprotocol
+    /// selection and extension negotiation. Per-frame extensions are never
+    /// accepted on logical channels: the multiplexer re-cuts frames for
+    /// flow control.
+    ///
+    /// A refused handshake removes the channel, tells the client and
+    /// returns [`MuxError::Handshake`]: a malformed subprotocol or
+    /// extension offer drops the channel with 2009 (bad request, digest
+    /// §4.8; like the 2007 slot violation, only this channel is dropped),
+    /// any other refusal (Origin: 403) is an AddChannelResponse with F=1
+    /// and the error's HTTP status.
     pub fn accept_channel(
         &mut self,
         channel: ChannelId,
         options: &ServerOptions,
-    ) -> Result<(), MuxError> {
+    ) -> Result<ChannelAccepted, MuxError> {
         let ch = self
             .channels
             .get_mut(&channel.get())
@@ -904,38 +942,47 @@ impl Multiplexer {
             .request
             .take()
             .expect("pending channels keep their request");
-        let offers = request
-            .headers()
-            .get_all("sec-websocket-extensions")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect::<Vec<_>>();
-        let negotiated = parse_extensions(offers)
-            .ok()
-            .and_then(|o| server_negotiate_with(&options.extensions, &o, options.preference).ok())
-            .unwrap_or_default();
+        let Agreement {
+            protocol,
+            extensions,
+        } = match negotiate_request(request.headers(), options) {
+            Ok(a) => a,
+            Err(e) => {
+                self.channels.remove(&channel.get());
+                let block = match &e {
+                    HandshakeError::ExtensionSyntax(_) | HandshakeError::BadRequest(_) => {
+                        Block::DropChannel(DropChannel {
+                            channel,
+                            reason: Some((DropCode::BAD_REQUEST, String::new())),
+                        })
+                    }
+                    _ => Block::AddChannelResponse(AddChannelResponse {
+                        channel,
+                        rejected: true,
+                        encoding: Encoding::Identity,
+                        handshake: Bytes::from(handshake::build_rejection(e.status())),
+                    }),
+                };
+                self.push_block(block);
+                self.top_up_slots();
+                return Err(MuxError::Handshake(e));
+            }
+        };
         let mut kept = Negotiated::none();
-        for (h, e) in negotiated.into_parts() {
+        for (h, e) in extensions.into_parts() {
             if e.granularity() != Granularity::PerFrame {
                 let _ = kept.push(h, e);
             }
         }
-        let offered: Vec<&str> = request
-            .headers()
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .collect();
-        let protocol = match &options.protocol {
-            Some(select) if !offered.is_empty() => {
-                select(&offered).filter(|p| offered.contains(&p.as_str()))
-            }
-            _ => None,
-        };
         let text = handshake::build_response(protocol.as_deref(), kept.headers());
+        let accepted = ChannelAccepted {
+            protocol,
+            extensions: kept.headers().to_vec(),
+        };
+        let ch = self
+            .channels
+            .get_mut(&channel.get())
+            .expect("checked above");
         ch.session = Some(Session::with_extensions(
             Role::Server,
             &self.config.channel,
@@ -951,7 +998,7 @@ impl Multiplexer {
         // The client's send quota came with its slot; ours comes with the
         // FlowControl it sent after its request.
         self.top_up_slots();
-        Ok(())
+        Ok(accepted)
     }
 
     /// Server: refuses a requested channel with an HTTP status.

@@ -9,7 +9,7 @@ use weft_core::ext::ExtensionFactory;
 use weft_core::handshake::ServerOptions;
 use weft_core::{CloseCode, Message};
 use weft_extensions::PerMessageDeflate;
-use weft_mux::{Accepted, DropCode, MuxClient, MuxConfig, MuxServerBuilder};
+use weft_mux::{Accepted, ChannelEnd, DropCode, MuxClient, MuxConfig, MuxError, MuxServerBuilder};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -221,4 +221,183 @@ async fn tune_tcp_sets_notsent_lowat() {
     assert_eq!(lowat(&stream), untouched);
     server(Some(20_000)).tune_tcp(&stream).unwrap();
     assert_eq!(lowat(&stream), 20_000);
+}
+
+/// A mux server whose plain builder sets the policy: an Origin check that
+/// refuses `http://evil.example`, and the subprotocols `chat` and `v2`;
+/// its channel options set only extensions. Each channel first sends its
+/// subprotocol as the server side sees it, then echoes.
+async fn policy_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let plain = weft_core::ServerBuilder::new()
+        .origin_check(|o| o != Some("http://evil.example"))
+        .protocols(&["chat", "v2"]);
+    let server = MuxServerBuilder::new(
+        plain,
+        MuxConfig::default(),
+        ServerOptions::default().extension(rfc()),
+    );
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let server = server.clone();
+            tokio::spawn(async move {
+                let Ok(Accepted::Mux(mut mux)) = server.accept(stream).await else {
+                    return;
+                };
+                while let Some(incoming) = mux.next_channel().await {
+                    let Ok(mut ch) = incoming.accept() else {
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let seen = format!("{:?}", ch.protocol());
+                        if ch.send(Message::text(seen)).await.is_err() {
+                            return;
+                        }
+                        while let Some(Ok(m)) = ch.recv().await {
+                            if m.is_data() && ch.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_plain_servers_policy_applies_to_logical_channels() {
+    let addr = policy_server().await;
+    let client = MuxClient::connect(format!("ws://{addr}/"), MuxConfig::default())
+        .await
+        .unwrap();
+    // Origin refused by the plain builder's check: 403.
+    let evil = [("Origin".to_owned(), "http://evil.example".to_owned())];
+    let err = client.open_channel("/a", &evil, vec![]).await.unwrap_err();
+    assert!(matches!(err, MuxError::Rejected(s) if s == 403), "{err}");
+    // Subprotocols chosen as the plain server chooses them.
+    let offer = ["x".to_owned(), "v2".to_owned(), "chat".to_owned()];
+    let mut ch = client
+        .open_channel_with_protocols("/b", &[], &offer, vec![])
+        .await
+        .unwrap();
+    assert_eq!(ch.protocol(), Some("v2"));
+    let seen = tokio::time::timeout(T, ch.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, Message::text("Some(\"v2\")"));
+    // A malformed extension offer: the channel is dropped with 2009.
+    let bad = [(
+        "Sec-WebSocket-Extensions".to_owned(),
+        "permessage-deflate;;".to_owned(),
+    )];
+    let err = client.open_channel("/c", &bad, vec![]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MuxError::ChannelEnded(ChannelEnd::DroppedByPeer(Some((DropCode(2009), _))))
+        ),
+        "{err}"
+    );
+    // The other channels are unaffected.
+    ch.send(Message::text("still")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(T, ch.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        Message::text("still")
+    );
+    client.close();
+}
+
+#[tokio::test]
+async fn a_plain_client_gets_the_same_subprotocol() {
+    let addr = policy_server().await;
+    let (ws, _) = weft_core::ClientBuilder::new()
+        .protocol("x")
+        .protocol("v2")
+        .protocol("chat")
+        .connect(format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(ws.protocol(), Some("v2"));
+    // The physical handshake's subprotocol is channel 1's, on both ends.
+    let request = http::Request::get(format!("ws://{addr}/"))
+        .header("sec-websocket-protocol", "chat")
+        .body(())
+        .unwrap();
+    let client = MuxClient::connect(request, MuxConfig::default())
+        .await
+        .unwrap();
+    let mut one = client.implicit_channel();
+    assert_eq!(one.protocol(), Some("chat"));
+    let seen = tokio::time::timeout(T, one.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen, Message::text("Some(\"chat\")"));
+    client.close();
+}
+
+#[tokio::test]
+async fn channels_are_sinks_and_streams_with_one_error_type() {
+    use futures_util::{SinkExt, StreamExt};
+    let addr = echo_server(MuxConfig::default()).await;
+    let client = MuxClient::connect(format!("ws://{addr}/"), MuxConfig::default())
+        .await
+        .unwrap();
+    let mut ch = client.open_channel("/sink", &[], vec![]).await.unwrap();
+    let msgs: Vec<Message> = (0..5)
+        .map(|i| Message::binary(vec![i as u8; 1000 * i]))
+        .collect();
+    for m in &msgs {
+        SinkExt::feed(&mut ch, m.clone()).await.unwrap();
+    }
+    SinkExt::flush(&mut ch).await.unwrap();
+    for m in &msgs {
+        let got: Result<Message, MuxError> =
+            tokio::time::timeout(T, ch.next()).await.unwrap().unwrap();
+        assert_eq!(&got.unwrap(), m);
+    }
+    // `send` and `recv` report the same type.
+    fn same_error<T>(_: &Result<(), T>, _: &Option<Result<Message, T>>) {}
+    let sent = ch.send(Message::text("x")).await;
+    let received = tokio::time::timeout(T, ch.recv()).await.unwrap();
+    same_error(&sent, &received);
+    assert_eq!(received.unwrap().unwrap(), Message::text("x"));
+    // Sink::close runs the closing handshake to its end.
+    tokio::time::timeout(T, SinkExt::close(&mut ch))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(ch.end(), Some(ChannelEnd::Closed(_))),
+        "{:?}",
+        ch.end()
+    );
+    assert!(ch.next().await.is_none());
+    // After the physical connection closed, the sink reports it.
+    let mut one = client.implicit_channel();
+    client.close();
+    let r = tokio::time::timeout(T, async {
+        loop {
+            if let Err(e) = SinkExt::send(&mut one, Message::text("late")).await {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(r, MuxError::Failed(_)), "{r}");
 }

@@ -689,3 +689,141 @@ fn rfc() -> PerMessageDeflate {
         .server_max_window_bits(weft_extensions::WindowBits::MAX)
         .client_max_window_bits(weft_extensions::WindowBits::MAX)
 }
+
+/// Opens a channel from `c` with `headers` and `protocols` and has `s`
+/// accept it with `options`; returns the server's answer.
+fn request_with(
+    c: &mut Multiplexer,
+    s: &mut Multiplexer,
+    headers: &[(&str, &str)],
+    protocols: &[&str],
+    options: &ServerOptions,
+) -> (ChannelId, Result<weft_mux::ChannelAccepted, MuxError>) {
+    let headers: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let protocols: Vec<String> = protocols.iter().map(|p| p.to_string()).collect();
+    let id = c
+        .open_channel("/chat", &headers, &protocols, vec![])
+        .unwrap();
+    pump(c, s);
+    assert!(
+        events(s)
+            .iter()
+            .any(|e| matches!(e, MuxEvent::ChannelRequested { channel, .. } if *channel == id))
+    );
+    (id, s.accept_channel(id, options))
+}
+
+#[test]
+fn malformed_offers_drop_the_channel_with_2009() {
+    for (name, value) in [
+        ("Sec-WebSocket-Extensions", "permessage-deflate;;"),
+        ("Sec-WebSocket-Extensions", "x; a=\"unterminated"),
+        ("Sec-WebSocket-Protocol", "two words"),
+    ] {
+        let (mut c, mut s) = pair(MuxConfig::default());
+        pump(&mut c, &mut s);
+        let options = ServerOptions::default().extension(rfc());
+        let (id, r) = request_with(&mut c, &mut s, &[(name, value)], &[], &options);
+        assert!(matches!(r, Err(MuxError::Handshake(_))), "{value}: {r:?}");
+        // DropChannel(id, 2009) on the control channel, nothing else.
+        let m = s.poll_transmit().unwrap();
+        assert_eq!(
+            &m[..],
+            &[0x00, 0x60, id.get() as u8, 0x02, 0x07, 0xd9],
+            "{value}"
+        );
+        assert!(!s.is_open(id) && s.failure().is_none());
+        c.handle_message(Message::Binary(m));
+        assert!(
+            events(&mut c).iter().any(|e| matches!(
+                e,
+                MuxEvent::ChannelClosed {
+                    channel,
+                    end: ChannelEnd::DroppedByPeer(Some((DropCode(2009), _))),
+                } if *channel == id
+            )),
+            "{value}"
+        );
+        // Only that channel: channel 1 and new channels still work.
+        assert!(c.is_open(ch(1)) && s.is_open(ch(1)));
+        pump(&mut c, &mut s);
+        open(&mut c, &mut s, vec![], &ServerOptions::default());
+    }
+}
+
+#[test]
+fn the_origin_check_applies_to_logical_channels() {
+    let (mut c, mut s) = pair(MuxConfig::default());
+    pump(&mut c, &mut s);
+    let options = ServerOptions::default().origin_check(|o| o == Some("http://o"));
+    // The request's own Origin is checked, not the physical one.
+    let (id, r) = request_with(
+        &mut c,
+        &mut s,
+        &[("Origin", "http://evil.example")],
+        &[],
+        &options,
+    );
+    assert!(
+        matches!(
+            r,
+            Err(MuxError::Handshake(weft_core::handshake::HandshakeError::OriginRejected(Some(ref o)))) if o == "http://evil.example"
+        ),
+        "{r:?}"
+    );
+    pump(&mut c, &mut s);
+    assert!(events(&mut c).iter().any(|e| matches!(
+        e,
+        MuxEvent::ChannelRejected { channel, status } if *channel == id && *status == 403
+    )));
+    assert!(!c.is_open(id) && !s.is_open(id));
+    // The allowed origin opens.
+    let (id, r) = request_with(&mut c, &mut s, &[("Origin", "http://o")], &[], &options);
+    r.unwrap();
+    pump(&mut c, &mut s);
+    assert!(c.is_open(id) && s.is_open(id));
+    // No Origin at all is what the check says about `None`: refused here.
+    let (_, r) = request_with(&mut c, &mut s, &[], &[], &options);
+    assert!(matches!(r, Err(MuxError::Handshake(_))), "{r:?}");
+}
+
+#[test]
+fn subprotocol_selection_matches_the_plain_server() {
+    let options = ServerOptions::default().protocols(&["b", "c"]);
+    for offer in [&["a", "c", "b"][..], &["b", "c"], &["a"], &[]] {
+        let (mut c, mut s) = pair(MuxConfig::default());
+        pump(&mut c, &mut s);
+        let (id, r) = request_with(&mut c, &mut s, &[], offer, &options);
+        let channel = r.unwrap().protocol;
+        pump(&mut c, &mut s);
+        let opened = events(&mut c).into_iter().find_map(|e| match e {
+            MuxEvent::ChannelOpened {
+                channel, protocol, ..
+            } if channel == id => Some(protocol),
+            _ => None,
+        });
+        // The plain server, same options, same offer.
+        let mut plain = http::Request::get("/chat")
+            .header("host", "example")
+            .header("upgrade", "websocket")
+            .header("connection", "upgrade")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("sec-websocket-version", "13");
+        if !offer.is_empty() {
+            plain = plain.header("sec-websocket-protocol", offer.join(", "));
+        }
+        let plain =
+            weft_core::handshake::server::accept_request(&plain.body(()).unwrap(), &options)
+                .unwrap()
+                .protocol;
+        assert_eq!(channel, plain, "{offer:?}");
+        assert_eq!(opened, Some(plain.clone()), "{offer:?}");
+        if offer == ["a", "c", "b"] {
+            // The client's order decides, as in the plain server.
+            assert_eq!(plain.as_deref(), Some("c"));
+        }
+    }
+}

@@ -83,9 +83,8 @@ fn parse_url(url: &str) -> Result<http::Uri, HandshakeError> {
 /// `String`, `http::Uri`) or a whole `http::Request<()>` whose headers
 /// (Authorization, Cookie, Origin, ...) go into the opening handshake.
 ///
-/// [`ClientBuilder::connect`](crate::ClientBuilder::connect) and
-/// [`connect`](crate::connect) take any of these, like tokio-tungstenite's
-/// trait of the same name.
+/// `ClientBuilder::connect` and `weft_core::connect` (feature `tokio`)
+/// take any of these, like tokio-tungstenite's trait of the same name.
 ///
 /// The WebSocket headers are ours: a request that sets `Upgrade`,
 /// `Connection`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version` or

@@ -67,7 +67,7 @@ impl ClientBuilder {
     /// timeout: TCP to the URL's host (with Nagle off), for `wss://` a TLS
     /// handshake that verifies the server's certificate for the URL's host
     /// name or IP address (feature `rustls`; see
-    /// [`tls_config`](Self::tls_config)), then the WebSocket handshake.
+    /// `tls_config`), then the WebSocket handshake.
     ///
     /// `request` is a URL or a whole `http::Request<()>` with custom
     /// headers (see [`IntoClientRequest`]). Without the `rustls` feature a
