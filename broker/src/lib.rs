@@ -1,0 +1,2 @@
+//! weft-broker (work in progress).
+pub mod frame;

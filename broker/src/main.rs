@@ -1,0 +1,2 @@
+//! The weft-broker server (placeholder until the server lands).
+fn main() {}
