@@ -204,3 +204,18 @@ async fn wss_without_the_rustls_feature_says_so() {
     );
     assert!(e.to_string().contains("rustls"), "{e}");
 }
+
+#[tokio::test]
+async fn builder_headers_follow_the_same_rules() {
+    let client = ClientBuilder::new()
+        .protocol("v3")
+        .header("Sec-WebSocket-Protocol", "v1")
+        .header("Host", "named.example");
+    let server = ServerBuilder::new().protocols(&["v1"]);
+    let (seen, client_protocol, _) = handshake(client, server, "ws://127.0.0.1/").await;
+    assert_eq!(seen.headers()["sec-websocket-protocol"], "v3, v1");
+    assert_eq!(seen.headers().get_all("host").iter().count(), 1);
+    assert_eq!(seen.headers()["host"], "named.example");
+    // The header's subprotocol is an offer the client accepts back.
+    assert_eq!(client_protocol.as_deref(), Some("v1"));
+}

@@ -363,9 +363,11 @@ impl Channel {
         poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// Fails if the physical connection is gone; waits (registering `cx`)
-    /// while the channel has its buffer limit queued. Called with the lock.
-    fn poll_room(&self, st: &mut State, cx: &mut Context<'_>) -> Poll<Result<(), MuxError>> {
+    /// The locked state once the channel may queue more: fails if the
+    /// physical connection is gone, waits (registering `cx`) while the
+    /// channel has its buffer limit queued.
+    fn poll_room(&self, cx: &mut Context<'_>) -> Poll<Result<MutexGuard<'_, State>, MuxError>> {
+        let mut st = self.shared.lock();
         if let Some(code) = st.mux.failure() {
             return Poll::Ready(Err(MuxError::Failed(code)));
         }
@@ -374,10 +376,11 @@ impl Channel {
         }
         if st.mux.pending_bytes(self.id) >= self.shared.max_pending {
             st.writers.push(cx.waker().clone());
+            drop(st);
             self.shared.notify.notify_one();
             return Poll::Pending;
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(st))
     }
 
     fn poll_send(
@@ -386,10 +389,7 @@ impl Channel {
         msg: &mut Option<Message>,
         hints: &SendHints,
     ) -> Poll<Result<(), MuxError>> {
-        let mut st = self.shared.lock();
-        if let Err(e) = ready!(self.poll_room(&mut st, cx)) {
-            return Poll::Ready(Err(e));
-        }
+        let mut st = ready!(self.poll_room(cx))?;
         let r = st.mux.send(self.id, msg.take().expect("sent once"), hints);
         drop(st);
         self.shared.notify.notify_one();
@@ -461,8 +461,9 @@ impl Sink<Message> for Channel {
     type Error = MuxError;
     /// Ready while the channel has less than its buffer limit queued.
     fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), MuxError>> {
-        let mut st = self.shared.lock();
-        self.poll_room(&mut st, cx)
+        // Ready: the lock is released at once.
+        drop(ready!(self.poll_room(cx))?);
+        Poll::Ready(Ok(()))
     }
     fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), MuxError> {
         let r = self
@@ -484,8 +485,7 @@ impl Sink<Message> for Channel {
         let this = self.get_mut();
         if !this.closing {
             {
-                let mut st = this.shared.lock();
-                ready!(this.poll_room(&mut st, cx))?;
+                let mut st = ready!(this.poll_room(cx))?;
                 let close = Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
                 match st.mux.send(this.id, close, &SendHints::default()) {
                     // Already closing, or already gone: nothing to send.

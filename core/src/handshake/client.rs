@@ -168,12 +168,39 @@ const RESERVED_HEADERS: [&str; 5] = [
     "sec-websocket-extensions",
 ];
 
-fn check_header_name(name: &http::HeaderName) -> Result<(), HandshakeError> {
+/// Files one caller-supplied request header: a reserved one is refused,
+/// `Host` replaces the URI's authority (once), `Sec-WebSocket-Protocol`
+/// adds to the offered subprotocols, anything else is sent as is.
+fn sort_header(
+    name: &http::HeaderName,
+    value: &http::HeaderValue,
+    host: &mut Option<http::HeaderValue>,
+    protocols: &mut Vec<String>,
+    extra: &mut http::HeaderMap,
+) -> Result<(), HandshakeError> {
     if RESERVED_HEADERS.contains(&name.as_str()) {
         return Err(HandshakeError::InvalidRequest(format!(
             "{name} is set by the WebSocket handshake itself; remove it from the request \
              (offer extensions with ClientBuilder::extension)"
         )));
+    }
+    if name == http::header::HOST {
+        if host.replace(value.clone()).is_some() {
+            return Err(HandshakeError::InvalidRequest(
+                "more than one Host header".into(),
+            ));
+        }
+    } else if name == "sec-websocket-protocol" {
+        let list = value.to_str().map_err(|_| {
+            HandshakeError::InvalidRequest("Sec-WebSocket-Protocol is not ASCII".into())
+        })?;
+        for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            if !protocols.iter().any(|o| o == p) {
+                protocols.push(p.to_owned());
+            }
+        }
+    } else {
+        extra.append(name, value.clone());
     }
     Ok(())
 }
@@ -247,7 +274,7 @@ impl ClientHandshake {
     /// Builds the request for `target`. Returns the handshake state and the
     /// request bytes to send.
     pub fn new(target: &Target, options: ClientOptions) -> Result<(Self, Vec<u8>), HandshakeError> {
-        Self::write(target, None, &http::HeaderMap::new(), options)
+        Self::write(target, None, http::HeaderMap::new(), options)
     }
 
     /// Builds the request for `request` (see [`IntoClientRequest`] for
@@ -275,63 +302,34 @@ impl ClientHandshake {
         let mut host = None;
         let mut extra = http::HeaderMap::new();
         for (name, value) in request.headers() {
-            check_header_name(name)?;
-            if name == http::header::HOST {
-                if host.is_some() {
-                    return Err(HandshakeError::InvalidRequest(
-                        "more than one Host header".into(),
-                    ));
-                }
-                host = Some(value.clone());
-            } else if name == "sec-websocket-protocol" {
-                let list = value.to_str().map_err(|_| {
-                    HandshakeError::InvalidRequest("Sec-WebSocket-Protocol is not ASCII".into())
-                })?;
-                for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    if !options.protocols.iter().any(|o| o == p) {
-                        options.protocols.push(p.to_owned());
-                    }
-                }
-            } else {
-                extra.append(name, value.clone());
-            }
+            sort_header(name, value, &mut host, &mut options.protocols, &mut extra)?;
         }
-        let (hs, bytes) = Self::write(&target, host, &extra, options)?;
+        let (hs, bytes) = Self::write(&target, host, extra, options)?;
         Ok((hs, target, bytes))
     }
 
     fn write(
         target: &Target,
         mut host: Option<http::HeaderValue>,
-        extra: &http::HeaderMap,
-        options: ClientOptions,
+        mut extra: http::HeaderMap,
+        mut options: ClientOptions,
     ) -> Result<(Self, Vec<u8>), HandshakeError> {
+        // Everything is validated before anything is written.
+        for (name, value) in &options.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                HandshakeError::InvalidRequest(format!("invalid header name {name:?}"))
+            })?;
+            let value = http::HeaderValue::from_str(value).map_err(|_| {
+                HandshakeError::InvalidRequest(format!("invalid value for header {name}"))
+            })?;
+            sort_header(&name, &value, &mut host, &mut options.protocols, &mut extra)?;
+        }
         for p in &options.protocols {
             if !is_token(p) {
                 return Err(HandshakeError::InvalidRequest(format!(
                     "subprotocol {p:?} is not a token"
                 )));
             }
-        }
-        // Validated before anything is written.
-        let mut headers = Vec::with_capacity(options.headers.len());
-        for (name, value) in &options.headers {
-            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                HandshakeError::InvalidRequest(format!("invalid header name {name:?}"))
-            })?;
-            check_header_name(&name)?;
-            let value = http::HeaderValue::from_str(value).map_err(|_| {
-                HandshakeError::InvalidRequest(format!("invalid value for header {name}"))
-            })?;
-            if name == http::header::HOST {
-                if host.replace(value).is_some() {
-                    return Err(HandshakeError::InvalidRequest(
-                        "more than one Host header".into(),
-                    ));
-                }
-                continue;
-            }
-            headers.push((name, value));
         }
         let key = generate_key();
         let mut req = Vec::with_capacity(256);
@@ -360,8 +358,7 @@ impl ClientHandshake {
                 format_extensions(&offers)
             );
         }
-        let pairs = extra.iter().chain(headers.iter().map(|(n, v)| (n, v)));
-        for (name, value) in pairs {
+        for (name, value) in &extra {
             req.extend_from_slice(name.as_str().as_bytes());
             req.extend_from_slice(b": ");
             req.extend_from_slice(value.as_bytes());
