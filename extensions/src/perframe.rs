@@ -30,8 +30,8 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use weft_core::Rsv;
 use weft_core::ext::{
-    Extension, ExtensionError, ExtensionFactory, ExtensionHeader, FrameDecoder, FrameEncoder,
-    NegotiationError, SendHints,
+    Acceptance, Extension, ExtensionError, ExtensionFactory, ExtensionHeader, FrameDecoder,
+    FrameEncoder, NegotiationError, SendHints,
 };
 
 /// The draft's extension token.
@@ -257,7 +257,7 @@ impl ExtensionFactory for PerFrameDeflate {
         &self,
         offer: &ExtensionHeader,
         _accepted: &[Extension],
-    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
+    ) -> Result<Option<Acceptance>, NegotiationError> {
         let Ok(p) = parse_params(offer, true) else {
             return Ok(None);
         };

@@ -6,8 +6,8 @@ use crate::deflate::{
 use bytes::BytesMut;
 use std::sync::Arc;
 use weft_core::ext::{
-    Extension, ExtensionError, ExtensionFactory, ExtensionHeader, MessageDecoder, MessageEncoder,
-    NegotiationError, SendHints,
+    Acceptance, Extension, ExtensionError, ExtensionFactory, ExtensionHeader, MessageDecoder,
+    MessageEncoder, NegotiationError, SendHints,
 };
 use weft_core::{OpCode, Rsv};
 
@@ -369,7 +369,7 @@ impl ExtensionFactory for PerMessageDeflate {
         &self,
         offer: &ExtensionHeader,
         _accepted: &[Extension],
-    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
+    ) -> Result<Option<Acceptance>, NegotiationError> {
         // RFC 7692 §7: an offer we cannot accept is declined, not an error.
         let Ok(p) = parse_params(offer, true) else {
             return Ok(None);

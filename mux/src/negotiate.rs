@@ -12,7 +12,7 @@
 //! mux (it would share one context across channels: an information leak).
 
 use std::sync::Arc;
-use weft_core::ext::{Extension, ExtensionFactory, ExtensionHeader, NegotiationError};
+use weft_core::ext::{Acceptance, Extension, ExtensionFactory, ExtensionHeader, NegotiationError};
 
 /// The extension token.
 pub const MUX: &str = "mux";
@@ -103,7 +103,7 @@ impl ExtensionFactory for MuxFactory {
         &self,
         offer: &ExtensionHeader,
         accepted: &[Extension],
-    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
+    ) -> Result<Option<Acceptance>, NegotiationError> {
         if !accepted.is_empty() {
             return Ok(None);
         }
@@ -134,7 +134,7 @@ impl ExtensionFactory for UnlessMux {
         &self,
         offer: &ExtensionHeader,
         accepted: &[Extension],
-    ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
+    ) -> Result<Option<Acceptance>, NegotiationError> {
         if find_mux(accepted).is_some() {
             return Ok(None);
         }
@@ -197,7 +197,7 @@ mod tests {
                 &self,
                 o: &ExtensionHeader,
                 _: &[Extension],
-            ) -> Result<Option<(ExtensionHeader, Extension)>, NegotiationError> {
+            ) -> Result<Option<Acceptance>, NegotiationError> {
                 Ok(Some((o.clone(), Extension::passthrough())))
             }
         }
