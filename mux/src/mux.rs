@@ -945,6 +945,7 @@ impl Multiplexer {
         let Agreement {
             protocol,
             extensions,
+            ..
         } = match negotiate_request(request.headers(), options) {
             Ok(a) => a,
             Err(e) => {

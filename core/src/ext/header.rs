@@ -172,7 +172,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Parses one header value and appends its elements to `out`.
-pub fn parse_extensions_into(
+pub(crate) fn parse_extensions_into(
     value: &str,
     out: &mut Vec<ExtensionHeader>,
 ) -> Result<(), HeaderSyntaxError> {

@@ -96,7 +96,7 @@ mod negotiate;
 pub(crate) use chain::{DecoderChain, EncoderChain};
 pub use header::{
     ExtensionHeader, ExtensionParam, HeaderSyntaxError, format_extensions, is_token,
-    parse_extensions, parse_extensions_into,
+    parse_extensions,
 };
 pub use negotiate::{
     Negotiated, NegotiationError, Preference, client_accept, client_offers, server_negotiate,

@@ -207,6 +207,7 @@ fn sort_header(
 
 /// What a client asks for.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Extension factories, offered in this order.
     pub extensions: Vec<Arc<dyn ExtensionFactory>>,
@@ -253,6 +254,7 @@ impl ClientOptions {
 
 /// The result of a successful client handshake.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ClientAccepted {
     /// The server's 101 response (headers only).
     pub response: http::Response<()>,

@@ -21,6 +21,7 @@ pub type ResponseHeaders = dyn Fn(&http::Request<()>, &mut http::HeaderMap) + Se
 
 /// What a server accepts: extension factories, subprotocol and origin policy.
 #[derive(Clone, Default)]
+#[non_exhaustive]
 pub struct ServerOptions {
     /// Extension factories, in the server's order of preference for
     /// tie-breaks (offers are still taken in the client's order).
@@ -105,6 +106,7 @@ impl ServerOptions {
 
 /// What a server agreed to for one request (see [`negotiate_request`]).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Agreement {
     /// The selected subprotocol.
     pub protocol: Option<String>,
@@ -124,6 +126,7 @@ fn is_reserved_response_header(name: &http::HeaderName) -> bool {
 
 /// A validated request: the 101 response to send and what was negotiated.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct ServerAccepted {
     /// The 101 response (headers only).
     pub response: http::Response<()>,
