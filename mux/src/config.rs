@@ -74,8 +74,8 @@ pub struct MuxConfig {
     /// cold in the CPU cache when the kernel sends it and where the fair
     /// scheduler can no longer put a small message ahead of it. Measured on
     /// loopback (100 channels echoing 64 KiB messages): 1.8 times the
-    /// throughput. Applied by [`MuxClient::connect`](crate::MuxClient::connect)
-    /// and [`MuxServerBuilder::tune_tcp`](crate::MuxServerBuilder::tune_tcp).
+    /// throughput. Applied by `MuxClient::connect` and
+    /// `MuxServerBuilder::tune_tcp` (feature `tokio`).
     pub notsent_lowat: Option<u32>,
 }
 
