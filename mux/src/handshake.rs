@@ -54,8 +54,14 @@ pub fn build_request(
     s.into_bytes()
 }
 
-/// Builds a successful response.
-pub fn build_response(protocol: Option<&str>, extensions: &[ExtensionHeader]) -> Vec<u8> {
+/// Builds a successful response; `extra` headers (from
+/// [`ServerOptions::response_headers`](weft_core::handshake::ServerOptions::response_headers))
+/// follow the WebSocket ones, value bytes as they are.
+pub fn build_response(
+    protocol: Option<&str>,
+    extensions: &[ExtensionHeader],
+    extra: &http::HeaderMap,
+) -> Vec<u8> {
     let mut s = String::from("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n");
     if let Some(p) = protocol {
         s.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
@@ -66,8 +72,15 @@ pub fn build_response(protocol: Option<&str>, extensions: &[ExtensionHeader]) ->
             format_extensions(extensions)
         ));
     }
-    s.push_str("\r\n");
-    s.into_bytes()
+    let mut out = s.into_bytes();
+    for (name, value) in extra {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// Builds a refusal: an HTTP error status line and an empty header block.
@@ -143,6 +156,8 @@ pub struct ParsedResponse {
     pub protocol: Option<String>,
     /// `Sec-WebSocket-Extensions` values (all lines).
     pub extensions: Vec<String>,
+    /// Every header of the response, the two above included.
+    pub headers: http::HeaderMap,
 }
 
 /// Parses an encapsulated response (identity encoding; delta responses are
@@ -159,7 +174,13 @@ pub fn parse_response(text: &[u8]) -> Result<ParsedResponse, BadHandshake> {
         .map_err(|_| BadHandshake("bad status".into()))?;
     let mut protocol = None;
     let mut extensions = Vec::new();
+    let mut headers = http::HeaderMap::new();
     for h in resp.headers.iter() {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| BadHandshake("bad header name".into()))?;
+        let header_value = http::HeaderValue::from_bytes(h.value)
+            .map_err(|_| BadHandshake("bad header value".into()))?;
+        headers.append(name, header_value);
         let value =
             std::str::from_utf8(h.value).map_err(|_| BadHandshake("non-UTF-8 header".into()))?;
         if h.name.eq_ignore_ascii_case("sec-websocket-protocol") {
@@ -172,6 +193,7 @@ pub fn parse_response(text: &[u8]) -> Result<ParsedResponse, BadHandshake> {
         status,
         protocol,
         extensions,
+        headers,
     })
 }
 
@@ -228,12 +250,18 @@ mod tests {
     #[test]
     fn responses() {
         let ext = weft_core::ext::parse_extensions(["permessage-deflate"]).unwrap();
-        let r = parse_response(&build_response(Some("chat"), &ext)).unwrap();
+        let mut extra = http::HeaderMap::new();
+        extra.insert("x-served-by", http::HeaderValue::from_static("node-7"));
+        let r = parse_response(&build_response(Some("chat"), &ext, &extra)).unwrap();
         assert_eq!(
             (r.status.as_u16(), r.protocol.as_deref()),
             (101, Some("chat"))
         );
         assert_eq!(r.extensions, ["permessage-deflate"]);
+        assert_eq!(r.headers["x-served-by"], "node-7");
+        assert_eq!(r.headers["sec-websocket-protocol"], "chat");
+        let r = parse_response(&build_response(None, &[], &http::HeaderMap::new())).unwrap();
+        assert_eq!(r.headers.len(), 1, "only Connection: {:?}", r.headers);
         let r = parse_response(&build_rejection(http::StatusCode::NOT_FOUND)).unwrap();
         assert_eq!(r.status, 404);
         let req = String::from_utf8(build_request(

@@ -916,8 +916,9 @@ impl Multiplexer {
     /// Server: accepts a requested channel, deciding its encapsulated
     /// handshake with the core's [`negotiate_request`] and `options`, as
     /// the physical handshake is decided: the Origin check, subprotocol
-    /// selection and extension negotiation. Per-frame extensions are never
-    /// accepted on logical channels: the multiplexer re-cuts frames for
+    /// selection, extension negotiation and the extra 101 headers of
+    /// `options.response_headers` (called with the logical request). Per-frame
+    /// extensions are never accepted on logical channels: the multiplexer re-cuts frames for
     /// flow control.
     ///
     /// A refused handshake removes the channel, tells the client and
@@ -975,7 +976,12 @@ impl Multiplexer {
                 let _ = kept.push(h, e);
             }
         }
-        let text = handshake::build_response(protocol.as_deref(), kept.headers());
+        // Extra 101 headers, as the plain server adds them.
+        let mut extra = http::HeaderMap::new();
+        if let Some(add) = &options.response_headers {
+            add(&request, &mut extra);
+        }
+        let text = handshake::build_response(protocol.as_deref(), kept.headers(), &extra);
         let accepted = ChannelAccepted {
             protocol,
             extensions: kept.headers().to_vec(),

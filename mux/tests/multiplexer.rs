@@ -827,3 +827,32 @@ fn subprotocol_selection_matches_the_plain_server() {
         }
     }
 }
+
+#[test]
+fn response_headers_apply_to_logical_channels() {
+    let (mut c, mut s) = pair(MuxConfig::default());
+    pump(&mut c, &mut s);
+    // The callback sees the logical request (path /chat), not the physical one.
+    let options = ServerOptions::default().response_headers(|req, headers| {
+        headers.insert(
+            "x-channel-path",
+            http::HeaderValue::from_str(req.uri().path()).unwrap(),
+        );
+    });
+    let (id, r) = request_with(&mut c, &mut s, &[], &[], &options);
+    r.unwrap();
+    let m = s.poll_transmit().expect("an AddChannelResponse");
+    let text = String::from_utf8_lossy(&m);
+    assert!(
+        text.contains("x-channel-path: /chat\r\n"),
+        "AddChannelResponse: {text:?}"
+    );
+    c.handle_message(Message::Binary(m));
+    pump(&mut c, &mut s);
+    assert!(c.is_open(id) && s.is_open(id));
+    // Without the callback the response carries no extra header.
+    let (_, r) = request_with(&mut c, &mut s, &[], &[], &ServerOptions::default());
+    r.unwrap();
+    let m = s.poll_transmit().expect("an AddChannelResponse");
+    assert!(!String::from_utf8_lossy(&m).contains("x-channel-path"));
+}
