@@ -10,8 +10,14 @@
 //!   its own task against an in-process echo server; the figures are echoed
 //!   messages per second over all of them, per second of wall time and per
 //!   second of this process's CPU time (steadier when other work shares the
-//!   machine). The server applies `MuxServerBuilder::tune_tcp` to every
-//!   accepted socket, plain ones included.
+//!   machine). The baseline is what a plain weft server does: its
+//!   connections arrive on a listener of their own and are accepted with
+//!   `ServerBuilder::accept` on a socket with `TCP_NODELAY` only, as
+//!   `echo_server --no-mux` does; only the mux listener's sockets get
+//!   `MuxServerBuilder::tune_tcp` (`TCP_NOTSENT_LOWAT`). Every run measures
+//!   both runtime shapes (`--threads 1,2`, the default), each case with
+//!   client and server on the same runtime; `throughput --json` prints only
+//!   the JSON lines (`threads`, `k`, `size`, `ratio` = mux ÷ separate, ...).
 //! - **memory**: resident memory per idle logical channel with 10,000
 //!   channels open on one connection. The server runs in a child process
 //!   (this binary re-executed with `--serve`), so only its memory is counted;
@@ -21,8 +27,8 @@
 //!   echoed), another sends a 64-byte message every millisecond and times
 //!   its echo: p50, p99 and maximum latency.
 //!
-//! Client and server share one current-thread runtime by default
-//! (`--threads N` for a multi-thread one). `--sizes 1024,65536` and
+//! Memory and fairness run on the first runtime shape of `--threads`
+//! (1: a current-thread runtime; N > 1: a multi-thread one with N workers). `--sizes 1024,65536` and
 //! `--ks 1,100` pick throughput cases. Loopback only; every loop is bounded
 //! in count and time.
 
@@ -41,14 +47,14 @@ fn config() -> MuxConfig {
     MuxConfig::default().max_channels(20_000)
 }
 
-/// Serves mux and plain clients on `listener`; `hold` keeps channel handles
-/// instead of running an echo task per channel.
+/// Serves mux (and plain) clients on `listener`, tuned as a mux server
+/// tunes its sockets; `hold` keeps channel handles instead of running an
+/// echo task per channel.
 async fn serve(listener: TcpListener, hold: bool) {
     let server = MuxServerBuilder::new(ServerBuilder::new(), config(), ServerOptions::default());
     while let Ok((stream, _)) = listener.accept().await {
         let _ = stream.set_nodelay(true);
-        // TCP_NOTSENT_LOWAT, as a mux server should; plain connections are
-        // served on the same kind of socket (measured: no effect on them).
+        // TCP_NOTSENT_LOWAT, as a mux server should.
         let _ = server.tune_tcp(&stream);
         let server = server.clone();
         tokio::spawn(async move {
@@ -85,12 +91,44 @@ async fn serve(listener: TcpListener, hold: bool) {
     }
 }
 
-async fn start_server() -> std::net::SocketAddr {
+/// Serves plain clients as a plain weft server does (`echo_server
+/// --no-mux`): `TCP_NODELAY`, no mux socket tuning, `ServerBuilder::accept`.
+async fn serve_plain(listener: TcpListener) {
+    let server = ServerBuilder::new();
+    while let Ok((stream, _)) = listener.accept().await {
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        tokio::spawn(async move {
+            if let Ok(mut ws) = server.accept(stream).await {
+                while let Some(Ok(m)) = ws.recv().await {
+                    if m.is_data() && ws.feed(m).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn bind_loopback() -> (TcpListener, std::net::SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
     let addr = listener.local_addr().expect("address");
+    (listener, addr)
+}
+
+/// The mux server's address.
+async fn start_server() -> std::net::SocketAddr {
+    let (listener, addr) = bind_loopback().await;
     tokio::spawn(serve(listener, false));
+    addr
+}
+
+/// The plain (baseline) server's address.
+async fn start_plain_server() -> std::net::SocketAddr {
+    let (listener, addr) = bind_loopback().await;
+    tokio::spawn(serve_plain(listener));
     addr
 }
 
@@ -323,10 +361,19 @@ struct Args {
     /// Fewer and smaller cases (K up to 100, 2,000 channels, 20 MiB).
     #[arg(long)]
     quick: bool,
-    /// Worker threads: 1 runs client and server on one current-thread
-    /// runtime, more on a multi-thread one.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    threads: usize,
+    /// Runtime shapes, each a worker-thread count: 1 runs client and server
+    /// on one current-thread runtime, N > 1 on a multi-thread one with N
+    /// workers. Throughput runs every shape; memory and fairness the first.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
+    threads: Vec<usize>,
+    /// Print only the JSON lines (one per case).
+    #[arg(long)]
+    json: bool,
     /// Message sizes of the throughput cases, in bytes [default: 1024,65536].
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     sizes: Vec<usize>,
@@ -373,8 +420,13 @@ enum ServeMode {
 #[derive(Serialize)]
 struct ThroughputLine {
     bench: &'static str,
+    threads: usize,
     k: usize,
     size: usize,
+    /// mux ÷ separate, messages per second of wall time.
+    ratio: Option<f64>,
+    /// mux ÷ separate, messages per second of CPU time.
+    cpu_ratio: Option<f64>,
     mux: Option<i64>,
     separate: Option<i64>,
     mux_per_cpu_s: Option<i64>,
@@ -425,57 +477,83 @@ fn main() {
     let sizes = positive(&args.sizes);
     let run_mux = args.side != Some(Side::Separate);
     let run_separate = args.side != Some(Side::Mux);
-    // One thread by default: on this 2-core VM a wake-up that crosses CPUs
-    // costs tens of microseconds, which would measure the scheduler, not the
-    // protocol (the mux path has more task hand-offs than a plain socket).
-    // `--threads N` uses a multi-thread runtime instead.
-    let threads = args.threads;
-    let rt = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    let shapes: Vec<usize> = if args.threads.is_empty() {
+        vec![1, 2]
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-    }
-    .expect("runtime");
-    rt.block_on(async move {
-        if want_throughput {
-            let addr = start_server().await;
-            println!("## Throughput: K channels over one connection vs K connections (echoed messages/s)\n");
-            println!("Per second of wall time, and per second of CPU time (client and server share this process; CPU time is steadier on a busy machine).\n");
-            println!("| K | size | mux | separate | mux / separate | mux / CPU-s | separate / CPU-s | CPU ratio |\n|---|---|---|---|---|---|---|---|");
-            let default_ks: &[usize] = if quick { &[1, 10, 100] } else { &[1, 10, 100, 1000] };
-            let ks = ks.unwrap_or_else(|| default_ks.to_vec());
-            let sizes = sizes.unwrap_or_else(|| vec![1024, 65536]);
-            let none = (f64::NAN, f64::NAN);
-            for &size in &sizes {
-                for &k in &ks {
-                    let (m, mc) = if run_mux { throughput(addr, k, size, true).await } else { none };
-                    let (s, sc) = if run_separate { throughput(addr, k, size, false).await } else { none };
-                    println!("| {k} | {size} | {m:.0} | {s:.0} | {:.2} | {mc:.0} | {sc:.0} | {:.2} |", m / s, mc / sc);
-                    let line = ThroughputLine {
-                        bench: "mux_throughput",
-                        k,
-                        size,
-                        mux: whole(m),
-                        separate: whole(s),
-                        mux_per_cpu_s: whole(mc),
-                        separate_per_cpu_s: whole(sc),
-                    };
-                    println!("{}", json(&line));
-                }
-            }
+        args.threads.iter().map(|&t| t.max(1)).collect()
+    };
+    let quiet = args.json;
+    // Prose goes to stdout unless --json; JSON lines always do.
+    let say = |text: String| {
+        if !quiet {
+            println!("{text}");
         }
+    };
+    if want_throughput {
+        say(
+            "## Throughput: K channels over one connection vs K connections (echoed messages/s)\n"
+                .into(),
+        );
+        say("Per second of wall time, and per second of CPU time (client and server share this process; CPU time is steadier on a busy machine). Separate connections are served as a plain weft server serves them (no mux socket tuning).\n".into());
+        say("| threads | K | size | mux | separate | mux / separate | mux / CPU-s | separate / CPU-s | CPU ratio |\n|---|---|---|---|---|---|---|---|---|".into());
+        let default_ks: &[usize] = if quick {
+            &[1, 10, 100]
+        } else {
+            &[1, 10, 100, 1000]
+        };
+        let ks = ks.clone().unwrap_or_else(|| default_ks.to_vec());
+        let sizes = sizes.clone().unwrap_or_else(|| vec![1024, 65536]);
+        for &threads in &shapes {
+            runtime(threads).block_on(async {
+                let mux_addr = start_server().await;
+                let plain_addr = start_plain_server().await;
+                let none = (f64::NAN, f64::NAN);
+                for &size in &sizes {
+                    for &k in &ks {
+                        let (m, mc) = if run_mux { throughput(mux_addr, k, size, true).await } else { none };
+                        let (s, sc) = if run_separate { throughput(plain_addr, k, size, false).await } else { none };
+                        say(format!("| {threads} | {k} | {size} | {m:.0} | {s:.0} | {:.2} | {mc:.0} | {sc:.0} | {:.2} |", m / s, mc / sc));
+                        let ratio = |a: f64, b: f64| {
+                            let r = a / b;
+                            r.is_finite().then(|| (r * 1000.0).round() / 1000.0)
+                        };
+                        let line = ThroughputLine {
+                            bench: "mux_throughput",
+                            threads,
+                            k,
+                            size,
+                            ratio: ratio(m, s),
+                            cpu_ratio: ratio(mc, sc),
+                            mux: whole(m),
+                            separate: whole(s),
+                            mux_per_cpu_s: whole(mc),
+                            separate_per_cpu_s: whole(sc),
+                        };
+                        println!("{}", json(&line));
+                    }
+                }
+            });
+        }
+    }
+    // One shape for the rest: on this 2-core VM a wake-up that crosses CPUs
+    // costs tens of microseconds, which would measure the scheduler.
+    runtime(shapes[0]).block_on(async move {
         if want_memory {
             let n = if quick { 2_000 } else { 10_000 };
-            println!("\n## Memory per idle logical channel ({n} channels, server process)\n");
+            say(format!(
+                "\n## Memory per idle logical channel ({n} channels, server process)\n"
+            ));
             for hold in [true, false] {
                 let (per, before, after) = memory(n, hold).await;
-                let mode = if hold { "channel handles held" } else { "an echo task per channel" };
-                println!("- {mode}: {:.0} bytes per channel (RSS {before} KiB -> {after} KiB)", per);
+                let mode = if hold {
+                    "channel handles held"
+                } else {
+                    "an echo task per channel"
+                };
+                say(format!(
+                    "- {mode}: {:.0} bytes per channel (RSS {before} KiB -> {after} KiB)",
+                    per
+                ));
                 let line = MemoryLine {
                     bench: "mux_memory",
                     channels: n,
@@ -489,8 +567,12 @@ fn main() {
             let addr = start_server().await;
             let mib = if quick { 20 } else { 100 };
             let (p50, p99, max, n) = fairness(addr, mib).await;
-            println!("\n## Fairness: 64 B echo latency while another channel streams {mib} MiB\n");
-            println!("- {n} samples: p50 {p50:.2?}, p99 {p99:.2?}, max {max:.2?}");
+            say(format!(
+                "\n## Fairness: 64 B echo latency while another channel streams {mib} MiB\n"
+            ));
+            say(format!(
+                "- {n} samples: p50 {p50:.2?}, p99 {p99:.2?}, max {max:.2?}"
+            ));
             let us = |d: Duration| d.as_micros() as u64;
             println!(
                 "{}",
@@ -505,6 +587,22 @@ fn main() {
             );
         }
     });
+}
+
+/// A current-thread runtime for 1, a multi-thread one with `threads`
+/// workers otherwise.
+fn runtime(threads: usize) -> tokio::runtime::Runtime {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime")
 }
 
 fn raise_fd_limit() {
