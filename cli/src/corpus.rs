@@ -613,14 +613,29 @@ mod tests {
     #[test]
     fn json_lines_errors_name_the_line() {
         let cases: &[(&[u8], &str)] = &[
-            (b"{\"text\": \"a\"}\n{\"text\": \"b\"\n", "line 2: not valid JSON"),
+            (
+                b"{\"text\": \"a\"}\n{\"text\": \"b\"\n",
+                "line 2: not valid JSON",
+            ),
             (b"[1]\n", "line 1: expected a JSON object"),
             (b"{\"text\":\"a\"}\n{}\n", "line 2: has neither"),
-            (b"{\"text\":\"a\",\"base64\":\"AA==\"}\n", "line 1: has both"),
+            (
+                b"{\"text\":\"a\",\"base64\":\"AA==\"}\n",
+                "line 1: has both",
+            ),
             (b"{\"text\": 5}\n", "line 1: \"text\" must be a string"),
-            (b"{\"base64\": \"!!\"}\n", "line 1: \"base64\" is not valid base64"),
-            (b"\n\n{\"text\":\"a\",\"dir\":\"up\"}\n", "line 3: \"dir\" must be"),
-            (b"{\"text\":\"a\",\"t\":\"noon\"}\n", "line 1: \"t\" must be a number"),
+            (
+                b"{\"base64\": \"!!\"}\n",
+                "line 1: \"base64\" is not valid base64",
+            ),
+            (
+                b"\n\n{\"text\":\"a\",\"dir\":\"up\"}\n",
+                "line 3: \"dir\" must be",
+            ),
+            (
+                b"{\"text\":\"a\",\"t\":\"noon\"}\n",
+                "line 1: \"t\" must be a number",
+            ),
             (b"\xff\xfe\n", "line 1: not valid JSON"),
         ];
         for (input, want) in cases {
@@ -674,29 +689,36 @@ mod tests {
             max_message: 4,
             ..Limits::default()
         };
-        let o = ReadOptions {
-            limits,
-            ..opts()
-        };
+        let o = ReadOptions { limits, ..opts() };
         assert_eq!(parse_lines(b"abcd\n", &o).unwrap().entries.len(), 1);
         let e = parse_lines(b"abcd\nabcde\n", &o).unwrap_err();
         assert_eq!(e.location, Location::Line(2));
         assert!(e.to_string().contains("larger than --max-message"), "{e}");
         assert_eq!(
-            parse_json_lines(b"{\"text\":\"abcd\"}\n", &o).unwrap().entries.len(),
+            parse_json_lines(b"{\"text\":\"abcd\"}\n", &o)
+                .unwrap()
+                .entries
+                .len(),
             1
         );
         let e = parse_json_lines(b"{\"text\":\"abcde\"}\n", &o).unwrap_err();
         assert!(e.to_string().contains("larger than --max-message"), "{e}");
         // A line far past the JSON cap is discarded while reading.
-        let long = format!("{{\"text\":\"{}\"}}\n{{\"text\":\"ok\"}}\n", "x".repeat(100_000));
+        let long = format!(
+            "{{\"text\":\"{}\"}}\n{{\"text\":\"ok\"}}\n",
+            "x".repeat(100_000)
+        );
         let o2 = ReadOptions {
             skip_bad: true,
             ..o
         };
         let c = parse_json_lines(long.as_bytes(), &o2).unwrap();
         assert_eq!(c.entries.len(), 1);
-        assert!(c.skipped[0].message.contains("line of 100011 bytes"), "{:?}", c.skipped);
+        assert!(
+            c.skipped[0].message.contains("line of 100011 bytes"),
+            "{:?}",
+            c.skipped
+        );
     }
 
     #[test]

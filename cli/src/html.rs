@@ -38,7 +38,9 @@ pub fn page(report: &Report) -> String {
     );
     // The SVG without its XML declaration, inline.
     let svg = chart(report);
-    let svg = svg.split_once("?>\n").map_or(svg.as_str(), |(_, rest)| rest);
+    let svg = svg
+        .split_once("?>\n")
+        .map_or(svg.as_str(), |(_, rest)| rest);
     s.push_str(svg);
     s.push_str("<h2>Recommendation</h2>\n");
     let _ = writeln!(s, "<pre>{}</pre>", escape(&report.recommendation_text()));

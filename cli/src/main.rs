@@ -144,7 +144,10 @@ fn run_report(args: ReportArgs) -> Result<(), String> {
         eprintln!("skipped: {s}");
     }
     if !corpus.skipped.is_empty() {
-        eprintln!("skipped {} bad lines or files (--skip-bad)", corpus.skipped.len());
+        eprintln!(
+            "skipped {} bad lines or files (--skip-bad)",
+            corpus.skipped.len()
+        );
     }
     if let Some(d) = args.dir {
         let dropped = corpus.retain_dir(dir(d));
@@ -156,7 +159,11 @@ fn run_report(args: ReportArgs) -> Result<(), String> {
         return Err(format!(
             "{}: the corpus holds no messages{}",
             args.corpus.display(),
-            if args.dir.is_some() { " in that direction" } else { "" }
+            if args.dir.is_some() {
+                " in that direction"
+            } else {
+                ""
+            }
         ));
     }
     let memory = match args.memory {

@@ -21,13 +21,19 @@
 //! **Memory.** Allocation is counted by [`crate::alloc::CountingAlloc`].
 //! After the last message (and, for [`MemoryStrategy::HibernateWhenIdle`],
 //! after telling both sessions they are idle) each connection is dropped
-//! and the bytes its drop frees are what it held: the sending connection's
+//! and the bytes its drop frees are what it held; then its end's factory
+//! and context pool are dropped. Under [`MemoryStrategy::Keep`] a dropped
+//! connection hands its live zlib contexts to the pool, so what the pool
+//! frees counts as the connection's; under the hibernating strategies a
+//! connection holds no context between messages and the pool's contexts
+//! (shared by every connection of a configuration, at most 64 each way) are
+//! reported apart ([`Measurement::pool_bytes`]). The sending connection's
 //! figure less that of a connection without compression that carried the
 //! same messages is the compressor's memory, the receiving connection's the
-//! decompressor's. Context pools, shared by every connection of a
-//! configuration, are dropped last and reported apart
-//! ([`Measurement::pool_bytes`]). The figures are the memory an open,
-//! idle connection keeps between messages under the chosen strategy.
+//! decompressor's: the memory an open, idle connection keeps between
+//! messages under the chosen strategy. These are allocated bytes: memory a
+//! buffer reserved but has not written yet counts, though the kernel only
+//! makes it resident once touched (`tests/rss.rs` compares the two).
 
 use crate::corpus::{Direction, Entry};
 use crate::settings::Setting;
@@ -70,7 +76,9 @@ impl ReplayOptions {
     /// Raises the connection limits so a message of `max_message` bytes
     /// (and its compressed form) is accepted.
     pub fn for_max_message(mut self, max_message: usize) -> Self {
-        let frame = max_message.saturating_add(max_message / 8).saturating_add(1024);
+        let frame = max_message
+            .saturating_add(max_message / 8)
+            .saturating_add(1024);
         self.config = self
             .config
             .clone()
@@ -182,9 +190,7 @@ struct Negotiation {
     answer: String,
 }
 
-fn negotiate(
-    factories: Option<(std::sync::Arc<dyn ExtensionFactory>, std::sync::Arc<dyn ExtensionFactory>)>,
-) -> Result<Negotiation, String> {
+fn negotiate(factories: FactoryPair) -> Result<Negotiation, String> {
     let Some((cf, sf)) = factories else {
         return Ok(Negotiation {
             client: Negotiated::none(),
@@ -218,14 +224,142 @@ pub fn agreed(neg: &Negotiated) -> Option<(u8, bool)> {
     Some((p.compress_window().get(), p.compress_takeover()))
 }
 
-/// One direction: a sending and a receiving connection and the "socket"
-/// between them.
-struct Pipe {
+/// Factories for the client and the server end, `None` for no compression.
+pub type FactoryPair = Option<(
+    std::sync::Arc<dyn ExtensionFactory>,
+    std::sync::Arc<dyn ExtensionFactory>,
+)>;
+
+/// One direction of one connection: a sending and a receiving sans-I/O
+/// connection and the "socket" between them.
+pub struct Pipeline {
     sender: Connection,
     receiver: Connection,
     out: WriteBuffer,
     wire: BytesMut,
-    used: bool,
+    answer: String,
+}
+
+/// What carrying one message took.
+#[derive(Debug, Clone, Copy)]
+pub struct Carried {
+    /// Bytes on the wire.
+    pub wire_bytes: u64,
+    /// Time in `send_message`.
+    pub compress: std::time::Duration,
+    /// Time in `handle_read`.
+    pub decompress: std::time::Duration,
+}
+
+impl Pipeline {
+    /// Negotiates `factories` as a handshake would and builds the two
+    /// connections: `Sent` makes the client the sender, `Received` the
+    /// server. Factories may be shared by many pipelines (their context
+    /// pools then are, as on a server).
+    pub fn new(
+        factories: FactoryPair,
+        config: &Config,
+        dir: Direction,
+    ) -> Result<Pipeline, String> {
+        let neg = negotiate(factories)?;
+        let client = Connection::new(
+            Session::with_extensions(Role::Client, config, neg.client),
+            config,
+        );
+        let server = Connection::new(
+            Session::with_extensions(Role::Server, config, neg.server),
+            config,
+        );
+        let (sender, receiver) = match dir {
+            Direction::Sent => (client, server),
+            Direction::Received => (server, client),
+        };
+        Ok(Pipeline {
+            sender,
+            receiver,
+            out: WriteBuffer::new(),
+            wire: BytesMut::new(),
+            answer: neg.answer,
+        })
+    }
+
+    /// The server's `Sec-WebSocket-Extensions` answer.
+    pub fn answer(&self) -> &str {
+        &self.answer
+    }
+
+    /// Sends `e` through the sender, moves its bytes to the receiver and
+    /// reads it back; fails unless the message comes back intact.
+    pub fn carry(&mut self, e: &Entry) -> Result<Carried, String> {
+        let opcode = if e.text { OpCode::Text } else { OpCode::Binary };
+        let hints = SendHints::default();
+        let t0 = Instant::now();
+        self.sender
+            .send_message(opcode, e.payload.clone(), &hints, &mut self.out)
+            .map_err(|err| format!("send: {err}"))?;
+        let t1 = Instant::now();
+        // The "socket": the sender's output lands in the receiver's buffer.
+        while !self.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = self.out.chunks(&mut slices);
+            let mut moved = 0;
+            for s in &slices[..n] {
+                self.wire.extend_from_slice(s);
+                moved += s.len();
+            }
+            self.out.advance(moved);
+        }
+        let wire_bytes = self.wire.len() as u64;
+        let t2 = Instant::now();
+        let got = self
+            .receiver
+            .handle_read(&mut self.wire)
+            .map_err(|err| format!("receive: {err}"))?;
+        let t3 = Instant::now();
+        let same = match (&got, e.text) {
+            (Some(Message::Text(t)), true) => t.as_bytes() == &e.payload,
+            (Some(Message::Binary(b)), false) => *b == e.payload,
+            _ => false,
+        };
+        if !same || !self.wire.is_empty() {
+            return Err(format!(
+                "a message did not come back intact ({} bytes, {})",
+                e.payload.len(),
+                if e.text { "text" } else { "binary" }
+            ));
+        }
+        // Release the buffers between messages, as the tokio layer does
+        // once its write buffer drains.
+        self.wire = BytesMut::new();
+        Ok(Carried {
+            wire_bytes,
+            compress: t1 - t0,
+            decompress: t3 - t2,
+        })
+    }
+
+    /// Tells both sessions they are idle (what the tokio layer does after
+    /// `Config::release_idle_after`).
+    pub fn idle(&mut self) {
+        self.sender.session_mut().idle();
+        self.receiver.session_mut().idle();
+    }
+
+    /// Bytes freed by dropping the sender and the receiver (what each held).
+    pub fn held(self) -> (u64, u64) {
+        let Pipeline {
+            sender,
+            receiver,
+            out,
+            wire,
+            ..
+        } = self;
+        drop((out, wire));
+        (
+            crate::alloc::freed_by_drop(sender),
+            crate::alloc::freed_by_drop(receiver),
+        )
+    }
 }
 
 /// Replays `entries` with `setting`. `baseline` is the no-compression
@@ -248,79 +382,37 @@ pub fn measure(
     let mut m = Measurement::default();
     let mut times: Vec<u32> = Vec::with_capacity(entries.len());
 
-    // Factories (and their pools) live until the connections are measured.
-    let mut factories = Vec::new();
-    let mut pipes: Vec<Pipe> = Vec::with_capacity(2);
+    // Promote the payloads to shared `Bytes` now, so the clones sent
+    // below allocate nothing that outlives a message.
+    for e in entries {
+        drop(e.payload.clone());
+    }
+    // Each direction has its own factory pair, so each end has its own
+    // pool, as two processes would.
+    let mut pipes: Vec<(Pipeline, FactoryPair, u64, bool)> = Vec::with_capacity(2);
     for dir in [Direction::Sent, Direction::Received] {
+        let before = crate::alloc::live_bytes();
         let f = setting.factories(options.memory);
-        factories.push(f.clone());
-        let neg = negotiate(f).map_err(fail)?;
+        let factory_bytes = (crate::alloc::live_bytes() - before).max(0) as u64;
+        let pipe = Pipeline::new(f.clone(), config, dir).map_err(fail)?;
         if m.params.is_empty() {
-            m.params = neg.answer.clone();
+            m.params = pipe.answer.clone();
         }
-        let client = Connection::new(Session::with_extensions(Role::Client, config, neg.client), config);
-        let server = Connection::new(Session::with_extensions(Role::Server, config, neg.server), config);
-        let (sender, receiver) = match dir {
-            Direction::Sent => (client, server),
-            Direction::Received => (server, client),
-        };
-        pipes.push(Pipe {
-            sender,
-            receiver,
-            out: WriteBuffer::new(),
-            wire: BytesMut::new(),
-            used: false,
-        });
+        pipes.push((pipe, f, factory_bytes, false));
     }
 
-    let hints = SendHints::default();
     let mut pending = 0u64;
     for e in entries {
         let dir = e.dir.unwrap_or(options.undirected);
-        let pipe = &mut pipes[usize::from(dir == Direction::Received)];
-        pipe.used = true;
-        let opcode = if e.text { OpCode::Text } else { OpCode::Binary };
-        let t0 = Instant::now();
-        pipe.sender
-            .send_message(opcode, e.payload.clone(), &hints, &mut pipe.out)
-            .map_err(|err| fail(format!("send: {err}")))?;
-        let t1 = Instant::now();
-        // The "socket": the sender's output lands in the receiver's buffer.
-        while !pipe.out.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 64];
-            let n = pipe.out.chunks(&mut slices);
-            let mut moved = 0;
-            for s in &slices[..n] {
-                pipe.wire.extend_from_slice(s);
-                moved += s.len();
-            }
-            pipe.out.advance(moved);
-        }
-        m.wire_bytes += pipe.wire.len() as u64;
-        let t2 = Instant::now();
-        let got = pipe
-            .receiver
-            .handle_read(&mut pipe.wire)
-            .map_err(|err| fail(format!("receive: {err}")))?;
-        let t3 = Instant::now();
-        let same = match (&got, e.text) {
-            (Some(Message::Text(t)), true) => t.as_bytes() == &e.payload,
-            (Some(Message::Binary(b)), false) => *b == e.payload,
-            _ => false,
-        };
-        if !same || !pipe.wire.is_empty() {
-            return Err(fail(format!(
-                "message {} did not come back intact ({} bytes, {})",
-                m.messages + 1,
-                e.payload.len(),
-                if e.text { "text" } else { "binary" }
-            )));
-        }
-        drop(got);
-        let (c, d) = (t1 - t0, t3 - t2);
-        m.compress_secs += c.as_secs_f64();
-        m.decompress_secs += d.as_secs_f64();
-        times.push(u32::try_from((c + d).as_nanos()).unwrap_or(u32::MAX));
+        let (pipe, _, _, used) = &mut pipes[usize::from(dir == Direction::Received)];
+        *used = true;
+        let c = pipe
+            .carry(e)
+            .map_err(|err| fail(format!("message {}: {err}", m.messages + 1)))?;
+        m.wire_bytes += c.wire_bytes;
+        m.compress_secs += c.compress.as_secs_f64();
+        m.decompress_secs += c.decompress.as_secs_f64();
+        times.push(u32::try_from((c.compress + c.decompress).as_nanos()).unwrap_or(u32::MAX));
         m.messages += 1;
         m.payload_bytes += e.payload.len() as u64;
         pending += 1;
@@ -337,21 +429,44 @@ pub fn measure(
     m.p99_us = percentile(&times, 99.0);
     drop(times);
 
-    // Memory: what each connection holds, by what its drop frees.
+    // Memory: what each connection holds, by what its drop frees, then
+    // what its end's factory (and pool) frees. Under `Keep` a dropped
+    // connection hands its live contexts to the pool, so they are its
+    // memory; under the hibernating strategies it holds none between
+    // messages and the pool's contexts are the shared figure.
     let idle = matches!(options.memory, MemoryStrategy::HibernateWhenIdle);
-    for mut pipe in pipes {
+    let keep = matches!(options.memory, MemoryStrategy::Keep);
+    for (mut pipe, factories, factory_bytes, used) in pipes {
         if idle {
-            pipe.sender.session_mut().idle();
-            pipe.receiver.session_mut().idle();
+            pipe.idle();
         }
-        drop(pipe.out);
-        drop(pipe.wire);
-        if pipe.used {
-            m.sender_held += crate::alloc::freed_by_drop(pipe.sender);
-            m.receiver_held += crate::alloc::freed_by_drop(pipe.receiver);
+        let dir_sent = pipe.sender.session().role() == Role::Client;
+        let (s, r) = pipe.held();
+        let (sf, rf) = match factories {
+            Some((client, server)) if dir_sent => {
+                let c = crate::alloc::freed_by_drop(client);
+                (c, crate::alloc::freed_by_drop(server))
+            }
+            Some((client, server)) => {
+                let sv = crate::alloc::freed_by_drop(server);
+                (sv, crate::alloc::freed_by_drop(client))
+            }
+            None => (0, 0),
+        };
+        let pools = (sf + rf).saturating_sub(factory_bytes);
+        if !used {
+            continue;
+        }
+        if keep {
+            let half = factory_bytes / 2;
+            m.sender_held += s + sf.saturating_sub(half);
+            m.receiver_held += r + rf.saturating_sub(half);
+        } else {
+            m.sender_held += s;
+            m.receiver_held += r;
+            m.pool_bytes += pools;
         }
     }
-    m.pool_bytes = crate::alloc::freed_by_drop(factories);
     let (base_s, base_r) = baseline.map_or((0, 0), |b| (b.sender_held, b.receiver_held));
     m.compressor_bytes = m.sender_held.saturating_sub(base_s);
     m.decompressor_bytes = m.receiver_held.saturating_sub(base_r);

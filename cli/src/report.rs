@@ -144,7 +144,11 @@ pub fn strategy_name(m: MemoryStrategy) -> &'static str {
 
 /// The three objectives, all to minimise.
 fn objectives(r: &Row) -> [f64; 3] {
-    [r.m.ratio(), r.m.memory_per_conn_bytes() as f64, r.m.cpu_us_per_msg()]
+    [
+        r.m.ratio(),
+        r.m.memory_per_conn_bytes() as f64,
+        r.m.cpu_us_per_msg(),
+    ]
 }
 
 /// Indices of rows no other row dominates (see the module docs).
@@ -284,8 +288,18 @@ impl Report {
         }
         let _ = writeln!(out);
         let header = [
-            "", "setting", "ratio", "wire B", "comp MiB/s", "decomp MiB/s", "p50 µs", "p99 µs",
-            "µs/msg", "compressor", "decompressor", "mem/conn",
+            "",
+            "setting",
+            "ratio",
+            "wire B",
+            "comp MiB/s",
+            "decomp MiB/s",
+            "p50 µs",
+            "p99 µs",
+            "µs/msg",
+            "compressor",
+            "decompressor",
+            "mem/conn",
         ];
         let mut lines: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
         for (i, r) in self.rows.iter().enumerate() {
@@ -311,7 +325,13 @@ impl Report {
             ]);
         }
         let widths: Vec<usize> = (0..header.len())
-            .map(|k| lines.iter().map(|l| l[k].chars().count()).max().unwrap_or(0))
+            .map(|k| {
+                lines
+                    .iter()
+                    .map(|l| l[k].chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
             .collect();
         for l in &lines {
             let mut s = String::new();
@@ -402,7 +422,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        u => return Err(format!("unknown size unit {u:?} in {s:?} (use B, KiB, MiB, GiB)")),
+        u => {
+            return Err(format!(
+                "unknown size unit {u:?} in {s:?} (use B, KiB, MiB, GiB)"
+            ));
+        }
     };
     let v = n * mult as f64;
     if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {

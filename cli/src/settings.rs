@@ -23,7 +23,9 @@
 
 use std::sync::Arc;
 use weft_core::ext::{Acceptance, Extension, ExtensionFactory, ExtensionHeader, NegotiationError};
-use weft_extensions::{ContextPool, MemoryStrategy, PerFrameDeflate, PerMessageDeflate, WindowBits};
+use weft_extensions::{
+    ContextPool, MemoryStrategy, PerFrameDeflate, PerMessageDeflate, WindowBits,
+};
 
 /// A shared factory usable where an `impl ExtensionFactory` is expected
 /// (`ClientBuilder::extension`, `ServerBuilder::extension`): every method
@@ -33,7 +35,9 @@ pub struct SharedFactory(pub Arc<dyn ExtensionFactory>);
 
 impl std::fmt::Debug for SharedFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SharedFactory").field(&self.0.name()).finish()
+        f.debug_tuple("SharedFactory")
+            .field(&self.0.name())
+            .finish()
     }
 }
 
@@ -125,7 +129,13 @@ impl Setting {
     }
 
     /// permessage-deflate with these parameters on both ends.
-    pub fn per_message(window: u8, level: u8, mem_level: u8, takeover: bool, threshold: usize) -> Setting {
+    pub fn per_message(
+        window: u8,
+        level: u8,
+        mem_level: u8,
+        takeover: bool,
+        threshold: usize,
+    ) -> Setting {
         let mut name = format!("pmd w{window} l{level}");
         if mem_level != 8 {
             name.push_str(&format!(" m{mem_level}"));
@@ -202,7 +212,9 @@ impl Setting {
                     no_context_takeover: !self.context_takeover,
                     threshold: self.threshold,
                     memory,
-                    pool: Some(Arc::new(ContextPool::new(weft_extensions::DEFAULT_POOL_CONTEXTS))),
+                    pool: Some(Arc::new(ContextPool::new(
+                        weft_extensions::DEFAULT_POOL_CONTEXTS,
+                    ))),
                     ..PerFrameDeflate::new()
                 };
                 Some((Arc::new(make()), Arc::new(make())))
@@ -210,7 +222,12 @@ impl Setting {
         }
     }
 
-    fn pmd(&self, server_w: WindowBits, client_w: WindowBits, memory: MemoryStrategy) -> PerMessageDeflate {
+    fn pmd(
+        &self,
+        server_w: WindowBits,
+        client_w: WindowBits,
+        memory: MemoryStrategy,
+    ) -> PerMessageDeflate {
         PerMessageDeflate {
             level: self.level,
             mem_level: self.mem_level,
@@ -220,7 +237,9 @@ impl Setting {
             client_no_context_takeover: !self.context_takeover,
             threshold: self.threshold,
             memory,
-            pool: Some(Arc::new(ContextPool::new(weft_extensions::DEFAULT_POOL_CONTEXTS))),
+            pool: Some(Arc::new(ContextPool::new(
+                weft_extensions::DEFAULT_POOL_CONTEXTS,
+            ))),
             fallbacks: Vec::new(),
             rfc_fallback: false,
         }
@@ -235,7 +254,11 @@ impl Setting {
                 "    memory: MemoryStrategy::HibernateWhenIdle,\n".into()
             }
         };
-        let memory_use = if memory_line.is_empty() { "" } else { "MemoryStrategy, " };
+        let memory_use = if memory_line.is_empty() {
+            ""
+        } else {
+            "MemoryStrategy, "
+        };
         match self.kind {
             ExtensionKind::None => "// No compression: add no extension.\n\
                  let server = weft_core::ServerBuilder::new();\n"
@@ -420,7 +443,10 @@ let server = weft_core::ServerBuilder::new().extension(deflate);
         assert!(keep.contains("use weft_extensions::{MemoryStrategy, PerMessageDeflate"));
         assert!(keep.contains("    memory: MemoryStrategy::Keep,\n    ..PerMessageDeflate::new()"));
         let f = Setting::per_frame(12, 6, false).builder_snippet(MemoryStrategy::Hibernate);
-        assert!(f.contains("request_max_window_bits: WindowBits::new(12),"), "{f}");
+        assert!(
+            f.contains("request_max_window_bits: WindowBits::new(12),"),
+            "{f}"
+        );
     }
 
     #[test]

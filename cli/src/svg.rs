@@ -66,7 +66,12 @@ fn front_2d(points: &[(f64, f64)]) -> Vec<usize> {
             .0
             .partial_cmp(&points[b].0)
             .unwrap_or(std::cmp::Ordering::Equal)
-            .then(points[a].1.partial_cmp(&points[b].1).unwrap_or(std::cmp::Ordering::Equal))
+            .then(
+                points[a]
+                    .1
+                    .partial_cmp(&points[b].1)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
     });
     let mut best = f64::INFINITY;
     let mut out = Vec::new();
@@ -248,7 +253,13 @@ mod tests {
         assert_eq!(nice_step(10.0, 5.0), 2.0);
         assert_eq!(nice_step(0.3, 6.0), 0.05);
         assert_eq!(nice_step(0.0, 6.0), 1.0);
-        let pts = [(0.0, 1.0), (10.0, 0.5), (5.0, 0.7), (20.0, 0.6), (30.0, 0.3)];
+        let pts = [
+            (0.0, 1.0),
+            (10.0, 0.5),
+            (5.0, 0.7),
+            (20.0, 0.6),
+            (30.0, 0.3),
+        ];
         assert_eq!(front_2d(&pts), [0, 2, 1, 4]);
         assert_eq!(trim_num(2.5), "2.5");
         assert_eq!(trim_num(10.0), "10");

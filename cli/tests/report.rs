@@ -20,10 +20,18 @@ fn sample() -> corpus::Corpus {
     let mut lines = String::new();
     let mut seed = 7u64;
     for i in 0..300 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let n = (seed >> 33) % 40 + 1;
-        let words: Vec<String> = (0..n).map(|k| format!("w{}", (seed >> (k % 30)) % 50)).collect();
-        let msg = format!(r#"{{"id":{i},"user":"u{}","text":"{}"}}"#, seed % 7, words.join(" "));
+        let words: Vec<String> = (0..n)
+            .map(|k| format!("w{}", (seed >> (k % 30)) % 50))
+            .collect();
+        let msg = format!(
+            r#"{{"id":{i},"user":"u{}","text":"{}"}}"#,
+            seed % 7,
+            words.join(" ")
+        );
         let dir = if i % 3 == 0 { "sent" } else { "received" };
         lines.push_str(&serde_json::json!({"text": msg, "dir": dir, "t": i}).to_string());
         lines.push('\n');
@@ -83,8 +91,18 @@ fn json_has_exactly_the_issue_schema() {
     got_top.sort();
     assert_eq!(got_top, want_top);
     let mut want = vec![
-        "extension", "params", "level", "mem_level", "context_takeover", "threshold",
-        "payload_bytes", "wire_bytes", "ratio", "compress_mib_s", "decompress_mib_s", "p99_us",
+        "extension",
+        "params",
+        "level",
+        "mem_level",
+        "context_takeover",
+        "threshold",
+        "payload_bytes",
+        "wire_bytes",
+        "ratio",
+        "compress_mib_s",
+        "decompress_mib_s",
+        "p99_us",
         "memory_per_conn_bytes",
     ];
     want.sort();
@@ -141,8 +159,16 @@ fn byte_counts_are_deterministic_and_csv_matches() {
     for (x, y) in a.rows.iter().zip(&b.rows) {
         assert_eq!(x.m.wire_bytes, y.m.wire_bytes, "{}", x.setting.name);
         assert_eq!(x.m.payload_bytes, y.m.payload_bytes);
-        assert_eq!(x.m.compressor_bytes, y.m.compressor_bytes, "{}", x.setting.name);
-        assert_eq!(x.m.decompressor_bytes, y.m.decompressor_bytes, "{}", x.setting.name);
+        assert_eq!(
+            x.m.compressor_bytes, y.m.compressor_bytes,
+            "{}",
+            x.setting.name
+        );
+        assert_eq!(
+            x.m.decompressor_bytes, y.m.decompressor_bytes,
+            "{}",
+            x.setting.name
+        );
     }
     let csv = a.to_csv();
     let lines: Vec<&str> = csv.lines().collect();
@@ -181,13 +207,19 @@ fn svg_and_html_parse_as_xml() {
         .filter(|n| n.attribute("class") == Some("pareto"))
         .count();
     assert_eq!(pareto, r.pareto.len());
-    assert!(root.descendants().any(|n| n.attribute("class") == Some("front")));
+    assert!(
+        root.descendants()
+            .any(|n| n.attribute("class") == Some("front"))
+    );
 
     let html = weft_cli::html::page(&r);
     assert!(html.starts_with("<!DOCTYPE html>"));
     let inner = &html[html.find("<svg").unwrap()..html.find("</svg>").unwrap() + 6];
     roxmltree::Document::parse(inner).expect("inline SVG is XML");
-    assert!(html.contains("weft_core::ServerBuilder::new()"), "builder code on the page");
+    assert!(
+        html.contains("weft_core::ServerBuilder::new()"),
+        "builder code on the page"
+    );
     assert!(!html.contains("<script"), "self-contained, no scripts");
 }
 
@@ -245,10 +277,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -281,7 +310,10 @@ async fn loopback_bytes(setting: &Setting, entries: &[Entry]) -> (u64, u64) {
         .filter(|e| e.dir == Some(Direction::Received))
         .cloned()
         .collect();
-    let sent_count = entries.iter().filter(|e| e.dir == Some(Direction::Sent)).count();
+    let sent_count = entries
+        .iter()
+        .filter(|e| e.dir == Some(Direction::Sent))
+        .count();
     let sw = server_written.clone();
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
@@ -352,14 +384,32 @@ async fn byte_counts_equal_a_real_connection_on_loopback() {
     ] {
         let (sent, received) = loopback_bytes(&setting, &c.entries).await;
         let only = |d: Direction| -> Vec<Entry> {
-            c.entries.iter().filter(|e| e.dir == Some(d)).cloned().collect()
+            c.entries
+                .iter()
+                .filter(|e| e.dir == Some(d))
+                .cloned()
+                .collect()
         };
         let opts = ReplayOptions::default();
         let m_sent = measure(&setting, &only(Direction::Sent), &opts, None, &mut |_| {}).unwrap();
-        let m_recv =
-            measure(&setting, &only(Direction::Received), &opts, None, &mut |_| {}).unwrap();
-        assert_eq!(m_sent.wire_bytes, sent, "{}: client to server", setting.name);
-        assert_eq!(m_recv.wire_bytes, received, "{}: server to client", setting.name);
+        let m_recv = measure(
+            &setting,
+            &only(Direction::Received),
+            &opts,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(
+            m_sent.wire_bytes, sent,
+            "{}: client to server",
+            setting.name
+        );
+        assert_eq!(
+            m_recv.wire_bytes, received,
+            "{}: server to client",
+            setting.name
+        );
         let whole = measure(&setting, &c.entries, &opts, None, &mut |_| {}).unwrap();
         assert_eq!(whole.wire_bytes, sent + received, "{}", setting.name);
     }
