@@ -316,7 +316,7 @@ async fn run(args: &ConnectArgs) -> Result<(), String> {
                     }
                 }
             }
-            _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() => {
+            _ = async { ticker.as_mut().expect("guarded").tick().await }, if ticker.is_some() && !closing => {
                 ws.send(ping_payload(start)).await.map_err(|e| e.to_string())?;
             }
             m = ws.recv() => {
@@ -329,6 +329,7 @@ async fn run(args: &ConnectArgs) -> Result<(), String> {
                         }
                     }
                     Some(Ok(Message::Close(f))) => {
+                        closing = true;
                         if let Some(f) = f && f.code != CloseCode::NORMAL {
                             eprintln!("weft connect: closed by the server: {} {}", f.code.as_u16(), f.reason);
                         }
