@@ -144,11 +144,11 @@ impl Corpus {
         self.entries.iter().map(|e| e.payload.len() as u64).sum()
     }
 
-    /// Keeps only messages going `dir` (messages without a direction are
-    /// dropped too); returns how many were dropped.
-    pub fn retain_dir(&mut self, dir: Direction) -> usize {
+    /// Keeps only messages going `dir`, counting a message without a
+    /// direction as going `undirected`; returns how many were dropped.
+    pub fn retain_dir(&mut self, dir: Direction, undirected: Direction) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|e| e.dir == Some(dir));
+        self.entries.retain(|e| e.dir.unwrap_or(undirected) == dir);
         before - self.entries.len()
     }
 }
@@ -731,6 +731,17 @@ mod tests {
             _ => panic!("expected too long"),
         }
         assert!(buf.len() <= 100);
+    }
+
+    #[test]
+    fn direction_filter_counts_undirected_as_told() {
+        let text = b"{\"text\":\"a\",\"dir\":\"sent\"}\n{\"text\":\"b\"}\n{\"text\":\"c\",\"dir\":\"received\"}\n";
+        let mut c = parse_json_lines(text, &opts()).unwrap();
+        assert_eq!(c.retain_dir(Direction::Received, Direction::Received), 1);
+        assert_eq!(c.entries.len(), 2);
+        let mut c = parse_json_lines(text, &opts()).unwrap();
+        assert_eq!(c.retain_dir(Direction::Received, Direction::Sent), 2);
+        assert_eq!(&c.entries[0].payload[..], b"c");
     }
 
     #[test]

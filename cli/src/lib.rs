@@ -35,3 +35,9 @@ pub mod report;
 pub mod serve;
 pub mod settings;
 pub mod svg;
+
+/// `cli/README.md`'s Rust blocks, compiled as doctests, so the builder code
+/// it shows cannot fall behind the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

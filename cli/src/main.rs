@@ -71,7 +71,8 @@ struct ReportArgs {
     /// The corpus is plain text, one message per line.
     #[arg(long)]
     lines: bool,
-    /// Replay only messages of this direction (JSON Lines "dir").
+    /// Replay only messages of this direction (JSON Lines "dir"; messages
+    /// without one count as --undirected).
     #[arg(long, value_enum)]
     dir: Option<DirArg>,
     /// Skip bad lines or files (reported) instead of stopping at the first.
@@ -89,6 +90,13 @@ struct ReportArgs {
     /// default subset.
     #[arg(long)]
     full: bool,
+    /// Only settings at these zlib levels (e.g. 7,8,9); the no-compression
+    /// row is always kept.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    levels: Vec<u8>,
+    /// Only settings with these window bits (e.g. 12,15).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    windows: Vec<u8>,
     /// Recommend only settings using at most this much memory per
     /// connection (e.g. 64KiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -150,7 +158,7 @@ fn run_report(args: ReportArgs) -> Result<(), String> {
         );
     }
     if let Some(d) = args.dir {
-        let dropped = corpus.retain_dir(dir(d));
+        let dropped = corpus.retain_dir(dir(d), dir(args.undirected));
         if dropped > 0 {
             eprintln!("--dir {}: left out {dropped} other messages", dir(d).name());
         }
@@ -177,11 +185,16 @@ fn run_report(args: ReportArgs) -> Result<(), String> {
         ..ReplayOptions::default()
     }
     .for_max_message(max_message);
-    let grid = if args.full {
+    let mut grid = if args.full {
         settings::full_grid()
     } else {
         settings::default_grid()
     };
+    grid.retain(|s| {
+        s.kind == settings::ExtensionKind::None
+            || ((args.levels.is_empty() || args.levels.contains(&s.level))
+                && (args.windows.is_empty() || args.windows.contains(&s.window_bits)))
+    });
     let constraints = Constraints {
         max_memory_per_conn: args.max_memory_per_conn,
         max_cpu_us_per_msg: args.max_cpu_us_per_msg,
