@@ -121,6 +121,10 @@ pub fn run(
         "skipped": corpus.skipped.len(),
         "memory_strategy": strategy_name(options.memory),
         "connection_bytes_without_compression": baseline.sender_held + baseline.receiver_held,
+        "ratio_is": "wire_bytes / payload_bytes: frame headers and mask keys included, lower is better",
+        "memory_per_conn_is": "bytes the connection keeps between messages for compression, \
+            sending end's compressor plus receiving end's decompressor, counted by a counting allocator",
+        "p99_us_is": "99th percentile of send + receive time per message, microseconds",
     });
     Ok(Report {
         corpus: corpus_info,
