@@ -112,6 +112,10 @@ struct ReportArgs {
     /// JSON Lines without "dir").
     #[arg(long, value_enum, default_value = "received")]
     undirected: DirArg,
+    /// Replay each setting this many times and report the fastest (for
+    /// steadier times on a busy machine; bytes and memory do not change).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    repeat: u16,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -182,6 +186,7 @@ fn run_report(args: ReportArgs) -> Result<(), String> {
     let replay = ReplayOptions {
         memory,
         undirected: dir(args.undirected),
+        repeat: usize::from(args.repeat),
         ..ReplayOptions::default()
     }
     .for_max_message(max_message);
@@ -199,7 +204,9 @@ fn run_report(args: ReportArgs) -> Result<(), String> {
         max_memory_per_conn: args.max_memory_per_conn,
         max_cpu_us_per_msg: args.max_cpu_us_per_msg,
     };
-    let total = (grid.len() as u64) * corpus.entries.len() as u64;
+    // The baseline once, every other row `repeat` times.
+    let total = (1 + (grid.len() as u64).saturating_sub(1) * u64::from(args.repeat))
+        * corpus.entries.len() as u64;
     let bar = ProgressBar::new(total);
     if args.quiet {
         bar.set_draw_target(ProgressDrawTarget::hidden());

@@ -60,6 +60,9 @@ pub struct ReplayOptions {
     /// Connection limits (raised by [`ReplayOptions::for_max_message`] so
     /// every corpus message fits).
     pub config: Config,
+    /// Replays per setting; times are those of the fastest (byte counts
+    /// and memory are the same every time). Default 1.
+    pub repeat: usize,
 }
 
 impl Default for ReplayOptions {
@@ -68,6 +71,7 @@ impl Default for ReplayOptions {
             memory: MemoryStrategy::Hibernate,
             undirected: Direction::Received,
             config: Config::default(),
+            repeat: 1,
         }
     }
 }

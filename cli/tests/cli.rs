@@ -172,6 +172,8 @@ fn report_writes_every_output() {
             "64KiB",
             "--max-cpu-us-per-msg",
             "100000",
+            "--repeat",
+            "2",
             "--json",
             json.to_str().unwrap(),
             "--csv",
