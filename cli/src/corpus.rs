@@ -722,6 +722,32 @@ mod tests {
     }
 
     #[test]
+    fn corpus_size_and_count_limits_at_the_limit_and_one_past() {
+        let o = |max_total, max_messages| ReadOptions {
+            limits: Limits {
+                max_total,
+                max_messages,
+                ..Limits::default()
+            },
+            ..opts()
+        };
+        let text = b"ab\ncd\nef\n";
+        assert_eq!(parse_lines(text, &o(6, 10)).unwrap().entries.len(), 3);
+        let e = parse_lines(text, &o(5, 10)).unwrap_err();
+        assert_eq!(e.location, Location::Line(3));
+        assert!(e.to_string().contains("corpus size limit"), "{e}");
+        assert_eq!(parse_lines(text, &o(100, 3)).unwrap().entries.len(), 3);
+        let e = parse_lines(text, &o(100, 2)).unwrap_err();
+        assert!(e.to_string().contains("message limit"), "{e}");
+        // Not skippable: the corpus as a whole is too big.
+        let skip = ReadOptions {
+            skip_bad: true,
+            ..o(5, 10)
+        };
+        assert!(parse_lines(text, &skip).is_err());
+    }
+
+    #[test]
     fn capped_line_reader_keeps_at_most_the_cap() {
         let data = vec![b'x'; 10_000];
         let mut input = &data[..];

@@ -2,9 +2,10 @@
 //!
 //! `--echo` (the default) sends every data message back to its sender.
 //! `--broadcast` sends every data message to every *other* connected client:
-//! a simple fan-out, each client with a bounded queue of 256 messages; a
-//! client whose queue is full is disconnected (1008) rather than letting
-//! memory grow. (A compress-once broadcast API in weft-core may replace the
+//! a simple fan-out, each client with a bounded queue (`--queue`, 256
+//! messages by default); a client whose queue is full is disconnected
+//! (its TCP connection dropped: its writer may be stuck on a full socket)
+//! rather than letting memory grow. (A compress-once broadcast API in weft-core may replace the
 //! per-client compression here later.) `--mux` also accepts weft-mux
 //! connections, whose logical channels are served the same way (echo).
 //! Extensions: permessage-deflate with weft's defaults unless `--extension`
@@ -38,15 +39,17 @@ pub struct ServeArgs {
     /// Largest message accepted, bytes.
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = crate::report::parse_size)]
     pub max_message: u64,
+    /// --broadcast: messages queued per client before it is disconnected
+    /// as too slow.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue: u32,
     /// Extension to negotiate (default permessage-deflate; `none` for none).
     #[command(flatten)]
     pub ext: ExtensionArgs,
 }
 
-/// Queue length per broadcast client.
-const BROADCAST_QUEUE: usize = 256;
-
-type Clients = Arc<Mutex<HashMap<u64, mpsc::Sender<Message>>>>;
+/// Each broadcast client's queue, and how to tell it it was dropped.
+type Clients = Arc<Mutex<HashMap<u64, (mpsc::Sender<Message>, Arc<tokio::sync::Notify>)>>>;
 
 /// Runs `weft serve`.
 pub fn main(args: ServeArgs) -> Result<(), String> {
@@ -128,6 +131,7 @@ async fn run(args: ServeArgs) -> Result<(), String> {
         let builder = builder.clone();
         let clients = clients.clone();
         let broadcast = args.broadcast;
+        let queue = args.queue as usize;
         tokio::spawn(async move {
             let ws = match builder.accept(tcp).await {
                 Ok(ws) => ws,
@@ -137,7 +141,7 @@ async fn run(args: ServeArgs) -> Result<(), String> {
                 }
             };
             if broadcast {
-                fan_out(id, ws, clients).await;
+                fan_out(id, ws, clients, queue).await;
             } else {
                 echo(ws).await;
             }
@@ -155,30 +159,46 @@ async fn echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-async fn fan_out(id: u64, ws: weft_core::WebSocket<tokio::net::TcpStream>, clients: Clients) {
-    let (tx, mut rx) = mpsc::channel::<Message>(BROADCAST_QUEUE);
+async fn fan_out(
+    id: u64,
+    ws: weft_core::WebSocket<tokio::net::TcpStream>,
+    clients: Clients,
+    queue: usize,
+) {
+    let (tx, mut rx) = mpsc::channel::<Message>(queue);
+    let kicked = Arc::new(tokio::sync::Notify::new());
     clients
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(id, tx);
+        .insert(id, (tx, kicked.clone()));
     let (mut reader, mut writer) = ws.split();
-    let write = tokio::spawn(async move {
+    let mut write = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             if writer.send(m).await.is_err() {
                 return;
             }
         }
-        // Our sender was removed: either we left, or we were too slow.
-        let _ = writer.close(CloseCode::POLICY_VIOLATION, "too slow").await;
+        let _ = writer.close(CloseCode::NORMAL, "").await;
     });
-    while let Some(Ok(m)) = reader.recv().await {
+    loop {
+        let m = tokio::select! {
+            m = reader.recv() => m,
+            _ = kicked.notified() => {
+                // Too slow: its writer may be stuck on a full socket, so the
+                // connection is dropped rather than closed politely.
+                write.abort();
+                return;
+            }
+            _ = &mut write => break,
+        };
+        let Some(Ok(m)) = m else { break };
         if !m.is_data() {
             continue;
         }
         let mut slow = Vec::new();
         {
             let map = clients.lock().unwrap_or_else(|e| e.into_inner());
-            for (&other, q) in map.iter() {
+            for (&other, (q, _)) in map.iter() {
                 if other != id && q.try_send(m.clone()).is_err() {
                     slow.push(other);
                 }
@@ -187,7 +207,10 @@ async fn fan_out(id: u64, ws: weft_core::WebSocket<tokio::net::TcpStream>, clien
         if !slow.is_empty() {
             let mut map = clients.lock().unwrap_or_else(|e| e.into_inner());
             for s in slow {
-                map.remove(&s);
+                if let Some((_, k)) = map.remove(&s) {
+                    k.notify_one();
+                    eprintln!("weft serve: client {s} too slow (queue full): disconnected");
+                }
             }
         }
     }
@@ -195,5 +218,7 @@ async fn fan_out(id: u64, ws: weft_core::WebSocket<tokio::net::TcpStream>, clien
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
-    let _ = write.await;
+    if !write.is_finished() {
+        let _ = write.await;
+    }
 }

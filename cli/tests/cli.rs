@@ -531,6 +531,103 @@ async fn serve_broadcasts_to_the_other_clients() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcast_drops_a_client_that_does_not_read() {
+    let mut d = Daemon::start(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--broadcast",
+        "--queue",
+        "4",
+        "--extension",
+        "none",
+    ]);
+    let url = format!("ws://{}/", d.addr);
+    let b = ClientBuilder::new();
+    let (mut sender, _) = b.connect(url.as_str()).await.unwrap();
+    let (mut reader, _) = b.connect(url.as_str()).await.unwrap();
+    // Connected, never reads.
+    let (_stalled, _) = b.connect(url.as_str()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut seed = 1u64;
+    let mut kicked_after = None;
+    for i in 0..200 {
+        let msg: Vec<u8> = (0..256 * 1024)
+            .map(|_| {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (seed >> 56) as u8
+            })
+            .collect();
+        let msg = Message::binary(msg);
+        sender.send(msg.clone()).await.unwrap();
+        // Paced by the reading client, whose queue never fills.
+        let got = tokio::time::timeout(Duration::from_secs(10), reader.recv())
+            .await
+            .expect("the reading client keeps getting messages")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, msg);
+        if let Ok(line) = d.stderr.try_recv()
+            && line.contains("too slow")
+        {
+            kicked_after = Some(i + 1);
+            break;
+        }
+    }
+    let n = kicked_after.expect("the stalled client was dropped");
+    assert!(
+        n > 4,
+        "dropped only once its socket and queue were full ({n})"
+    );
+    // The others go on.
+    sender.send(Message::text("still here")).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), reader.recv())
+        .await
+        .unwrap();
+    assert_eq!(got.unwrap().unwrap(), Message::text("still here"));
+    let _ = d.child.kill();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_max_message_at_the_limit_and_one_past() {
+    let upstream = echo_upstream().await;
+    let out = tmp("limit.jsonl");
+    let d = Daemon::start(&[
+        "capture",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--out",
+        out.to_str().unwrap(),
+        "--max-message",
+        "1000",
+    ]);
+    let (mut ws, _) = ClientBuilder::new()
+        .connect(format!("ws://{}/", d.addr))
+        .await
+        .unwrap();
+    let at = Message::text("a".repeat(1000));
+    ws.send(at.clone()).await.unwrap();
+    let echo = tokio::time::timeout(Duration::from_secs(10), ws.recv())
+        .await
+        .unwrap();
+    assert_eq!(echo.unwrap().unwrap(), at);
+    ws.send(Message::text("b".repeat(1001))).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), ws.recv())
+        .await
+        .unwrap();
+    match next {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::MESSAGE_TOO_BIG),
+        other => panic!("expected a 1009 close, got {other:?}"),
+    }
+    assert_eq!(d.interrupt(), 0);
+    let c = read_corpus(&out);
+    assert_eq!(c.entries.len(), 2, "the message at the limit, both ways");
+    assert!(c.entries.iter().all(|e| e.payload.len() == 1000));
+}
+
 #[test]
 fn connect_opens_mux_channels() {
     let d = Daemon::start(&["serve", "--addr", "127.0.0.1:0", "--mux"]);
