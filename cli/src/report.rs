@@ -12,7 +12,10 @@
 //! one with the lowest ratio; ties go to less memory, then less CPU. Times
 //! are measured, so on a busy machine a CPU constraint near a setting's
 //! figure can pick differently from run to run; byte counts and memory are
-//! deterministic.
+//! deterministic. Times are elapsed time on the replay thread, its CPU
+//! time on an idle machine; the report also reads the thread's CPU clock
+//! over the whole run and warns when other load took a large share of the
+//! CPU ([`Report::cpu_share`]).
 
 use crate::corpus::Corpus;
 use crate::replay::{Measurement, ReplayError, ReplayOptions, measure};
@@ -71,6 +74,23 @@ pub struct Report {
     /// False when the counting allocator was not installed (memory figures
     /// are then 0).
     pub memory_counted: bool,
+    /// The replay thread's CPU time over its elapsed time (below 1 when
+    /// other load took the CPU: the times are then inflated); `None` where
+    /// the thread's CPU clock cannot be read.
+    pub cpu_share: Option<f64>,
+}
+
+/// CPU time of the calling thread, seconds (Linux/Unix
+/// `CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer to
+    // a local; no other memory is touched.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
 }
 
 /// Runs every setting over the corpus. `progress(done_messages)` is called
@@ -84,6 +104,8 @@ pub fn run(
     progress: &mut dyn FnMut(u64),
 ) -> Result<Report, ReplayError> {
     let entries = &corpus.entries;
+    let wall_start = std::time::Instant::now();
+    let cpu_start = thread_cpu_seconds();
     let off_at = settings.iter().position(|s| s.kind == ExtensionKind::None);
     let baseline = match off_at {
         Some(i) => measure(&settings[i], entries, options, None, progress)?,
@@ -111,6 +133,11 @@ pub fn run(
             m,
         });
     }
+    let wall = wall_start.elapsed().as_secs_f64();
+    let cpu = match (cpu_start, thread_cpu_seconds()) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
     let pareto = pareto_front(&rows);
     let recommended = recommend(&rows, &constraints);
     let texts = entries.iter().filter(|e| e.text).count();
@@ -132,8 +159,11 @@ pub fn run(
         "memory_per_conn_is": "bytes the connection keeps between messages for compression, \
             sending end's compressor plus receiving end's decompressor, counted by a counting allocator",
         "p99_us_is": "99th percentile of send + receive time per message, microseconds",
+        "replay_wall_seconds": round(wall, 3),
+        "replay_cpu_seconds": cpu.map(|c| round(c, 3)),
     });
     Ok(Report {
+        cpu_share: cpu.map(|c| if wall > 0.0 { (c / wall).min(1.0) } else { 1.0 }),
         corpus: corpus_info,
         rows,
         pareto,
@@ -291,6 +321,16 @@ impl Report {
             "ratio = wire bytes (frame headers included) / payload bytes; * = Pareto front \
              (ratio, memory, CPU); > = recommended"
         );
+        if let Some(share) = self.cpu_share
+            && share < 0.8
+        {
+            let _ = writeln!(
+                out,
+                "warning: the replay thread had {:.0}% of a CPU (other load on this machine): \
+                 times and MiB/s are inflated accordingly; byte counts and memory are not",
+                share * 100.0
+            );
+        }
         if !self.memory_counted {
             let _ = writeln!(
                 out,
