@@ -82,12 +82,14 @@ impl History {
     fn push(&mut self, mut data: &[u8]) {
         if data.len() >= self.max {
             self.buf.clear();
+            self.grow_for(self.max);
             self.buf.extend_from_slice(&data[data.len() - self.max..]);
             self.head = 0;
             return;
         }
         if self.buf.len() < self.max {
             let take = (self.max - self.buf.len()).min(data.len());
+            self.grow_for(take);
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
         }
@@ -96,6 +98,17 @@ impl History {
             self.buf[self.head..self.head + n].copy_from_slice(&data[..n]);
             self.head = (self.head + n) % self.max;
             data = &data[n..];
+        }
+    }
+
+    /// Makes room for `more` bytes, doubling as `Vec` would but never past
+    /// the window: the buffer ends at exactly `max` bytes, not up to twice
+    /// that.
+    fn grow_for(&mut self, more: usize) {
+        let need = self.buf.len() + more;
+        if need > self.buf.capacity() {
+            let target = need.max(self.buf.capacity() * 2).min(self.max);
+            self.buf.reserve_exact(target - self.buf.len());
         }
     }
 
@@ -675,6 +688,24 @@ mod tests {
         }
         // Every message after the first refers back, across idle periods too.
         assert!(sizes[1..].iter().all(|s| *s < sizes[0] / 3), "{sizes:?}");
+    }
+
+    #[test]
+    fn history_never_holds_more_than_its_window() {
+        for (bits, chunk) in [(9u8, 100usize), (13, 1000), (15, 3000), (15, 40_000)] {
+            let mut h = History::new(WindowBits::new(bits).unwrap());
+            for _ in 0..50 {
+                h.push(&vec![7u8; chunk]);
+                assert!(h.buf.len() <= h.max);
+                assert!(
+                    h.buf.capacity() <= h.max,
+                    "window {bits}, chunk {chunk}: capacity {} > {}",
+                    h.buf.capacity(),
+                    h.max
+                );
+            }
+            assert_eq!(h.buf.len(), h.max);
+        }
     }
 
     #[test]
