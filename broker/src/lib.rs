@@ -98,14 +98,18 @@
 //! with the same message id is stored once. Nothing survives a restart of
 //! the broker process.
 
+pub mod backend;
 pub mod client;
 pub mod error;
 pub mod frame;
 pub mod memory;
+pub mod redis;
 pub mod server;
 
+pub use backend::Backend;
 pub use client::{Client, ClientOptions, Delivery, SubscribeOptions, Subscription};
 pub use error::Error;
 pub use frame::{AckMode, Destination, ErrorCode, Form, Headers, MessageId, Profile};
 pub use memory::MemoryConfig;
-pub use server::{Server, ServerConfig};
+pub use redis::RedisConfig;
+pub use server::{Keepalive, Server, ServerConfig};

@@ -1,0 +1,951 @@
+//! The Redis backend: destinations on Redis Streams, so several broker
+//! nodes share them and a node can die without losing what it acknowledged.
+//!
+//! ```text
+//!  SEND ──> Lua script (one round trip, atomic): dedupe key? queue full?
+//!           XADD {prefix}:q:/queue/NAME * id <message-id> h <headers> b <body>
+//!           SET  {prefix}:dedupe:<destination>:<message-id> EX dedupe_ttl
+//!           ──> RECEIPT  (the message is in Redis before the producer hears of it)
+//!
+//!  queue subscription = one consumer of the group `{group}` on the stream,
+//!  named node-connection-subscription; one reader task per subscription,
+//!  on its own Redis connection (it blocks):
+//!     loop: wait for credit
+//!           XAUTOCLAIM ... min-idle redeliver_after COUNT credit  (redelivered: true)
+//!           XREADGROUP GROUP {group} <consumer> COUNT credit BLOCK poll ... >
+//!           ──> outbox ──wake──> connection task ──> MESSAGE
+//!  ACK   ──> XACK + XDEL (the stream only holds unsettled messages)
+//!  NACK, UNSUBSCRIBE, disconnect ──> XCLAIM to the consumer `returned`
+//!           with an idle time past the limit: the next XAUTOCLAIM of any
+//!           consumer on any node takes it
+//!  kill -9 of a node ──> its consumers' pending entries age; after
+//!           redeliver_after another node's XAUTOCLAIM takes them
+//!
+//!  topic subscription: XREAD from the stream's last id at SUBSCRIBE (no
+//!  group: every subscription on every node sees every message); the
+//!  stream is trimmed to about max_queue entries.
+//! ```
+//!
+//! Differences from the memory backend (PROTOCOL.md §5):
+//! - deduplication remembers a message id for `dedupe_ttl` (a time, shared
+//!   by all nodes), not for a number of messages;
+//! - a queue's `max_queue` counts its unsettled messages (waiting *and*
+//!   delivered but not acknowledged), since both live in the stream;
+//! - `max_destinations` is not enforced (Redis holds the keys);
+//! - topics are trimmed to about `max_queue` entries: a topic subscriber
+//!   further behind than that misses the trimmed messages (topics are not
+//!   durable in either backend);
+//! - a Redis failure answers requests with ERROR 501 (unavailable) and
+//!   readers retry until Redis is back; nothing acknowledged is lost while
+//!   Redis keeps its data.
+
+use crate::frame::{
+    AckMode, Destination, DestinationKind, ErrorCode, Form, Headers, MessageId, SendFrame,
+    SubscribeFrame, SubscriptionId,
+};
+use crate::memory::{Delivery, Refusal, SendOutcome, Stored};
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Settings of the Redis backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Prefix of every key the broker creates (default `weft`). Nodes that
+    /// share destinations share the prefix.
+    pub key_prefix: String,
+    /// The consumer group of queues (default `weft`).
+    pub group: String,
+    /// Unsettled messages of one queue (waiting or unacknowledged) before
+    /// SENDs are refused with 300; topics are trimmed to about this many.
+    /// Default 10,000.
+    pub max_queue: usize,
+    /// Largest credit window of one subscription (default 1024).
+    pub max_credit: u32,
+    /// How long a message id is remembered to drop a duplicate SEND
+    /// (default 10 minutes; zero turns deduplication off).
+    pub dedupe_ttl: Duration,
+    /// How long a delivered message may stay unacknowledged before another
+    /// consumer (on any node) takes it over: the `min-idle-time` of
+    /// XAUTOCLAIM. This is also how long the messages of a killed node's
+    /// consumers wait before they are redelivered. Default 30 s.
+    pub redeliver_after: Duration,
+    /// How long one blocking read waits before the reader looks for idle
+    /// messages to take over again (default 100 ms).
+    pub poll: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            key_prefix: "weft".to_owned(),
+            group: "weft".to_owned(),
+            max_queue: 10_000,
+            max_credit: 1024,
+            dedupe_ttl: Duration::from_secs(600),
+            redeliver_after: Duration::from_secs(30),
+            poll: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The consumer that returned (NACKed, unsubscribed) entries are parked on
+/// until some consumer's XAUTOCLAIM takes them.
+const RETURNED: &str = "returned";
+
+/// Entries taken per XAUTOCLAIM or XPENDING page.
+const PAGE: usize = 256;
+
+/// The SEND script: dedupe check, queue limit, XADD, dedupe mark. Returns
+/// 1 (stored), 0 (duplicate) or -1 (queue full).
+const SEND_SCRIPT: &str = r"
+local ttl = tonumber(ARGV[1])
+if ttl > 0 and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local max = tonumber(ARGV[2])
+if ARGV[3] == 'q' then
+  if max > 0 and redis.call('XLEN', KEYS[1]) >= max then return -1 end
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'h', ARGV[5], 'b', ARGV[6])
+else
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', max, '*', 'id', ARGV[4], 'h', ARGV[5], 'b', ARGV[6])
+end
+if ttl > 0 then redis.call('SET', KEYS[2], '1', 'PX', ttl) end
+return 1
+";
+
+/// Shared by the sessions of one node.
+struct Shared {
+    client: redis::Client,
+    conn: ConnectionManager,
+    config: RedisConfig,
+    node: String,
+    next_conn: AtomicU64,
+    send: redis::Script,
+}
+
+/// A Redis backend: a cheap-to-clone handle shared by the server's
+/// connections. See the [module docs](self).
+#[derive(Clone)]
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("node", &self.shared.node)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: RedisError) -> Refusal {
+    Refusal {
+        code: ErrorCode::UNAVAILABLE,
+        message: format!("the Redis backend failed: {e}"),
+    }
+}
+
+async fn manager(
+    client: &redis::Client,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, RedisError> {
+    ConnectionManager::new_with_config(
+        client.clone(),
+        ConnectionManagerConfig::new()
+            .set_response_timeout(Some(response_timeout))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500)),
+    )
+    .await
+}
+
+impl RedisBroker {
+    /// Connects to `url` (`redis://HOST:PORT[/DB]`). Fails if Redis cannot
+    /// be reached now; later failures are answered per request (501).
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<RedisBroker, RedisError> {
+        let client = redis::Client::open(url)?;
+        let conn = manager(&client, Duration::from_secs(5)).await?;
+        Ok(RedisBroker {
+            shared: Arc::new(Shared {
+                client,
+                conn,
+                config,
+                node: format!("{:016x}", rand::random::<u64>()),
+                next_conn: AtomicU64::new(1),
+                send: redis::Script::new(SEND_SCRIPT),
+            }),
+        })
+    }
+
+    /// This node's random name (the first part of its consumer names).
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    /// Opens the backend side of one connection. `wake` gets a message
+    /// (if it has room) whenever the connection's outbox gains a delivery.
+    pub fn open(&self, wake: mpsc::Sender<()>) -> RedisSession {
+        let n = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        RedisSession {
+            shared: self.shared.clone(),
+            name: format!("{}-{n}", self.shared.node),
+            state: Arc::new(Mutex::new(State {
+                subs: HashMap::new(),
+                unacked: HashMap::new(),
+                expired: HashMap::new(),
+                next_delivery: 0,
+                outbox: Vec::new(),
+                wake,
+            })),
+            readers: HashMap::new(),
+        }
+    }
+}
+
+fn stream_key(prefix: &str, d: &Destination) -> String {
+    let kind = match d.kind() {
+        DestinationKind::Queue => "q",
+        DestinationKind::Topic => "t",
+    };
+    format!("{prefix}:{kind}:{d}")
+}
+
+/// An unsettled `ack: client` delivery.
+struct Unacked {
+    sub: SubscriptionId,
+    /// The stream entry (queues; topics settle locally).
+    entry: Option<String>,
+    message: Arc<Stored>,
+    at: Instant,
+}
+
+struct SubState {
+    destination: Destination,
+    key: String,
+    consumer: String,
+    ack: AckMode,
+    credit: u32,
+    unacked: u32,
+    form: Form,
+    /// Topics: NACKed or expired messages to deliver again first.
+    backlog: VecDeque<Arc<Stored>>,
+    notify: Arc<Notify>,
+}
+
+struct State {
+    subs: HashMap<SubscriptionId, SubState>,
+    unacked: HashMap<u64, Unacked>,
+    /// Deliveries taken back after the idle time that still hold a credit
+    /// until their consumer ACKs or NACKs them (as in the memory backend).
+    expired: HashMap<u64, SubscriptionId>,
+    next_delivery: u64,
+    outbox: Vec<Delivery>,
+    wake: mpsc::Sender<()>,
+}
+
+impl State {
+    /// Records one delivery of `sub` (credit already checked); returns the
+    /// entry to settle at once for `ack: auto` queues.
+    fn deliver(
+        &mut self,
+        sub: &SubscriptionId,
+        message: Arc<Stored>,
+        entry: Option<String>,
+        redelivered: bool,
+    ) {
+        let Some(s) = self.subs.get_mut(sub) else {
+            return;
+        };
+        s.credit -= 1;
+        self.next_delivery += 1;
+        let delivery_id = self.next_delivery;
+        if s.ack == AckMode::Client {
+            s.unacked += 1;
+            self.unacked.insert(
+                delivery_id,
+                Unacked {
+                    sub: sub.clone(),
+                    entry,
+                    message: message.clone(),
+                    at: Instant::now(),
+                },
+            );
+        }
+        self.outbox.push(Delivery {
+            subscription: sub.clone(),
+            delivery_id,
+            message,
+            redelivered,
+            form: s.form,
+        });
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// The backend side of one connection on the Redis backend.
+pub struct RedisSession {
+    shared: Arc<Shared>,
+    name: String,
+    state: Arc<Mutex<State>>,
+    readers: HashMap<SubscriptionId, JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedisSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSession")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn encode_headers(h: &Headers) -> String {
+    let pairs: Vec<(&str, &str)> = h.iter().collect();
+    serde_json::to_string(&pairs).expect("strings serialize")
+}
+
+fn decode_headers(s: &[u8]) -> Headers {
+    let mut h = Headers::new();
+    if let Ok(pairs) = serde_json::from_slice::<Vec<(String, String)>>(s) {
+        for (n, v) in pairs {
+            // Stored by a broker that validated them; skip anything else.
+            let _ = h.insert(n, v);
+        }
+    }
+    h
+}
+
+fn bulk(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn array(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+/// One stream entry `[id, [field, value, ...]]` as a stored message;
+/// `None` for an entry deleted meanwhile (XAUTOCLAIM reports those as nil
+/// fields) or one that is not ours.
+fn parse_entry(v: &Value, destination: &Destination) -> Option<(String, Arc<Stored>)> {
+    let e = array(v);
+    let id = String::from_utf8(bulk(e.first()?)?.to_vec()).ok()?;
+    let fields = array(e.get(1)?);
+    let (mut mid, mut headers, mut body) = (None, Headers::new(), Bytes::new());
+    for pair in fields.chunks(2) {
+        let [k, v] = pair else { continue };
+        let v = bulk(v)?;
+        match bulk(k)? {
+            b"id" => mid = MessageId::new(std::str::from_utf8(v).ok()?).ok(),
+            b"h" => headers = decode_headers(v),
+            b"b" => body = Bytes::copy_from_slice(v),
+            _ => {}
+        }
+    }
+    Some((
+        id,
+        Arc::new(Stored {
+            destination: destination.clone(),
+            message_id: mid?,
+            headers,
+            body,
+        }),
+    ))
+}
+
+/// The entries of an XREAD / XREADGROUP reply (one stream).
+fn parse_read(v: &Value, destination: &Destination) -> Vec<(String, Arc<Stored>)> {
+    let mut out = Vec::new();
+    let streams: Vec<&Value> = match v {
+        Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
+        Value::Array(a) => a.iter().filter_map(|s| array(s).get(1)).collect(),
+        _ => Vec::new(),
+    };
+    for entries in streams {
+        for e in array(entries) {
+            if let Some(x) = parse_entry(e, destination) {
+                out.push(x);
+            }
+        }
+    }
+    out
+}
+
+impl RedisSession {
+    fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.shared.conn.clone()
+    }
+
+    /// Stores a SEND in its stream (see the [module docs](self)).
+    pub async fn send(&mut self, f: SendFrame) -> Result<SendOutcome, Refusal> {
+        let c = self.config();
+        let key = stream_key(&c.key_prefix, &f.destination);
+        let dedupe = format!("{}:dedupe:{}:{}", c.key_prefix, f.destination, f.message_id);
+        let kind = match f.destination.kind() {
+            DestinationKind::Queue => "q",
+            DestinationKind::Topic => "t",
+        };
+        let r: i64 = self
+            .shared
+            .send
+            .key(&key)
+            .key(&dedupe)
+            .arg(c.dedupe_ttl.as_millis() as u64)
+            .arg(c.max_queue)
+            .arg(kind)
+            .arg(f.message_id.as_str())
+            .arg(encode_headers(&f.headers))
+            .arg(f.body.as_ref())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match r {
+            1 => Ok(SendOutcome::Stored),
+            0 => Ok(SendOutcome::Duplicate),
+            _ => Err(Refusal {
+                code: ErrorCode::QUEUE_FULL,
+                message: format!(
+                    "{} holds its limit of {} unsettled messages",
+                    f.destination, c.max_queue
+                ),
+            }),
+        }
+    }
+
+    /// Opens a subscription and starts its reader.
+    pub async fn subscribe(&mut self, f: SubscribeFrame, form: Form) -> Result<(), Refusal> {
+        let max = self.config().max_credit;
+        if lock(&self.state).subs.contains_key(&f.subscription) {
+            return Err(Refusal {
+                code: ErrorCode::DUPLICATE_SUBSCRIPTION,
+                message: format!("subscription {} is already open", f.subscription),
+            });
+        }
+        if f.credit > max {
+            return Err(credit_overflow(f.credit.into(), max));
+        }
+        let key = stream_key(&self.config().key_prefix, &f.destination);
+        let mut conn = self.conn();
+        // Where a reader starts: queues read the group from the beginning
+        // of what is unsettled; topics from the last entry now.
+        let start = match f.destination.kind() {
+            DestinationKind::Queue => {
+                let r: Result<Value, RedisError> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg(&self.config().group)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut conn)
+                    .await;
+                match r {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+                ">".to_owned()
+            }
+            DestinationKind::Topic => {
+                let v: Value = redis::cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                array(&v)
+                    .first()
+                    .and_then(|e| array(e).first())
+                    .and_then(bulk)
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                    .unwrap_or_else(|| "0-0".to_owned())
+            }
+        };
+        let reader_conn = manager(
+            &self.shared.client,
+            self.config().poll + Duration::from_secs(2),
+        )
+        .await
+        .map_err(unavailable)?;
+        let notify = Arc::new(Notify::new());
+        let consumer = format!("{}-{}", self.name, f.subscription);
+        lock(&self.state).subs.insert(
+            f.subscription.clone(),
+            SubState {
+                destination: f.destination.clone(),
+                key: key.clone(),
+                consumer: consumer.clone(),
+                ack: f.ack,
+                credit: f.credit,
+                unacked: 0,
+                form,
+                backlog: VecDeque::new(),
+                notify: notify.clone(),
+            },
+        );
+        let reader = Reader {
+            shared: self.shared.clone(),
+            state: self.state.clone(),
+            conn: reader_conn,
+            sub: f.subscription.clone(),
+            destination: f.destination,
+            key,
+            consumer,
+            ack: f.ack,
+            notify,
+            last: start,
+            claim_cursor: "0-0".to_owned(),
+        };
+        self.readers
+            .insert(f.subscription, tokio::spawn(reader.run()));
+        Ok(())
+    }
+
+    /// Adds credit to a subscription.
+    pub fn credit(&mut self, sub: &SubscriptionId, credit: u32) -> Result<(), Refusal> {
+        let max = self.config().max_credit;
+        let mut st = lock(&self.state);
+        let s = st
+            .subs
+            .get_mut(sub)
+            .ok_or_else(|| unknown_subscription(sub))?;
+        let window = u64::from(s.credit) + u64::from(s.unacked) + u64::from(credit);
+        if window > u64::from(max) {
+            return Err(credit_overflow(window, max));
+        }
+        s.credit += credit;
+        s.notify.notify_one();
+        Ok(())
+    }
+
+    /// Takes an unsettled delivery out of the books and returns its credit;
+    /// `Ok(None)` for an expired one (credit returned, nothing to settle).
+    fn settle(&mut self, delivery_id: u64) -> Result<Option<Unacked>, Refusal> {
+        let mut st = lock(&self.state);
+        if let Some(sub) = st.expired.remove(&delivery_id) {
+            if let Some(s) = st.subs.get_mut(&sub) {
+                s.unacked -= 1;
+                s.credit += 1;
+                s.notify.notify_one();
+            }
+            return Ok(None);
+        }
+        let u = st.unacked.remove(&delivery_id).ok_or_else(|| Refusal {
+            code: ErrorCode::UNKNOWN_DELIVERY,
+            message: format!(
+                "delivery {delivery_id} is not an unacknowledged delivery of this connection"
+            ),
+        })?;
+        if let Some(s) = st.subs.get_mut(&u.sub) {
+            s.unacked -= 1;
+            s.credit += 1;
+            s.notify.notify_one();
+        }
+        Ok(Some(u))
+    }
+
+    /// Settles an `ack: client` delivery: XACK and XDEL of its entry.
+    pub async fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+        let Some(u) = self.settle(delivery_id)? else {
+            return Ok(());
+        };
+        if let Some(entry) = u.entry {
+            let key = stream_key(&self.config().key_prefix, &u.message.destination);
+            settle_entries(&mut self.conn(), &key, &self.config().group, &[entry])
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Puts an `ack: client` delivery back: queues park the entry for any
+    /// consumer's XAUTOCLAIM; topics redeliver it to the same subscription.
+    pub async fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+        let Some(u) = self.settle(delivery_id)? else {
+            return Ok(());
+        };
+        match u.entry {
+            Some(entry) => {
+                let key = stream_key(&self.config().key_prefix, &u.message.destination);
+                let c = self.config();
+                return_entries(
+                    &mut self.conn(),
+                    &key,
+                    &c.group,
+                    c.redeliver_after,
+                    &[entry],
+                )
+                .await
+                .map_err(unavailable)?;
+            }
+            None => {
+                let mut st = lock(&self.state);
+                if let Some(s) = st.subs.get_mut(&u.sub) {
+                    s.backlog.push_front(u.message);
+                    s.notify.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes back the deliveries unacknowledged for `redeliver_after`: in
+    /// Redis they are already claimable by others (XAUTOCLAIM); here they
+    /// leave the books, keeping their credit until a late ACK or NACK.
+    /// Topics put them back in the subscription's backlog.
+    pub fn redeliver_idle(&mut self, now: Instant) -> usize {
+        let idle = self.config().redeliver_after;
+        let mut st = lock(&self.state);
+        let mut due: Vec<u64> = st
+            .unacked
+            .iter()
+            .filter(|(_, u)| now.saturating_duration_since(u.at) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        for id in due.iter().rev() {
+            let u = st.unacked.remove(id).expect("listed");
+            st.expired.insert(*id, u.sub.clone());
+            if u.entry.is_none()
+                && let Some(s) = st.subs.get_mut(&u.sub)
+            {
+                s.backlog.push_front(u.message);
+            }
+        }
+        due.len()
+    }
+
+    /// The deliveries waiting to be written, in order.
+    pub fn take_outbox(&mut self) -> Vec<Delivery> {
+        std::mem::take(&mut lock(&self.state).outbox)
+    }
+
+    /// Closes a subscription: its reader stops, its unsettled queue
+    /// entries are returned for redelivery, its consumer is deleted.
+    pub async fn unsubscribe(&mut self, sub: &SubscriptionId) -> Result<(), Refusal> {
+        if !lock(&self.state).subs.contains_key(sub) {
+            return Err(unknown_subscription(sub));
+        }
+        self.close_sub(sub).await.map_err(unavailable)
+    }
+
+    async fn close_sub(&mut self, sub: &SubscriptionId) -> Result<(), RedisError> {
+        if let Some(reader) = self.readers.remove(sub) {
+            reader.abort();
+            let _ = reader.await;
+        }
+        let s = {
+            let mut st = lock(&self.state);
+            st.unacked.retain(|_, u| &u.sub != sub);
+            st.expired.retain(|_, s| s != sub);
+            st.outbox.retain(|d| &d.subscription != sub);
+            st.subs.remove(sub)
+        };
+        let Some(s) = s else { return Ok(()) };
+        if s.destination.kind() == DestinationKind::Topic {
+            return Ok(());
+        }
+        // Everything this consumer holds in Redis (delivered, in the
+        // outbox, or read but not yet booked when the reader stopped) goes
+        // back; then the consumer, now empty, is deleted.
+        let c = self.config().clone();
+        let mut conn = self.conn();
+        loop {
+            let v: Value = redis::cmd("XPENDING")
+                .arg(&s.key)
+                .arg(&c.group)
+                .arg("-")
+                .arg("+")
+                .arg(PAGE)
+                .arg(&s.consumer)
+                .query_async(&mut conn)
+                .await?;
+            let ids: Vec<String> = array(&v)
+                .iter()
+                .filter_map(|e| array(e).first().and_then(bulk))
+                .filter_map(|b| String::from_utf8(b.to_vec()).ok())
+                .collect();
+            if ids.is_empty() {
+                break;
+            }
+            return_entries(&mut conn, &s.key, &c.group, c.redeliver_after, &ids).await?;
+        }
+        let _: Value = redis::cmd("XGROUP")
+            .arg("DELCONSUMER")
+            .arg(&s.key)
+            .arg(&c.group)
+            .arg(&s.consumer)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session: every subscription is closed as by
+    /// [`unsubscribe`](Self::unsubscribe). If Redis is unreachable the
+    /// consumers' entries stay pending and are taken over after
+    /// `redeliver_after`, as for a killed node.
+    pub async fn close(mut self) {
+        let subs: Vec<SubscriptionId> = lock(&self.state).subs.keys().cloned().collect();
+        for s in subs {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.close_sub(&s)).await;
+        }
+    }
+}
+
+impl Drop for RedisSession {
+    fn drop(&mut self) {
+        for r in self.readers.values() {
+            r.abort();
+        }
+    }
+}
+
+async fn settle_entries(
+    conn: &mut ConnectionManager,
+    key: &str,
+    group: &str,
+    ids: &[String],
+) -> Result<(), RedisError> {
+    let _: Value = redis::pipe()
+        .cmd("XACK")
+        .arg(key)
+        .arg(group)
+        .arg(ids)
+        .ignore()
+        .cmd("XDEL")
+        .arg(key)
+        .arg(ids)
+        .ignore()
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Parks entries on the `returned` consumer with an idle time past the
+/// limit, so the next XAUTOCLAIM of any consumer takes them.
+async fn return_entries(
+    conn: &mut ConnectionManager,
+    key: &str,
+    group: &str,
+    redeliver_after: Duration,
+    ids: &[String],
+) -> Result<(), RedisError> {
+    let idle = redeliver_after.as_millis() as u64 + 86_400_000;
+    let _: Value = redis::cmd("XCLAIM")
+        .arg(key)
+        .arg(group)
+        .arg(RETURNED)
+        .arg(0)
+        .arg(ids)
+        .arg("IDLE")
+        .arg(idle)
+        .arg("JUSTID")
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// The reader task of one subscription.
+struct Reader {
+    shared: Arc<Shared>,
+    state: Arc<Mutex<State>>,
+    conn: ConnectionManager,
+    sub: SubscriptionId,
+    destination: Destination,
+    key: String,
+    consumer: String,
+    ack: AckMode,
+    notify: Arc<Notify>,
+    /// Topics: the last id read. Queues: `>`.
+    last: String,
+    claim_cursor: String,
+}
+
+impl Reader {
+    /// The credit now, after delivering from the backlog; `None` once the
+    /// subscription is gone.
+    fn credit(&self) -> Option<u32> {
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        loop {
+            let s = st.subs.get_mut(&self.sub)?;
+            if s.credit == 0 {
+                return Some(0);
+            }
+            let Some(m) = s.backlog.pop_front() else {
+                return Some(s.credit);
+            };
+            st.deliver(&self.sub, m, None, true);
+        }
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let credit = match self.credit() {
+                None => return,
+                Some(0) => {
+                    // Woken by CREDIT, ACK, NACK; the timeout rechecks.
+                    let _ =
+                        tokio::time::timeout(self.shared.config.poll, self.notify.notified()).await;
+                    continue;
+                }
+                Some(n) => n,
+            };
+            let r = match self.destination.kind() {
+                DestinationKind::Queue => self.read_queue(credit).await,
+                DestinationKind::Topic => self.read_topic(credit).await,
+            };
+            match r {
+                Ok(()) => backoff = Duration::from_millis(50),
+                Err(_) => {
+                    // Redis is away: retry, more slowly, until it is back.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn book(&self, entries: Vec<(String, Arc<Stored>)>, redelivered: bool) -> Vec<String> {
+        let mut st = lock(&self.state);
+        let mut settle = Vec::new();
+        for (id, m) in entries {
+            let entry = (self.destination.kind() == DestinationKind::Queue).then(|| id.clone());
+            st.deliver(&self.sub, m, entry, redelivered);
+            if self.ack == AckMode::Auto && self.destination.kind() == DestinationKind::Queue {
+                settle.push(id);
+            }
+        }
+        settle
+    }
+
+    async fn read_queue(&mut self, credit: u32) -> Result<(), RedisError> {
+        let c = &self.shared.config;
+        let want = (credit as usize).min(PAGE);
+        // First take over messages idle past the limit (dead consumers,
+        // consumers that never ack, NACKed or returned entries).
+        let v: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.key)
+            .arg(&c.group)
+            .arg(&self.consumer)
+            .arg(c.redeliver_after.as_millis() as u64)
+            .arg(&self.claim_cursor)
+            .arg("COUNT")
+            .arg(want)
+            .query_async(&mut self.conn)
+            .await?;
+        let parts = array(&v);
+        self.claim_cursor = parts
+            .first()
+            .and_then(bulk)
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .unwrap_or_else(|| "0-0".to_owned());
+        let mut claimed = Vec::new();
+        let mut gone = Vec::new();
+        for e in parts.get(1).map(array).unwrap_or(&[]) {
+            match parse_entry(e, &self.destination) {
+                Some(x) => claimed.push(x),
+                None => {
+                    if let Some(id) = array(e).first().and_then(bulk) {
+                        gone.push(String::from_utf8_lossy(id).into_owned());
+                    }
+                }
+            }
+        }
+        // Entries deleted meanwhile were settled by someone: drop them
+        // from the group's books too.
+        if !gone.is_empty() {
+            settle_entries(&mut self.conn, &self.key, &c.group, &gone).await?;
+        }
+        let n = claimed.len();
+        let settle = self.book(claimed, true);
+        if !settle.is_empty() {
+            settle_entries(&mut self.conn, &self.key, &c.group, &settle).await?;
+        }
+        if n >= want {
+            return Ok(());
+        }
+        let v: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&c.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(want - n)
+            .arg("BLOCK")
+            .arg(c.poll.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(">")
+            .query_async(&mut self.conn)
+            .await?;
+        let fresh = parse_read(&v, &self.destination);
+        let settle = self.book(fresh, false);
+        if !settle.is_empty() {
+            settle_entries(&mut self.conn, &self.key, &c.group, &settle).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_topic(&mut self, credit: u32) -> Result<(), RedisError> {
+        let c = &self.shared.config;
+        let v: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg((credit as usize).min(PAGE))
+            .arg("BLOCK")
+            .arg(c.poll.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(&self.last)
+            .query_async(&mut self.conn)
+            .await?;
+        let entries = parse_read(&v, &self.destination);
+        if let Some((id, _)) = entries.last() {
+            self.last = id.clone();
+        }
+        self.book(entries, false);
+        Ok(())
+    }
+}
+
+fn unknown_subscription(sub: &SubscriptionId) -> Refusal {
+    Refusal {
+        code: ErrorCode::UNKNOWN_SUBSCRIPTION,
+        message: format!("subscription {sub} is not open on this connection"),
+    }
+}
+
+fn credit_overflow(window: u64, max: u32) -> Refusal {
+    Refusal {
+        code: ErrorCode::CREDIT_OVERFLOW,
+        message: format!("a credit window of {window} exceeds the broker's maximum of {max}"),
+    }
+}
