@@ -1,0 +1,530 @@
+//! The Redis backend against a real `redis-server`, found through the
+//! environment variable `WEFT_REDIS_URL` (`redis://127.0.0.1:PORT`, set by
+//! `scripts/broker.sh`). Without it every test here prints why and returns.
+//!
+//! Each test uses its own random key prefix, so tests share one Redis
+//! without seeing each other's streams. "Nodes" are several [`Server`]s
+//! in this process on the same Redis and prefix; killing one is aborting
+//! its task, which drops its connections without any cleanup, as kill -9
+//! would.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use weft_broker::frame::{Headers, MessageId, SendFrame};
+use weft_broker::{
+    Backend, Client, Delivery, ErrorCode, RedisConfig, Server, ServerConfig, SubscribeOptions,
+    Subscription,
+};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test step timed out")
+}
+
+/// The Redis URL, or `None` after printing that the test is skipped.
+fn redis_url(test: &str) -> Option<String> {
+    match std::env::var("WEFT_REDIS_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: WEFT_REDIS_URL is not set (scripts/broker.sh starts redis-server and sets it)"
+            );
+            None
+        }
+    }
+}
+
+fn config(idle_ms: u64) -> RedisConfig {
+    RedisConfig {
+        key_prefix: format!("weft-test-{:016x}", rand_u64()),
+        redeliver_after: Duration::from_millis(idle_ms),
+        poll: Duration::from_millis(20),
+        ..RedisConfig::default()
+    }
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+struct Node {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    /// kill -9: the task and its connections vanish, nothing is cleaned up.
+    fn kill(self) {
+        self.task.abort();
+    }
+}
+
+async fn node(url: &str, rc: &RedisConfig) -> Node {
+    let backend = Backend::redis(url, rc.clone())
+        .await
+        .expect("Redis reachable");
+    let server = Server::bind_with("127.0.0.1:0", ServerConfig::default(), backend)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    Node {
+        addr,
+        task: tokio::spawn(server.run()),
+    }
+}
+
+async fn recv(sub: &mut Subscription) -> Delivery {
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("no delivery within 5 s")
+        .expect("subscription open")
+}
+
+async fn quiet(sub: &mut Subscription, ms: u64) {
+    if let Ok(d) = tokio::time::timeout(Duration::from_millis(ms), sub.next()).await {
+        panic!("unexpected delivery {d:?}");
+    }
+}
+
+fn body_str(d: &Delivery) -> &str {
+    std::str::from_utf8(&d.body).unwrap()
+}
+
+async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn xlen(url: &str, key: &str) -> i64 {
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut redis_conn(url).await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_queue_is_shared_by_two_nodes_and_acks_empty_the_stream() {
+    let Some(url) = redis_url("a_queue_is_shared_by_two_nodes_and_acks_empty_the_stream") else {
+        return;
+    };
+    let rc = config(30_000);
+    let (a, b) = (node(&url, &rc).await, node(&url, &rc).await);
+    within(async {
+        let ca = Client::connect(&a.url()).await.unwrap();
+        let cb = Client::connect(&b.url()).await.unwrap();
+        let mut sa = ca
+            .subscribe("/queue/work", SubscribeOptions::client_ack(8))
+            .await
+            .unwrap();
+        let mut sb = cb
+            .subscribe("/queue/work", SubscribeOptions::client_ack(8))
+            .await
+            .unwrap();
+        let p = Client::connect(&a.url()).await.unwrap();
+        let n = 60;
+        let mut sent = HashSet::new();
+        for i in 0..n {
+            sent.insert(p.send("/queue/work", format!("job {i}")).await.unwrap());
+        }
+        let mut got: HashMap<String, usize> = HashMap::new();
+        let (mut na, mut nb) = (0, 0);
+        while na + nb < n {
+            tokio::select! {
+                d = recv(&mut sa) => { sa.ack(&d).unwrap(); na += 1; *got.entry(d.message_id.to_string()).or_default() += 1; }
+                d = recv(&mut sb) => { sb.ack(&d).unwrap(); nb += 1; *got.entry(d.message_id.to_string()).or_default() += 1; }
+            }
+        }
+        assert_eq!(got.len(), n);
+        assert!(got.values().all(|&c| c == 1), "a message arrived twice");
+        assert!(sent.iter().all(|id| got.contains_key(id.as_str())));
+        assert!(na > 0 && nb > 0, "both nodes' consumers took part: {na} / {nb}");
+        quiet(&mut sa, 100).await;
+        // Every ACK deleted its entry: the stream is empty.
+        let key = format!("{}:q:/queue/work", rc.key_prefix);
+        let mut left = xlen(&url, &key).await;
+        for _ in 0..50 {
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = xlen(&url, &key).await;
+        }
+        assert_eq!(left, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_nodes_deliveries_go_to_the_other_node_after_the_idle_time() {
+    let Some(url) = redis_url("a_killed_nodes_deliveries_go_to_the_other_node_after_the_idle_time")
+    else {
+        return;
+    };
+    let idle = 600;
+    let rc = config(idle);
+    let (a, b) = (node(&url, &rc).await, node(&url, &rc).await);
+    within(async {
+        let ca = Client::connect(&a.url()).await.unwrap();
+        let mut sa = ca
+            .subscribe("/queue/jobs", SubscribeOptions::client_ack(2))
+            .await
+            .unwrap();
+        let p = Client::connect(&b.url()).await.unwrap();
+        let ids = [
+            p.send("/queue/jobs", "j0").await.unwrap(),
+            p.send("/queue/jobs", "j1").await.unwrap(),
+        ];
+        let d0 = recv(&mut sa).await;
+        let d1 = recv(&mut sa).await;
+        assert_eq!((body_str(&d0), body_str(&d1)), ("j0", "j1"));
+        let t0 = std::time::Instant::now();
+        a.kill();
+        let cb = Client::connect(&b.url()).await.unwrap();
+        let mut sb = cb
+            .subscribe("/queue/jobs", SubscribeOptions::client_ack(4))
+            .await
+            .unwrap();
+        // Not before the idle time...
+        quiet(&mut sb, idle * 3 / 4).await;
+        // ...but soon after it, marked, with the same ids.
+        let r0 = recv(&mut sb).await;
+        let r1 = recv(&mut sb).await;
+        assert!(t0.elapsed() >= Duration::from_millis(idle));
+        assert!(r0.redelivered && r1.redelivered);
+        let mut got = vec![r0.message_id.clone(), r1.message_id.clone()];
+        got.sort();
+        let mut want = ids.to_vec();
+        want.sort();
+        assert_eq!(got, want);
+        sb.ack(&r0).unwrap();
+        sb.ack(&r1).unwrap();
+        quiet(&mut sb, 2 * idle).await;
+    })
+    .await;
+    b.kill();
+}
+
+#[tokio::test]
+async fn a_connected_consumer_that_never_acks_loses_its_deliveries_to_others() {
+    let Some(url) =
+        redis_url("a_connected_consumer_that_never_acks_loses_its_deliveries_to_others")
+    else {
+        return;
+    };
+    let idle = 500;
+    let rc = config(idle);
+    let (a, b) = (node(&url, &rc).await, node(&url, &rc).await);
+    within(async {
+        let lazy = Client::connect(&a.url()).await.unwrap();
+        let mut sl = lazy
+            .subscribe("/queue/q", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        let p = Client::connect(&a.url()).await.unwrap();
+        let id = p.send("/queue/q", "m").await.unwrap();
+        let d = recv(&mut sl).await;
+        assert_eq!(d.message_id, id);
+        let worker = Client::connect(&b.url()).await.unwrap();
+        let mut sw = worker
+            .subscribe("/queue/q", SubscribeOptions::client_ack(4))
+            .await
+            .unwrap();
+        let r = recv(&mut sw).await;
+        assert_eq!((r.message_id.clone(), r.redelivered), (id, true));
+        sw.ack(&r).unwrap();
+        // The lazy consumer holds one window (credit 1): it gets nothing
+        // more until it settles, and its late ACK is accepted.
+        p.send("/queue/q", "next").await.unwrap();
+        let n = recv(&mut sw).await;
+        assert_eq!(body_str(&n), "next");
+        sw.ack(&n).unwrap();
+        quiet(&mut sl, 100).await;
+        sl.ack(&d).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    })
+    .await;
+    a.kill();
+    b.kill();
+}
+
+#[tokio::test]
+async fn nack_and_unsubscribe_redeliver_at_once() {
+    let Some(url) = redis_url("nack_and_unsubscribe_redeliver_at_once") else {
+        return;
+    };
+    let rc = config(30_000);
+    let a = node(&url, &rc).await;
+    within(async {
+        let c = Client::connect(&a.url()).await.unwrap();
+        let mut s = c
+            .subscribe("/queue/retry", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        let id = c.send("/queue/retry", "try me").await.unwrap();
+        let d1 = recv(&mut s).await;
+        assert!(!d1.redelivered);
+        s.nack(&d1).unwrap();
+        let d2 = recv(&mut s).await;
+        assert_eq!((d2.message_id.clone(), d2.redelivered), (id.clone(), true));
+        assert_ne!(d2.delivery_id, d1.delivery_id);
+        // Unsubscribing with it unacked gives it to the next consumer now,
+        // not after the idle time of 30 s.
+        s.unsubscribe().await.unwrap();
+        let c2 = Client::connect(&a.url()).await.unwrap();
+        let mut s2 = c2
+            .subscribe("/queue/retry", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        let d3 = recv(&mut s2).await;
+        assert_eq!((d3.message_id.clone(), d3.redelivered), (id, true));
+        s2.ack(&d3).unwrap();
+        // A second ACK of the same delivery is refused.
+        s2.ack(&d3).unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), c2.next_error())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::UNKNOWN_DELIVERY);
+    })
+    .await;
+    a.kill();
+}
+
+#[tokio::test]
+async fn topics_fan_out_across_nodes_in_order() {
+    let Some(url) = redis_url("topics_fan_out_across_nodes_in_order") else {
+        return;
+    };
+    let rc = config(30_000);
+    let (a, b) = (node(&url, &rc).await, node(&url, &rc).await);
+    within(async {
+        let mut subs = Vec::new();
+        for n in [&a, &b, &b] {
+            let c = Client::connect(&n.url()).await.unwrap();
+            subs.push(
+                c.subscribe("/topic/news", SubscribeOptions::auto_ack(4))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let p = Client::connect(&a.url()).await.unwrap();
+        for i in 0..20 {
+            p.send("/topic/news", format!("n{i}")).await.unwrap();
+        }
+        for s in &mut subs {
+            for i in 0..20 {
+                let d = recv(s).await;
+                assert_eq!(body_str(&d), format!("n{i}"));
+            }
+            quiet(s, 50).await;
+        }
+    })
+    .await;
+    a.kill();
+    b.kill();
+}
+
+#[tokio::test]
+async fn duplicates_are_stored_once_and_the_queue_limit_refuses() {
+    let Some(url) = redis_url("duplicates_are_stored_once_and_the_queue_limit_refuses") else {
+        return;
+    };
+    let rc = RedisConfig {
+        max_queue: 3,
+        ..config(30_000)
+    };
+    let a = node(&url, &rc).await;
+    within(async {
+        let c = Client::connect(&a.url()).await.unwrap();
+        let f = |id: &str| SendFrame {
+            destination: weft_broker::Destination::new("/queue/full").unwrap(),
+            message_id: MessageId::new(id).unwrap(),
+            headers: Headers::new().with("x-n", id).unwrap(),
+            body: bytes::Bytes::from(id.to_owned()),
+        };
+        c.send_frame(f("m1")).await.unwrap();
+        c.send_frame(f("m1")).await.unwrap(); // acked again, not stored
+        c.send_frame(f("m2")).await.unwrap();
+        c.send_frame(f("m3")).await.unwrap(); // at the limit: stored
+        let e = c.send_frame(f("m4")).await.unwrap_err(); // one past
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL));
+        let key = format!("{}:q:/queue/full", rc.key_prefix);
+        assert_eq!(xlen(&url, &key).await, 3);
+        let mut s = c
+            .subscribe("/queue/full", SubscribeOptions::client_ack(10))
+            .await
+            .unwrap();
+        for id in ["m1", "m2", "m3"] {
+            let d = recv(&mut s).await;
+            assert_eq!(d.message_id.as_str(), id);
+            assert_eq!(d.headers.get("x-n"), Some(id));
+            s.ack(&d).unwrap();
+        }
+        quiet(&mut s, 100).await;
+        // Settled messages free the room.
+        let mut ok = false;
+        for _ in 0..50 {
+            if c.send_frame(f("m4")).await.is_ok() {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ok, "the queue has room again after the ACKs");
+        assert_eq!(recv(&mut s).await.message_id.as_str(), "m4");
+    })
+    .await;
+    a.kill();
+}
+
+#[tokio::test]
+async fn the_credit_window_holds_back_a_slow_consumer() {
+    let Some(url) = redis_url("the_credit_window_holds_back_a_slow_consumer") else {
+        return;
+    };
+    let rc = config(30_000);
+    let a = node(&url, &rc).await;
+    within(async {
+        let c = Client::connect(&a.url()).await.unwrap();
+        let mut s = c
+            .subscribe("/queue/slow", SubscribeOptions::client_ack(2))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            c.send("/queue/slow", format!("m{i}")).await.unwrap();
+        }
+        let d0 = recv(&mut s).await;
+        let _d1 = recv(&mut s).await;
+        quiet(&mut s, 200).await;
+        s.ack(&d0).unwrap();
+        assert_eq!(body_str(&recv(&mut s).await), "m2");
+        quiet(&mut s, 150).await;
+        s.add_credit(2).unwrap();
+        assert_eq!(body_str(&recv(&mut s).await), "m3");
+        assert_eq!(body_str(&recv(&mut s).await), "m4");
+        // Over the window limit: refused.
+        s.add_credit(2000).unwrap();
+        let e = tokio::time::timeout(Duration::from_secs(5), c.next_error())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::CREDIT_OVERFLOW);
+    })
+    .await;
+    a.kill();
+}
+
+/// Starts a private `redis-server` with an append-only file synced on every
+/// write, so a restart keeps what was acknowledged.
+fn private_redis(dir: &std::path::Path, port: u16) -> std::process::Child {
+    std::process::Command::new(
+        std::env::var("WEFT_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned()),
+    )
+    .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+    .args([
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ])
+    .arg("--dir")
+    .arg(dir)
+    .args(["--daemonize", "no"])
+    .stdout(std::process::Stdio::null())
+    .spawn()
+    .expect("redis-server runs")
+}
+
+async fn wait_for_redis(url: &str) {
+    for _ in 0..100 {
+        if let Ok(c) = redis::Client::open(url)
+            && let Ok(mut c) = c.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("redis-server did not start at {url}");
+}
+
+#[tokio::test]
+async fn redis_going_away_gives_501_and_the_node_recovers() {
+    if redis_url("redis_going_away_gives_501_and_the_node_recovers").is_none() {
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("weft-redis-{:x}", rand_u64()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut redis = private_redis(&dir, port);
+    wait_for_redis(&url).await;
+    let rc = config(30_000);
+    let a = node(&url, &rc).await;
+    let result = within(async {
+        let c = Client::connect(&a.url()).await.unwrap();
+        let before = c.send("/queue/durable", "before").await.unwrap();
+        redis.kill().unwrap();
+        redis.wait().unwrap();
+        let e = c.send("/queue/durable", "while down").await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::UNAVAILABLE), "{e}");
+        redis = private_redis(&dir, port);
+        wait_for_redis(&url).await;
+        // The node reconnects by itself; a retry succeeds.
+        let mut after = None;
+        for _ in 0..100 {
+            match c.send("/queue/durable", "after").await {
+                Ok(id) => {
+                    after = Some(id);
+                    break;
+                }
+                Err(e) => assert_eq!(e.code(), Some(ErrorCode::UNAVAILABLE)),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let after = after.expect("the node recovered");
+        let mut s = c
+            .subscribe("/queue/durable", SubscribeOptions::client_ack(4))
+            .await
+            .unwrap();
+        let d1 = recv(&mut s).await;
+        let d2 = recv(&mut s).await;
+        assert_eq!((d1.message_id, d2.message_id), (before, after));
+        quiet(&mut s, 100).await;
+    })
+    .await;
+    a.kill();
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
