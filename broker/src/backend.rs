@@ -17,6 +17,7 @@
 
 use crate::frame::{Form, SendFrame, SubscribeFrame, SubscriptionId};
 use crate::memory::{ConnId, Delivery, MemoryBroker, MemoryConfig, Refusal, SendOutcome};
+pub use crate::redis::Completion;
 use crate::redis::{RedisBroker, RedisConfig, RedisSession};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -93,11 +94,28 @@ pub enum Session {
 }
 
 impl Session {
-    /// Stores a SEND (the RECEIPT may go out once this returns `Ok`).
-    pub async fn send(&mut self, f: SendFrame) -> Result<SendOutcome, Refusal> {
+    /// Stores a SEND: `Some` outcome when it is settled now (memory; the
+    /// RECEIPT may go out), `None` when it was queued and its outcome will
+    /// come from [`next_completion`](Self::next_completion) (Redis).
+    pub fn send(&mut self, f: SendFrame) -> Option<Result<SendOutcome, Refusal>> {
         match self {
-            Session::Memory { broker, id } => broker.lock().send(*id, f),
-            Session::Redis(r) => r.send(f).await,
+            Session::Memory { broker, id } => Some(broker.lock().send(*id, f)),
+            Session::Redis(r) => {
+                r.send(f);
+                None
+            }
+        }
+    }
+
+    /// The next outcome of a deferred write (a SEND, or a failed ACK or
+    /// NACK). Pending forever on the memory backend, which defers nothing.
+    pub async fn next_completion(&mut self) -> Completion {
+        match self {
+            Session::Memory { .. } => std::future::pending().await,
+            Session::Redis(r) => match r.next_completion().await {
+                Some(c) => c,
+                None => std::future::pending().await,
+            },
         }
     }
 
@@ -118,26 +136,36 @@ impl Session {
     }
 
     /// Adds credit to a subscription.
-    pub async fn credit(&mut self, sub: &SubscriptionId, credit: u32) -> Result<(), Refusal> {
+    pub fn credit(&mut self, sub: &SubscriptionId, credit: u32) -> Result<(), Refusal> {
         match self {
             Session::Memory { broker, id } => broker.lock().credit(*id, sub, credit),
             Session::Redis(r) => r.credit(sub, credit),
         }
     }
 
-    /// Settles a delivery.
-    pub async fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    /// A deferred outcome that is already there, without waiting.
+    pub fn try_completion(&mut self) -> Option<Completion> {
         match self {
-            Session::Memory { broker, id } => broker.lock().ack(*id, delivery_id),
-            Session::Redis(r) => r.ack(delivery_id).await,
+            Session::Memory { .. } => None,
+            Session::Redis(r) => r.try_completion(),
         }
     }
 
-    /// Puts a delivery back for redelivery.
-    pub async fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    /// Settles a delivery. An unknown delivery id is refused now; a
+    /// backend failure may come later as [`Completion::Settle`].
+    pub fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+        match self {
+            Session::Memory { broker, id } => broker.lock().ack(*id, delivery_id),
+            Session::Redis(r) => r.ack(delivery_id),
+        }
+    }
+
+    /// Puts a delivery back for redelivery (failures as for
+    /// [`ack`](Self::ack)).
+    pub fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
         match self {
             Session::Memory { broker, id } => broker.lock().nack(*id, delivery_id),
-            Session::Redis(r) => r.nack(delivery_id).await,
+            Session::Redis(r) => r.nack(delivery_id),
         }
     }
 

@@ -119,6 +119,37 @@ if ttl > 0 then redis.call('SET', KEYS[2], '1', 'PX', ttl) end
 return 1
 ";
 
+/// A Redis write queued by a session for its writer task.
+enum Op {
+    /// A SEND for the script.
+    Send(SendFrame),
+    /// XACK + XDEL of a delivery's entry.
+    Settle {
+        key: String,
+        entry: String,
+        delivery_id: u64,
+    },
+    /// Parks a NACKed delivery's entry for redelivery.
+    Return {
+        key: String,
+        entry: String,
+        delivery_id: u64,
+    },
+}
+
+/// The result of a write a session deferred to its writer task.
+#[derive(Debug)]
+pub enum Completion {
+    /// A SEND is stored (or refused): its RECEIPT or ERROR can go out.
+    Send(MessageId, Result<SendOutcome, Refusal>),
+    /// The ACK or NACK of this delivery id failed in Redis (the message
+    /// stays pending and is redelivered after the idle time).
+    Settle(u64, Refusal),
+}
+
+/// Most writes in one pipeline.
+const BATCH: usize = 128;
+
 /// Shared by the sessions of one node.
 struct Shared {
     client: redis::Client,
@@ -172,7 +203,9 @@ impl RedisBroker {
     /// be reached now; later failures are answered per request (501).
     pub async fn connect(url: &str, config: RedisConfig) -> Result<RedisBroker, RedisError> {
         let client = redis::Client::open(url)?;
-        let conn = manager(&client, Duration::from_secs(5)).await?;
+        let mut conn = manager(&client, Duration::from_secs(5)).await?;
+        let send = redis::Script::new(SEND_SCRIPT);
+        send.load_async(&mut conn).await?;
         Ok(RedisBroker {
             shared: Arc::new(Shared {
                 client,
@@ -180,7 +213,7 @@ impl RedisBroker {
                 config,
                 node: format!("{:016x}", rand::random::<u64>()),
                 next_conn: AtomicU64::new(1),
-                send: redis::Script::new(SEND_SCRIPT),
+                send,
             }),
         })
     }
@@ -199,7 +232,13 @@ impl RedisBroker {
     /// (if it has room) whenever the connection's outbox gains a delivery.
     pub fn open(&self, wake: mpsc::Sender<()>) -> RedisSession {
         let n = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(writer(self.shared.clone(), ops_rx, done_tx));
         RedisSession {
+            ops: Some(ops),
+            done,
+            writer: Some(writer),
             shared: self.shared.clone(),
             name: format!("{}-{n}", self.shared.node),
             state: Arc::new(Mutex::new(State {
@@ -296,7 +335,17 @@ impl State {
 }
 
 /// The backend side of one connection on the Redis backend.
+///
+/// Writes (SEND, and the XACK / XCLAIM of ACK and NACK) go to the
+/// session's writer task in order and are pipelined in batches of up to
+/// 128, so a producer with many SENDs in flight costs one Redis round trip
+/// per batch, not per message; their results come back as
+/// [`Completion`]s. Order is kept: one writer, one connection, batches in
+/// sequence.
 pub struct RedisSession {
+    ops: Option<mpsc::UnboundedSender<Op>>,
+    done: mpsc::UnboundedReceiver<Completion>,
+    writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     name: String,
     state: Arc<Mutex<State>>,
@@ -402,40 +451,27 @@ impl RedisSession {
         self.shared.conn.clone()
     }
 
-    /// Stores a SEND in its stream (see the [module docs](self)).
-    pub async fn send(&mut self, f: SendFrame) -> Result<SendOutcome, Refusal> {
-        let c = self.config();
-        let key = stream_key(&c.key_prefix, &f.destination);
-        let dedupe = format!("{}:dedupe:{}:{}", c.key_prefix, f.destination, f.message_id);
-        let kind = match f.destination.kind() {
-            DestinationKind::Queue => "q",
-            DestinationKind::Topic => "t",
-        };
-        let r: i64 = self
-            .shared
-            .send
-            .key(&key)
-            .key(&dedupe)
-            .arg(c.dedupe_ttl.as_millis() as u64)
-            .arg(c.max_queue)
-            .arg(kind)
-            .arg(f.message_id.as_str())
-            .arg(encode_headers(&f.headers))
-            .arg(f.body.as_ref())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        match r {
-            1 => Ok(SendOutcome::Stored),
-            0 => Ok(SendOutcome::Duplicate),
-            _ => Err(Refusal {
-                code: ErrorCode::QUEUE_FULL,
-                message: format!(
-                    "{} holds its limit of {} unsettled messages",
-                    f.destination, c.max_queue
-                ),
-            }),
+    fn queue(&self, op: Op) {
+        if let Some(ops) = &self.ops {
+            // The writer only ends when the session does.
+            let _ = ops.send(op);
         }
+    }
+
+    /// Queues a SEND for the writer; its outcome comes back as a
+    /// [`Completion::Send`] from [`next_completion`](Self::next_completion).
+    pub fn send(&mut self, f: SendFrame) {
+        self.queue(Op::Send(f));
+    }
+
+    /// A finished write that is already there.
+    pub fn try_completion(&mut self) -> Option<Completion> {
+        self.done.try_recv().ok()
+    }
+
+    /// The next finished write (never ends while the session is open).
+    pub async fn next_completion(&mut self) -> Option<Completion> {
+        self.done.recv().await
     }
 
     /// Opens a subscription and starts its reader.
@@ -523,6 +559,7 @@ impl RedisSession {
             notify,
             last: start,
             claim_cursor: "0-0".to_owned(),
+            last_claim: None,
         };
         self.readers
             .insert(f.subscription, tokio::spawn(reader.run()));
@@ -572,39 +609,37 @@ impl RedisSession {
         Ok(Some(u))
     }
 
-    /// Settles an `ack: client` delivery: XACK and XDEL of its entry.
-    pub async fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    /// Settles an `ack: client` delivery: the writer does XACK and XDEL of
+    /// its entry (a failure comes back as [`Completion::Settle`]).
+    pub fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
         let Some(u) = self.settle(delivery_id)? else {
             return Ok(());
         };
         if let Some(entry) = u.entry {
             let key = stream_key(&self.config().key_prefix, &u.message.destination);
-            settle_entries(&mut self.conn(), &key, &self.config().group, &[entry])
-                .await
-                .map_err(unavailable)?;
+            self.queue(Op::Settle {
+                key,
+                entry,
+                delivery_id,
+            });
         }
         Ok(())
     }
 
     /// Puts an `ack: client` delivery back: queues park the entry for any
     /// consumer's XAUTOCLAIM; topics redeliver it to the same subscription.
-    pub async fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    pub fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
         let Some(u) = self.settle(delivery_id)? else {
             return Ok(());
         };
         match u.entry {
             Some(entry) => {
                 let key = stream_key(&self.config().key_prefix, &u.message.destination);
-                let c = self.config();
-                return_entries(
-                    &mut self.conn(),
-                    &key,
-                    &c.group,
-                    c.redeliver_after,
-                    &[entry],
-                )
-                .await
-                .map_err(unavailable)?;
+                self.queue(Op::Return {
+                    key,
+                    entry,
+                    delivery_id,
+                });
             }
             None => {
                 let mut st = lock(&self.state);
@@ -713,6 +748,11 @@ impl RedisSession {
     /// consumers' entries stay pending and are taken over after
     /// `redeliver_after`, as for a killed node.
     pub async fn close(mut self) {
+        // Let the queued writes finish first (ACKs before the returns).
+        self.ops = None;
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
         let subs: Vec<SubscriptionId> = lock(&self.state).subs.keys().cloned().collect();
         for s in subs {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.close_sub(&s)).await;
@@ -725,7 +765,145 @@ impl Drop for RedisSession {
         for r in self.readers.values() {
             r.abort();
         }
+        if let Some(w) = &self.writer {
+            w.abort();
+        }
     }
+}
+
+/// A session's writer task: takes the queued writes in order, up to
+/// [`BATCH`] at a time, and sends each batch as one pipeline.
+async fn writer(
+    shared: Arc<Shared>,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    let mut conn = shared.conn.clone();
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(op) = ops.recv().await {
+        batch.push(op);
+        while batch.len() < BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut result = write_batch(&shared, &mut conn, &batch).await;
+        if let Err(e) = &result
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            // Redis restarted without the script: load it and retry. SENDs
+            // of the batch that were stored are dropped as duplicates.
+            let _ = shared.send.load_async(&mut conn).await;
+            result = write_batch(&shared, &mut conn, &batch).await;
+        }
+        let c = &shared.config;
+        match result {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                for op in batch.drain(..) {
+                    if let Op::Send(f) = op {
+                        let r = match outcomes.next() {
+                            Some(1) => Ok(SendOutcome::Stored),
+                            Some(0) => Ok(SendOutcome::Duplicate),
+                            Some(_) => Err(Refusal {
+                                code: ErrorCode::QUEUE_FULL,
+                                message: format!(
+                                    "{} holds its limit of {} unsettled messages",
+                                    f.destination, c.max_queue
+                                ),
+                            }),
+                            None => Err(Refusal {
+                                code: ErrorCode::INTERNAL,
+                                message: "Redis returned no result for the SEND".to_owned(),
+                            }),
+                        };
+                        let _ = done.send(Completion::Send(f.message_id, r));
+                    }
+                }
+            }
+            Err(e) => {
+                for op in batch.drain(..) {
+                    let r = unavailable(e.clone());
+                    let _ = done.send(match op {
+                        Op::Send(f) => Completion::Send(f.message_id, Err(r)),
+                        Op::Settle { delivery_id, .. } | Op::Return { delivery_id, .. } => {
+                            Completion::Settle(delivery_id, r)
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One pipeline for a batch; the SEND script's results, in order.
+async fn write_batch(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    batch: &[Op],
+) -> Result<Vec<i64>, RedisError> {
+    let c = &shared.config;
+    let idle = returned_idle(c.redeliver_after);
+    let mut pipe = redis::pipe();
+    for op in batch {
+        match op {
+            Op::Send(f) => {
+                let key = stream_key(&c.key_prefix, &f.destination);
+                let dedupe = format!("{}:dedupe:{}:{}", c.key_prefix, f.destination, f.message_id);
+                let kind = match f.destination.kind() {
+                    DestinationKind::Queue => "q",
+                    DestinationKind::Topic => "t",
+                };
+                pipe.cmd("EVALSHA")
+                    .arg(shared.send.get_hash())
+                    .arg(2)
+                    .arg(key)
+                    .arg(dedupe)
+                    .arg(c.dedupe_ttl.as_millis() as u64)
+                    .arg(c.max_queue)
+                    .arg(kind)
+                    .arg(f.message_id.as_str())
+                    .arg(encode_headers(&f.headers))
+                    .arg(f.body.as_ref());
+            }
+            Op::Settle { key, entry, .. } => {
+                pipe.cmd("XACK")
+                    .arg(key)
+                    .arg(&c.group)
+                    .arg(entry)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(key)
+                    .arg(entry)
+                    .ignore();
+            }
+            Op::Return { key, entry, .. } => {
+                pipe.cmd("XCLAIM")
+                    .arg(key)
+                    .arg(&c.group)
+                    .arg(RETURNED)
+                    .arg(0)
+                    .arg(entry)
+                    .arg("IDLE")
+                    .arg(idle)
+                    .arg("JUSTID")
+                    .ignore();
+            }
+        }
+    }
+    if batch.iter().all(|op| !matches!(op, Op::Send(_))) {
+        // Only ignored commands: the reply is empty.
+        let _: Value = pipe.query_async(conn).await?;
+        return Ok(Vec::new());
+    }
+    pipe.query_async(conn).await
+}
+
+/// The idle time given to returned entries: past the limit, so the next
+/// XAUTOCLAIM takes them.
+fn returned_idle(redeliver_after: Duration) -> u64 {
+    redeliver_after.as_millis() as u64 + 86_400_000
 }
 
 async fn settle_entries(
@@ -758,7 +936,7 @@ async fn return_entries(
     redeliver_after: Duration,
     ids: &[String],
 ) -> Result<(), RedisError> {
-    let idle = redeliver_after.as_millis() as u64 + 86_400_000;
+    let idle = returned_idle(redeliver_after);
     let _: Value = redis::cmd("XCLAIM")
         .arg(key)
         .arg(group)
@@ -787,6 +965,9 @@ struct Reader {
     /// Topics: the last id read. Queues: `>`.
     last: String,
     claim_cursor: String,
+    /// When the last XAUTOCLAIM ran, unless it filled its page (then the
+    /// next one runs at once).
+    last_claim: Option<Instant>,
 }
 
 impl Reader {
@@ -849,8 +1030,44 @@ impl Reader {
     }
 
     async fn read_queue(&mut self, credit: u32) -> Result<(), RedisError> {
-        let c = &self.shared.config;
+        let shared = self.shared.clone();
+        let c = &shared.config;
         let want = (credit as usize).min(PAGE);
+        // XAUTOCLAIM every `poll` (or a quarter of the idle time if that is
+        // shorter), not before every read: it is a round trip.
+        let every = c.poll.min(c.redeliver_after / 4);
+        let n = if self.last_claim.is_none_or(|t| t.elapsed() >= every) {
+            self.claim(want).await?
+        } else {
+            0
+        };
+        if n >= want {
+            return Ok(());
+        }
+        let v: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&c.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(want - n)
+            .arg("BLOCK")
+            .arg(c.poll.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(">")
+            .query_async(&mut self.conn)
+            .await?;
+        let fresh = parse_read(&v, &self.destination);
+        let settle = self.book(fresh, false);
+        if !settle.is_empty() {
+            settle_entries(&mut self.conn, &self.key, &c.group, &settle).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes over up to `want` entries idle past the limit; how many.
+    async fn claim(&mut self, want: usize) -> Result<usize, RedisError> {
+        let c = &self.shared.config;
         // First take over messages idle past the limit (dead consumers,
         // consumers that never ack, NACKed or returned entries).
         let v: Value = redis::cmd("XAUTOCLAIM")
@@ -887,32 +1104,12 @@ impl Reader {
             settle_entries(&mut self.conn, &self.key, &c.group, &gone).await?;
         }
         let n = claimed.len();
+        self.last_claim = (n < want).then(Instant::now);
         let settle = self.book(claimed, true);
         if !settle.is_empty() {
             settle_entries(&mut self.conn, &self.key, &c.group, &settle).await?;
         }
-        if n >= want {
-            return Ok(());
-        }
-        let v: Value = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&c.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(want - n)
-            .arg("BLOCK")
-            .arg(c.poll.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.key)
-            .arg(">")
-            .query_async(&mut self.conn)
-            .await?;
-        let fresh = parse_read(&v, &self.destination);
-        let settle = self.book(fresh, false);
-        if !settle.is_empty() {
-            settle_entries(&mut self.conn, &self.key, &c.group, &settle).await?;
-        }
-        Ok(())
+        Ok(n)
     }
 
     async fn read_topic(&mut self, credit: u32) -> Result<(), RedisError> {

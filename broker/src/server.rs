@@ -13,7 +13,7 @@
 //! [`Keepalive::timeout`] after it. A dead peer's subscriptions are then
 //! closed and their unacknowledged messages redelivered.
 
-use crate::backend::{Backend, Session};
+use crate::backend::{Backend, Completion, Session};
 use crate::frame::{
     self, AckMode, ErrorCode, ErrorFrame, Form, Frame, Limits, MessageFrame, Profile, Receipt,
     References,
@@ -281,6 +281,17 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 _ = wake.recv() => conn.write_deliveries(&mut ws).await?,
+                done = conn.session.next_completion() => {
+                    let reply = conn.completed(done);
+                    if let Some(reply) = reply {
+                        ws.feed(reply).await?;
+                    }
+                    // Keep writing finished SENDs before the next read.
+                    while let Some(reply) = conn.try_completion() {
+                        ws.feed(reply).await?;
+                    }
+                    conn.write_deliveries(&mut ws).await?;
+                }
                 _ = tick.tick() => {
                     let now = Instant::now();
                     if conn.session.redeliver_idle(now) > 0 {
@@ -352,6 +363,44 @@ impl Connection {
         Ok(())
     }
 
+    /// The reply to a deferred write's outcome, encoded.
+    fn completed(&self, c: Completion) -> Option<Message> {
+        let frame = match c {
+            Completion::Send(id, Ok(_)) => {
+                if self.profile == Profile::Light {
+                    return None;
+                }
+                Frame::Receipt(Receipt::Message(id))
+            }
+            Completion::Send(id, Err(r)) => refused(
+                r,
+                References {
+                    message_id: Some(id),
+                    ..References::default()
+                },
+            ),
+            Completion::Settle(delivery_id, r) => refused(
+                r,
+                References {
+                    delivery_id: Some(delivery_id),
+                    ..References::default()
+                },
+            ),
+        };
+        // Replies use the form of the last frame read.
+        Some(frame::encode(&frame, self.form, &self.limits).expect("replies have no body"))
+    }
+
+    /// A deferred outcome that is already there, without waiting.
+    fn try_completion(&mut self) -> Option<Message> {
+        while let Some(c) = self.session.try_completion() {
+            if let Some(m) = self.completed(c) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
     /// Handles one frame; returns the reply to send, if any.
     async fn handle(&mut self, msg: &Message) -> Option<Message> {
         let form = match msg {
@@ -376,10 +425,11 @@ impl Connection {
                     ..References::default()
                 };
                 let receipt = Frame::Receipt(Receipt::Message(s.message_id.clone()));
-                match session.send(s).await {
-                    Ok(SendOutcome::Stored | SendOutcome::Duplicate) if light => None,
-                    Ok(_) => Some(receipt),
-                    Err(r) => Some(refused(r, refs)),
+                match session.send(s) {
+                    None => None, // the RECEIPT follows as a Completion
+                    Some(Ok(SendOutcome::Stored | SendOutcome::Duplicate)) if light => None,
+                    Some(Ok(_)) => Some(receipt),
+                    Some(Err(r)) => Some(refused(r, refs)),
                 }
             }
             Frame::Subscribe(s) => {
@@ -416,9 +466,9 @@ impl Connection {
                     return Some(not_in_profile("ACK and NACK", refs));
                 }
                 let r = if matches!(f, Frame::Ack { .. }) {
-                    session.ack(delivery_id).await
+                    session.ack(delivery_id)
                 } else {
-                    session.nack(delivery_id).await
+                    session.nack(delivery_id)
                 };
                 r.err().map(|r| refused(r, refs))
             }
@@ -432,7 +482,6 @@ impl Connection {
                 };
                 session
                     .credit(&subscription, credit)
-                    .await
                     .err()
                     .map(|r| refused(r, refs))
             }
