@@ -125,8 +125,25 @@ fn redis_benchmark_xadd(port: u16, size: usize, clients: usize) -> Option<f64> {
     let body = "x".repeat(size);
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(["-n", "200000", "-P", "16", "-c", &clients.to_string(), "--csv"])
-        .args(["XADD", "weft-bench-xadd", "MAXLEN", "~", "100000", "*", "b", &body])
+        .args([
+            "-n",
+            "200000",
+            "-P",
+            "16",
+            "-c",
+            &clients.to_string(),
+            "--csv",
+        ])
+        .args([
+            "XADD",
+            "weft-bench-xadd",
+            "MAXLEN",
+            "~",
+            "100000",
+            "*",
+            "b",
+            &body,
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -304,7 +321,10 @@ async fn main() {
                     "memory_target_100k_met".into(),
                     serde_json::json!(t.per_sec >= 100_000.0),
                 );
-                summary.insert("memory_half_load_p99_us".into(), serde_json::json!(l.p99_us));
+                summary.insert(
+                    "memory_half_load_p99_us".into(),
+                    serde_json::json!(l.p99_us),
+                );
             }
             "redis" => {
                 let (_redis, port) = start_redis();

@@ -528,3 +528,49 @@ async fn redis_going_away_gives_501_and_the_node_recovers() {
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
+
+#[tokio::test]
+async fn the_light_profile_and_text_form_work_on_redis() {
+    let Some(url) = redis_url("the_light_profile_and_text_form_work_on_redis") else {
+        return;
+    };
+    let rc = config(30_000);
+    let a = node(&url, &rc).await;
+    within(async {
+        let light = weft_broker::ClientOptions {
+            profile: weft_broker::Profile::Light,
+            form: weft_broker::Form::Text,
+            ..Default::default()
+        };
+        let c = Client::connect_with(&a.url(), light).await.unwrap();
+        let mut s = c
+            .subscribe("/queue/telemetry", SubscribeOptions::auto_ack(8))
+            .await
+            .unwrap();
+        for i in 0..20 {
+            c.send("/queue/telemetry", format!("{i}")).await.unwrap();
+        }
+        for i in 0..20 {
+            assert_eq!(body_str(&recv(&mut s).await), i.to_string());
+        }
+        // ack: auto settles in Redis as it delivers: the stream empties.
+        let key = format!("{}:q:/queue/telemetry", rc.key_prefix);
+        let mut left = xlen(&url, &key).await;
+        for _ in 0..50 {
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = xlen(&url, &key).await;
+        }
+        assert_eq!(left, 0);
+        // No RECEIPT in this profile, but a refusal still comes back.
+        let e = c
+            .subscribe("/queue/x", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::NOT_IN_PROFILE));
+    })
+    .await;
+    a.kill();
+}
