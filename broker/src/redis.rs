@@ -80,6 +80,14 @@ pub struct RedisConfig {
     /// How long one blocking read waits before the reader looks for idle
     /// messages to take over again (default 100 ms).
     pub poll: Duration,
+    /// Consumers of a queue's group that hold no pending message and have
+    /// been idle this long by Redis's count are deleted when a subscription
+    /// to the queue opens, so the consumers of killed nodes (once their
+    /// messages were taken over) do not pile up. Deleting an empty consumer
+    /// loses nothing: a live one (Redis 7.0 does not count an empty
+    /// blocking read as activity) is recreated by its next read. Default
+    /// 60 s.
+    pub forget_consumers_after: Duration,
 }
 
 impl Default for RedisConfig {
@@ -92,6 +100,7 @@ impl Default for RedisConfig {
             dedupe_ttl: Duration::from_secs(600),
             redeliver_after: Duration::from_secs(30),
             poll: Duration::from_millis(100),
+            forget_consumers_after: Duration::from_secs(60),
         }
     }
 }
@@ -158,6 +167,8 @@ struct Shared {
     node: String,
     next_conn: AtomicU64,
     send: redis::Script,
+    return_all: redis::Script,
+    forget: redis::Script,
 }
 
 /// A Redis backend: a cheap-to-clone handle shared by the server's
@@ -214,6 +225,8 @@ impl RedisBroker {
                 node: format!("{:016x}", rand::random::<u64>()),
                 next_conn: AtomicU64::new(1),
                 send,
+                return_all: redis::Script::new(RETURN_ALL_SCRIPT),
+                forget: redis::Script::new(FORGET_SCRIPT),
             }),
         })
     }
@@ -505,6 +518,15 @@ impl RedisSession {
                     Err(e) if e.code() == Some("BUSYGROUP") => {}
                     Err(e) => return Err(unavailable(e)),
                 }
+                forget_idle_consumers(
+                    &self.shared.forget,
+                    &mut conn,
+                    &key,
+                    &self.config().group,
+                    self.config().forget_consumers_after,
+                )
+                .await
+                .map_err(unavailable)?;
                 ">".to_owned()
             }
             DestinationKind::Topic => {
@@ -710,35 +732,18 @@ impl RedisSession {
         }
         // Everything this consumer holds in Redis (delivered, in the
         // outbox, or read but not yet booked when the reader stopped) goes
-        // back; then the consumer, now empty, is deleted.
+        // back, and the consumer, now empty, is deleted: in one script, so
+        // no read can slip in between.
         let c = self.config().clone();
-        let mut conn = self.conn();
-        loop {
-            let v: Value = redis::cmd("XPENDING")
-                .arg(&s.key)
-                .arg(&c.group)
-                .arg("-")
-                .arg("+")
-                .arg(PAGE)
-                .arg(&s.consumer)
-                .query_async(&mut conn)
-                .await?;
-            let ids: Vec<String> = array(&v)
-                .iter()
-                .filter_map(|e| array(e).first().and_then(bulk))
-                .filter_map(|b| String::from_utf8(b.to_vec()).ok())
-                .collect();
-            if ids.is_empty() {
-                break;
-            }
-            return_entries(&mut conn, &s.key, &c.group, c.redeliver_after, &ids).await?;
-        }
-        let _: Value = redis::cmd("XGROUP")
-            .arg("DELCONSUMER")
-            .arg(&s.key)
+        let _: i64 = self
+            .shared
+            .return_all
+            .key(&s.key)
             .arg(&c.group)
             .arg(&s.consumer)
-            .query_async(&mut conn)
+            .arg(RETURNED)
+            .arg(returned_idle(c.redeliver_after))
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }
@@ -906,6 +911,62 @@ fn returned_idle(redeliver_after: Duration) -> u64 {
     redeliver_after.as_millis() as u64 + 86_400_000
 }
 
+/// Deletes the group's consumers with no pending entry that have been idle
+/// for `older_than` (see [`RedisConfig::forget_consumers_after`]). A script,
+/// so the check and the deletion are atomic: a consumer cannot read an
+/// entry between them (deleting it then would drop that entry from the
+/// group's pending list, and it would never be redelivered).
+async fn forget_idle_consumers(
+    script: &redis::Script,
+    conn: &mut ConnectionManager,
+    key: &str,
+    group: &str,
+    older_than: Duration,
+) -> Result<(), RedisError> {
+    let _: i64 = script
+        .key(key)
+        .arg(group)
+        .arg(older_than.as_millis() as u64)
+        .invoke_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// KEYS[1] stream, ARGV[1] group, ARGV[2] consumer, ARGV[3] the consumer
+/// to park entries on, ARGV[4] their idle time: moves all of the
+/// consumer's pending entries (bounded rounds) and deletes it.
+const RETURN_ALL_SCRIPT: &str = r"
+local n = 0
+for round = 1, 64 do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 256, ARGV[2])
+  if #p == 0 then break end
+  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0}
+  for _, e in ipairs(p) do args[#args + 1] = e[1] end
+  args[#args + 1] = 'IDLE'
+  args[#args + 1] = ARGV[4]
+  args[#args + 1] = 'JUSTID'
+  redis.call(unpack(args))
+  n = n + #p
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return n
+";
+
+/// KEYS[1] stream, ARGV[1] group, ARGV[2] idle limit (ms): deletes the
+/// empty idle consumers, returns how many.
+const FORGET_SCRIPT: &str = r"
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    n = n + 1
+  end
+end
+return n
+";
+
 async fn settle_entries(
     conn: &mut ConnectionManager,
     key: &str,
@@ -922,30 +983,6 @@ async fn settle_entries(
         .arg(key)
         .arg(ids)
         .ignore()
-        .query_async(conn)
-        .await?;
-    Ok(())
-}
-
-/// Parks entries on the `returned` consumer with an idle time past the
-/// limit, so the next XAUTOCLAIM of any consumer takes them.
-async fn return_entries(
-    conn: &mut ConnectionManager,
-    key: &str,
-    group: &str,
-    redeliver_after: Duration,
-    ids: &[String],
-) -> Result<(), RedisError> {
-    let idle = returned_idle(redeliver_after);
-    let _: Value = redis::cmd("XCLAIM")
-        .arg(key)
-        .arg(group)
-        .arg(RETURNED)
-        .arg(0)
-        .arg(ids)
-        .arg("IDLE")
-        .arg(idle)
-        .arg("JUSTID")
         .query_async(conn)
         .await?;
     Ok(())

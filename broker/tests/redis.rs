@@ -182,7 +182,10 @@ async fn a_killed_nodes_deliveries_go_to_the_other_node_after_the_idle_time() {
         return;
     };
     let idle = 600;
-    let rc = config(idle);
+    let rc = RedisConfig {
+        forget_consumers_after: Duration::from_millis(idle),
+        ..config(idle)
+    };
     let (a, b) = (node(&url, &rc).await, node(&url, &rc).await);
     within(async {
         let ca = Client::connect(&a.url()).await.unwrap();
@@ -191,6 +194,8 @@ async fn a_killed_nodes_deliveries_go_to_the_other_node_after_the_idle_time() {
             .await
             .unwrap();
         let p = Client::connect(&b.url()).await.unwrap();
+        // Redis counts the idle time from the delivery, after this.
+        let t0 = std::time::Instant::now();
         let ids = [
             p.send("/queue/jobs", "j0").await.unwrap(),
             p.send("/queue/jobs", "j1").await.unwrap(),
@@ -198,7 +203,6 @@ async fn a_killed_nodes_deliveries_go_to_the_other_node_after_the_idle_time() {
         let d0 = recv(&mut sa).await;
         let d1 = recv(&mut sa).await;
         assert_eq!((body_str(&d0), body_str(&d1)), ("j0", "j1"));
-        let t0 = std::time::Instant::now();
         a.kill();
         let cb = Client::connect(&b.url()).await.unwrap();
         let mut sb = cb
@@ -220,6 +224,57 @@ async fn a_killed_nodes_deliveries_go_to_the_other_node_after_the_idle_time() {
         sb.ack(&r0).unwrap();
         sb.ack(&r1).unwrap();
         quiet(&mut sb, 2 * idle).await;
+        // The dead node's consumer, empty now and idle past
+        // forget_consumers_after, is deleted when a subscription opens.
+        let key = format!("{}:q:/queue/jobs", rc.key_prefix);
+        let consumers = || async {
+            let v: redis::Value = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&key)
+                .arg("weft")
+                .query_async(&mut redis_conn(&url).await)
+                .await
+                .unwrap();
+            let mut names = HashSet::new();
+            if let redis::Value::Array(cs) = v {
+                for c in cs {
+                    if let redis::Value::Array(f) = c
+                        && let Some(redis::Value::BulkString(n)) = f.get(1)
+                    {
+                        names.insert(String::from_utf8_lossy(n).into_owned());
+                    }
+                }
+            }
+            names
+        };
+        let before = consumers().await;
+        assert_eq!(before.len(), 2, "a's and b's: {before:?}");
+        let cc = Client::connect(&b.url()).await.unwrap();
+        let _sc = cc
+            .subscribe("/queue/jobs", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        let mut sc = _sc;
+        let after = consumers().await;
+        // Both were empty and idle (Redis 7.0 does not count an empty
+        // blocking read as activity): both are gone, a's included.
+        assert_eq!(
+            before.intersection(&after).count(),
+            0,
+            "{before:?} -> {after:?}"
+        );
+        // Deleting a live one lost nothing: its next read recreates it.
+        p.send("/queue/jobs", "j2").await.unwrap();
+        p.send("/queue/jobs", "j3").await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            tokio::select! {
+                d = recv(&mut sb) => { sb.ack(&d).unwrap(); got.push(body_str(&d).to_owned()); }
+                d = recv(&mut sc) => { sc.ack(&d).unwrap(); got.push(body_str(&d).to_owned()); }
+            }
+        }
+        got.sort();
+        assert_eq!(got, ["j2", "j3"]);
     })
     .await;
     b.kill();
