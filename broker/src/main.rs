@@ -27,10 +27,6 @@ struct Args {
     /// Redis: prefix of the broker's keys.
     #[arg(long, default_value_t = RedisConfig::default().key_prefix)]
     redis_prefix: String,
-    /// Redis: milliseconds a message id is remembered to drop duplicate
-    /// SENDs (0: off).
-    #[arg(long, default_value_t = RedisConfig::default().dedupe_ttl.as_millis() as u64)]
-    dedupe_ttl_ms: u64,
     /// Milliseconds an `ack: client` delivery may stay unacknowledged
     /// before it is redelivered to another consumer (memory: 0 turns it
     /// off). On Redis this is also how long a killed node's deliveries wait.
@@ -113,7 +109,7 @@ async fn main() -> std::process::ExitCode {
             key_prefix: args.redis_prefix.clone(),
             max_queue: args.max_queue,
             max_credit: args.max_credit,
-            dedupe_ttl: Duration::from_millis(args.dedupe_ttl_ms),
+            dedupe_window: args.dedupe_window,
             redeliver_after: if redeliver.is_zero() {
                 RedisConfig::default().redeliver_after
             } else {

@@ -2,9 +2,11 @@
 //! nodes share them and a node can die without losing what it acknowledged.
 //!
 //! ```text
-//!  SEND ──> Lua script (one round trip, atomic): dedupe key? queue full?
+//!  SEND ──> Lua script (pipelined, atomic): seen id? queue full?
 //!           XADD {prefix}:q:/queue/NAME * id <message-id> h <headers> b <body>
-//!           SET  {prefix}:dedupe:<destination>:<message-id> EX dedupe_ttl
+//!           remember the id: SADD {prefix}:dedupe:<destination>, RPUSH
+//!           {prefix}:dedupe-order:<destination>, forget the oldest past
+//!           dedupe_window
 //!           ──> RECEIPT  (the message is in Redis before the producer hears of it)
 //!
 //!  queue subscription = one consumer of the group `{group}` on the stream,
@@ -27,8 +29,8 @@
 //! ```
 //!
 //! Differences from the memory backend (PROTOCOL.md §5):
-//! - deduplication remembers a message id for `dedupe_ttl` (a time, shared
-//!   by all nodes), not for a number of messages;
+//! - deduplication (the last `dedupe_window` ids per destination, as in
+//!   memory) is shared by all nodes;
 //! - a queue's `max_queue` counts its unsettled messages (waiting *and*
 //!   delivered but not acknowledged), since both live in the stream;
 //! - `max_destinations` is not enforced (Redis holds the keys);
@@ -69,9 +71,10 @@ pub struct RedisConfig {
     pub max_queue: usize,
     /// Largest credit window of one subscription (default 1024).
     pub max_credit: u32,
-    /// How long a message id is remembered to drop a duplicate SEND
-    /// (default 10 minutes; zero turns deduplication off).
-    pub dedupe_ttl: Duration,
+    /// Message ids remembered per destination to drop duplicate SENDs, for
+    /// every node (default 65,536; 0 turns deduplication off). Redis holds
+    /// at most this many ids per destination, in a set and a list.
+    pub dedupe_window: usize,
     /// How long a delivered message may stay unacknowledged before another
     /// consumer (on any node) takes it over: the `min-idle-time` of
     /// XAUTOCLAIM. This is also how long the messages of a killed node's
@@ -97,7 +100,7 @@ impl Default for RedisConfig {
             group: "weft".to_owned(),
             max_queue: 10_000,
             max_credit: 1024,
-            dedupe_ttl: Duration::from_secs(600),
+            dedupe_window: 65_536,
             redeliver_after: Duration::from_secs(30),
             poll: Duration::from_millis(100),
             forget_consumers_after: Duration::from_secs(60),
@@ -115,8 +118,8 @@ const PAGE: usize = 256;
 /// The SEND script: dedupe check, queue limit, XADD, dedupe mark. Returns
 /// 1 (stored), 0 (duplicate) or -1 (queue full).
 const SEND_SCRIPT: &str = r"
-local ttl = tonumber(ARGV[1])
-if ttl > 0 and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local win = tonumber(ARGV[1])
+if win > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1 then return 0 end
 local max = tonumber(ARGV[2])
 if ARGV[3] == 'q' then
   if max > 0 and redis.call('XLEN', KEYS[1]) >= max then return -1 end
@@ -124,7 +127,12 @@ if ARGV[3] == 'q' then
 else
   redis.call('XADD', KEYS[1], 'MAXLEN', '~', max, '*', 'id', ARGV[4], 'h', ARGV[5], 'b', ARGV[6])
 end
-if ttl > 0 then redis.call('SET', KEYS[2], '1', 'PX', ttl) end
+if win > 0 then
+  redis.call('SADD', KEYS[2], ARGV[4])
+  if redis.call('RPUSH', KEYS[3], ARGV[4]) > win then
+    redis.call('SREM', KEYS[2], redis.call('LPOP', KEYS[3]))
+  end
+end
 return 1
 ";
 
@@ -855,17 +863,19 @@ async fn write_batch(
         match op {
             Op::Send(f) => {
                 let key = stream_key(&c.key_prefix, &f.destination);
-                let dedupe = format!("{}:dedupe:{}:{}", c.key_prefix, f.destination, f.message_id);
+                let dedupe = format!("{}:dedupe:{}", c.key_prefix, f.destination);
+                let order = format!("{}:dedupe-order:{}", c.key_prefix, f.destination);
                 let kind = match f.destination.kind() {
                     DestinationKind::Queue => "q",
                     DestinationKind::Topic => "t",
                 };
                 pipe.cmd("EVALSHA")
                     .arg(shared.send.get_hash())
-                    .arg(2)
+                    .arg(3)
                     .arg(key)
                     .arg(dedupe)
-                    .arg(c.dedupe_ttl.as_millis() as u64)
+                    .arg(order)
+                    .arg(c.dedupe_window)
                     .arg(c.max_queue)
                     .arg(kind)
                     .arg(f.message_id.as_str())

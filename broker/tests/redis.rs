@@ -407,6 +407,7 @@ async fn duplicates_are_stored_once_and_the_queue_limit_refuses() {
     };
     let rc = RedisConfig {
         max_queue: 3,
+        dedupe_window: 2,
         ..config(30_000)
     };
     let a = node(&url, &rc).await;
@@ -424,6 +425,16 @@ async fn duplicates_are_stored_once_and_the_queue_limit_refuses() {
         c.send_frame(f("m3")).await.unwrap(); // at the limit: stored
         let e = c.send_frame(f("m4")).await.unwrap_err(); // one past
         assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL));
+        // The window holds the last 2 ids (m2, m3): m2 is still a
+        // duplicate, acked even though the queue is full.
+        c.send_frame(f("m2")).await.unwrap();
+        let dedupe = format!("{}:dedupe:/queue/full", rc.key_prefix);
+        let held: i64 = redis::cmd("SCARD")
+            .arg(&dedupe)
+            .query_async(&mut redis_conn(&url).await)
+            .await
+            .unwrap();
+        assert_eq!(held, 2, "the window is bounded");
         let key = format!("{}:q:/queue/full", rc.key_prefix);
         assert_eq!(xlen(&url, &key).await, 3);
         let mut s = c
@@ -448,6 +459,9 @@ async fn duplicates_are_stored_once_and_the_queue_limit_refuses() {
         }
         assert!(ok, "the queue has room again after the ACKs");
         assert_eq!(recv(&mut s).await.message_id.as_str(), "m4");
+        // m1 left the window: sent again, it is stored again.
+        c.send_frame(f("m1")).await.unwrap();
+        assert_eq!(recv(&mut s).await.message_id.as_str(), "m1");
     })
     .await;
     a.kill();
