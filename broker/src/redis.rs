@@ -221,7 +221,13 @@ impl RedisBroker {
     /// Connects to `url` (`redis://HOST:PORT[/DB]`). Fails if Redis cannot
     /// be reached now; later failures are answered per request (501).
     pub async fn connect(url: &str, config: RedisConfig) -> Result<RedisBroker, RedisError> {
-        let client = redis::Client::open(url)?;
+        // Nagle's algorithm would hold back pipelined requests and the
+        // small replies behind them; the broker wants them on the wire now.
+        use redis::IntoConnectionInfo;
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
         let mut conn = manager(&client, Duration::from_secs(5)).await?;
         let send = redis::Script::new(SEND_SCRIPT);
         send.load_async(&mut conn).await?;
