@@ -97,11 +97,11 @@ impl Session {
     /// Stores a SEND: `Some` outcome when it is settled now (memory; the
     /// RECEIPT may go out), `None` when it was queued and its outcome will
     /// come from [`next_completion`](Self::next_completion) (Redis).
-    pub fn send(&mut self, f: SendFrame) -> Option<Result<SendOutcome, Refusal>> {
+    pub async fn send(&mut self, f: SendFrame) -> Option<Result<SendOutcome, Refusal>> {
         match self {
             Session::Memory { broker, id } => Some(broker.lock().send(*id, f)),
             Session::Redis(r) => {
-                r.send(f);
+                r.send(f).await;
                 None
             }
         }
@@ -153,19 +153,19 @@ impl Session {
 
     /// Settles a delivery. An unknown delivery id is refused now; a
     /// backend failure may come later as [`Completion::Settle`].
-    pub fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    pub async fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
         match self {
             Session::Memory { broker, id } => broker.lock().ack(*id, delivery_id),
-            Session::Redis(r) => r.ack(delivery_id),
+            Session::Redis(r) => r.ack(delivery_id).await,
         }
     }
 
     /// Puts a delivery back for redelivery (failures as for
     /// [`ack`](Self::ack)).
-    pub fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    pub async fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
         match self {
             Session::Memory { broker, id } => broker.lock().nack(*id, delivery_id),
-            Session::Redis(r) => r.nack(delivery_id),
+            Session::Redis(r) => r.nack(delivery_id).await,
         }
     }
 

@@ -53,7 +53,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -91,6 +91,11 @@ pub struct RedisConfig {
     /// blocking read as activity) is recreated by its next read. Default
     /// 60 s.
     pub forget_consumers_after: Duration,
+    /// Writes (SENDs, ACKs, NACKs) one connection may have queued for
+    /// Redis and not yet answered; past it the connection stops reading
+    /// frames until Redis catches up, so a fast producer is held back by
+    /// TCP instead of growing the broker's memory. Default 1024.
+    pub max_in_flight: usize,
 }
 
 impl Default for RedisConfig {
@@ -104,6 +109,7 @@ impl Default for RedisConfig {
             redeliver_after: Duration::from_secs(30),
             poll: Duration::from_millis(100),
             forget_consumers_after: Duration::from_secs(60),
+            max_in_flight: 1024,
         }
     }
 }
@@ -264,6 +270,7 @@ impl RedisBroker {
         let writer = tokio::spawn(writer(self.shared.clone(), ops_rx, done_tx));
         RedisSession {
             ops: Some(ops),
+            permits: Arc::new(Semaphore::new(self.shared.config.max_in_flight.max(1))),
             done,
             writer: Some(writer),
             shared: self.shared.clone(),
@@ -370,7 +377,11 @@ impl State {
 /// [`Completion`]s. Order is kept: one writer, one connection, batches in
 /// sequence.
 pub struct RedisSession {
-    ops: Option<mpsc::UnboundedSender<Op>>,
+    ops: Option<mpsc::UnboundedSender<(Op, OwnedSemaphorePermit)>>,
+    /// One per queued write until the writer has sent it to Redis and
+    /// back. The connection task drains the completions after every frame
+    /// it handles, so they are bounded by this too.
+    permits: Arc<Semaphore>,
     done: mpsc::UnboundedReceiver<Completion>,
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
@@ -478,17 +489,24 @@ impl RedisSession {
         self.shared.conn.clone()
     }
 
-    fn queue(&self, op: Op) {
+    async fn queue(&self, op: Op) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
         if let Some(ops) = &self.ops {
             // The writer only ends when the session does.
-            let _ = ops.send(op);
+            let _ = ops.send((op, permit));
         }
     }
 
-    /// Queues a SEND for the writer; its outcome comes back as a
-    /// [`Completion::Send`] from [`next_completion`](Self::next_completion).
-    pub fn send(&mut self, f: SendFrame) {
-        self.queue(Op::Send(f));
+    /// Queues a SEND for the writer (waiting while `max_in_flight` writes
+    /// are queued); its outcome comes back as a [`Completion::Send`] from
+    /// [`next_completion`](Self::next_completion).
+    pub async fn send(&mut self, f: SendFrame) {
+        self.queue(Op::Send(f)).await;
     }
 
     /// A finished write that is already there.
@@ -647,7 +665,7 @@ impl RedisSession {
 
     /// Settles an `ack: client` delivery: the writer does XACK and XDEL of
     /// its entry (a failure comes back as [`Completion::Settle`]).
-    pub fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    pub async fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
         let Some(u) = self.settle(delivery_id)? else {
             return Ok(());
         };
@@ -657,14 +675,15 @@ impl RedisSession {
                 key,
                 entry,
                 delivery_id,
-            });
+            })
+            .await;
         }
         Ok(())
     }
 
     /// Puts an `ack: client` delivery back: queues park the entry for any
     /// consumer's XAUTOCLAIM; topics redeliver it to the same subscription.
-    pub fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+    pub async fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
         let Some(u) = self.settle(delivery_id)? else {
             return Ok(());
         };
@@ -675,7 +694,8 @@ impl RedisSession {
                     key,
                     entry,
                     delivery_id,
-                });
+                })
+                .await;
             }
             None => {
                 let mut st = lock(&self.state);
@@ -794,7 +814,7 @@ impl Drop for RedisSession {
 /// [`BATCH`] at a time, and sends each batch as one pipeline.
 async fn writer(
     shared: Arc<Shared>,
-    mut ops: mpsc::UnboundedReceiver<Op>,
+    mut ops: mpsc::UnboundedReceiver<(Op, OwnedSemaphorePermit)>,
     done: mpsc::UnboundedSender<Completion>,
 ) {
     let mut conn = shared.conn.clone();
@@ -820,7 +840,7 @@ async fn writer(
         match result {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
-                for op in batch.drain(..) {
+                for (op, _permit) in batch.drain(..) {
                     if let Op::Send(f) = op {
                         let r = match outcomes.next() {
                             Some(1) => Ok(SendOutcome::Stored),
@@ -842,14 +862,15 @@ async fn writer(
                 }
             }
             Err(e) => {
-                for op in batch.drain(..) {
+                for (op, _permit) in batch.drain(..) {
                     let r = unavailable(e.clone());
-                    let _ = done.send(match op {
+                    let c = match op {
                         Op::Send(f) => Completion::Send(f.message_id, Err(r)),
                         Op::Settle { delivery_id, .. } | Op::Return { delivery_id, .. } => {
                             Completion::Settle(delivery_id, r)
                         }
-                    });
+                    };
+                    let _ = done.send(c);
                 }
             }
         }
@@ -860,12 +881,12 @@ async fn writer(
 async fn write_batch(
     shared: &Shared,
     conn: &mut ConnectionManager,
-    batch: &[Op],
+    batch: &[(Op, OwnedSemaphorePermit)],
 ) -> Result<Vec<i64>, RedisError> {
     let c = &shared.config;
     let idle = returned_idle(c.redeliver_after);
     let mut pipe = redis::pipe();
-    for op in batch {
+    for (op, _) in batch {
         match op {
             Op::Send(f) => {
                 let key = stream_key(&c.key_prefix, &f.destination);
@@ -913,7 +934,7 @@ async fn write_batch(
             }
         }
     }
-    if batch.iter().all(|op| !matches!(op, Op::Send(_))) {
+    if batch.iter().all(|(op, _)| !matches!(op, Op::Send(_))) {
         // Only ignored commands: the reply is empty.
         let _: Value = pipe.query_async(conn).await?;
         return Ok(Vec::new());

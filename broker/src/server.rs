@@ -326,6 +326,11 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                             if let Some(reply) = conn.handle(&msg).await {
                                 ws.feed(reply).await?;
                             }
+                            // Deferred outcomes that finished meanwhile
+                            // (this also bounds how many wait).
+                            while let Some(reply) = conn.try_completion() {
+                                ws.feed(reply).await?;
+                            }
                             // Frames often free credit for this connection
                             // (ACK, CREDIT, SUBSCRIBE): write what it allowed
                             // after the reply.
@@ -425,7 +430,7 @@ impl Connection {
                     ..References::default()
                 };
                 let receipt = Frame::Receipt(Receipt::Message(s.message_id.clone()));
-                match session.send(s) {
+                match session.send(s).await {
                     None => None, // the RECEIPT follows as a Completion
                     Some(Ok(SendOutcome::Stored | SendOutcome::Duplicate)) if light => None,
                     Some(Ok(_)) => Some(receipt),
@@ -466,9 +471,9 @@ impl Connection {
                     return Some(not_in_profile("ACK and NACK", refs));
                 }
                 let r = if matches!(f, Frame::Ack { .. }) {
-                    session.ack(delivery_id)
+                    session.ack(delivery_id).await
                 } else {
-                    session.nack(delivery_id)
+                    session.nack(delivery_id).await
                 };
                 r.err().map(|r| refused(r, refs))
             }
