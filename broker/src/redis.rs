@@ -1220,3 +1220,66 @@ fn credit_overflow(window: u64, max: u32) -> Refusal {
         message: format!("a credit window of {window} exceeds the broker's maximum of {max}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        Value::Array(vec![
+            b(id),
+            Value::Array(fields.iter().flat_map(|(k, v)| [b(k), b(v)]).collect()),
+        ])
+    }
+
+    #[test]
+    fn entries_parse_with_headers_and_skip_what_is_not_ours() {
+        let d = Destination::new("/queue/q").unwrap();
+        let h = Headers::new().with("content-type", "text/plain").unwrap();
+        let e = entry(
+            "1-0",
+            &[("id", "m-1"), ("h", &encode_headers(&h)), ("b", "hello")],
+        );
+        let (id, m) = parse_entry(&e, &d).unwrap();
+        assert_eq!(id, "1-0");
+        assert_eq!(m.message_id.as_str(), "m-1");
+        assert_eq!(m.headers.get("content-type"), Some("text/plain"));
+        assert_eq!(&m.body[..], b"hello");
+        // A deleted entry (nil fields), one without a valid id, and a
+        // garbled header list (dropped, the message kept).
+        assert!(parse_entry(&Value::Array(vec![b("2-0"), Value::Nil]), &d).is_none());
+        assert!(parse_entry(&entry("3-0", &[("b", "x")]), &d).is_none());
+        assert!(parse_entry(&entry("4-0", &[("id", "bad id"), ("b", "x")]), &d).is_none());
+        let (_, m) = parse_entry(&entry("5-0", &[("id", "m-5"), ("h", "{nope")]), &d).unwrap();
+        assert!(m.headers.is_empty());
+    }
+
+    #[test]
+    fn read_replies_parse_in_both_resp_versions() {
+        let d = Destination::new("/topic/t").unwrap();
+        let entries = Value::Array(vec![
+            entry("1-0", &[("id", "a"), ("b", "1")]),
+            entry("2-0", &[("id", "b"), ("b", "2")]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![b("k"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(b("k"), entries)]);
+        for v in [resp2, resp3] {
+            let got: Vec<String> = parse_read(&v, &d).into_iter().map(|(id, _)| id).collect();
+            assert_eq!(got, ["1-0", "2-0"]);
+        }
+        // A timed-out blocking read.
+        assert!(parse_read(&Value::Nil, &d).is_empty());
+    }
+
+    #[test]
+    fn stream_keys_keep_queues_and_topics_apart() {
+        let q = Destination::new("/queue/a").unwrap();
+        let t = Destination::new("/topic/a").unwrap();
+        assert_eq!(stream_key("weft", &q), "weft:q:/queue/a");
+        assert_eq!(stream_key("weft", &t), "weft:t:/topic/a");
+    }
+}

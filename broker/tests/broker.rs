@@ -762,9 +762,27 @@ fn binary_help_exits_zero() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
-        help.contains("--addr") && help.contains("--max-queue"),
+        help.contains("--addr") && help.contains("--max-queue") && help.contains("--backend"),
         "{help}"
     );
+    // A backend it does not know is a usage error, Redis that is not there
+    // a failure; neither starts serving.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft-broker"))
+        .args(["--addr", "127.0.0.1:0", "--backend", "postgres://x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend must be"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft-broker"))
+        .args(["--addr", "127.0.0.1:0", "--backend"])
+        .arg(format!("redis://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Redis"));
 }
 
 #[cfg(unix)]

@@ -648,3 +648,31 @@ async fn the_light_profile_and_text_form_work_on_redis() {
     .await;
     a.kill();
 }
+
+#[tokio::test]
+async fn topic_acks_and_nacks_settle_on_the_node() {
+    let Some(url) = redis_url("topic_acks_and_nacks_settle_on_the_node") else {
+        return;
+    };
+    let rc = config(30_000);
+    let a = node(&url, &rc).await;
+    within(async {
+        let c = Client::connect(&a.url()).await.unwrap();
+        let mut s = c
+            .subscribe("/topic/t", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        c.send("/topic/t", "one").await.unwrap();
+        c.send("/topic/t", "two").await.unwrap();
+        let d1 = recv(&mut s).await;
+        assert_eq!(body_str(&d1), "one");
+        quiet(&mut s, 100).await; // credit 1
+        s.nack(&d1).unwrap();
+        let d2 = recv(&mut s).await;
+        assert_eq!((body_str(&d2), d2.redelivered), ("one", true));
+        s.ack(&d2).unwrap();
+        assert_eq!(body_str(&recv(&mut s).await), "two");
+    })
+    .await;
+    a.kill();
+}
