@@ -841,15 +841,18 @@ async fn a_consumer_that_never_acks_is_redelivered_to_another_after_the_idle_tim
             .await
             .unwrap();
         let p = Client::connect(&b.url()).await.unwrap();
+        // The idle time counts from the delivery, after this.
+        let t0 = std::time::Instant::now();
         let id = p.send("/queue/q", "m").await.unwrap();
         let d = recv(&mut sl).await;
-        let t0 = std::time::Instant::now();
         let worker = Client::connect(&b.url()).await.unwrap();
         let mut sw = worker
             .subscribe("/queue/q", SubscribeOptions::client_ack(4))
             .await
             .unwrap();
-        quiet(&mut sw, 200).await;
+        // Nothing for the worker until well into the idle time.
+        let until = (t0 + idle * 2 / 3).saturating_duration_since(std::time::Instant::now());
+        quiet(&mut sw, until.as_millis() as u64).await;
         let r = recv(&mut sw).await;
         assert!(t0.elapsed() >= idle, "{:?}", t0.elapsed());
         assert_eq!((r.message_id.clone(), r.redelivered), (id, true));

@@ -210,7 +210,9 @@ async fn a_killed_nodes_deliveries_go_to_the_other_node_after_the_idle_time() {
             .await
             .unwrap();
         // Not before the idle time...
-        quiet(&mut sb, idle * 3 / 4).await;
+        let until = (t0 + Duration::from_millis(idle * 2 / 3))
+            .saturating_duration_since(std::time::Instant::now());
+        quiet(&mut sb, until.as_millis() as u64).await;
         // ...but soon after it, marked, with the same ids.
         let r0 = recv(&mut sb).await;
         let r1 = recv(&mut sb).await;
