@@ -886,6 +886,7 @@ async fn write_batch(
     let c = &shared.config;
     let idle = returned_idle(c.redeliver_after);
     let mut pipe = redis::pipe();
+    let mut settles: Vec<(&String, Vec<&String>)> = Vec::new();
     for (op, _) in batch {
         match op {
             Op::Send(f) => {
@@ -910,15 +911,11 @@ async fn write_batch(
                     .arg(f.body.as_ref());
             }
             Op::Settle { key, entry, .. } => {
-                pipe.cmd("XACK")
-                    .arg(key)
-                    .arg(&c.group)
-                    .arg(entry)
-                    .ignore()
-                    .cmd("XDEL")
-                    .arg(key)
-                    .arg(entry)
-                    .ignore();
+                // One XACK and one XDEL per stream for the whole batch.
+                match settles.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, ids)) => ids.push(entry),
+                    None => settles.push((key, vec![entry])),
+                }
             }
             Op::Return { key, entry, .. } => {
                 pipe.cmd("XCLAIM")
@@ -933,6 +930,17 @@ async fn write_batch(
                     .ignore();
             }
         }
+    }
+    for (key, ids) in settles {
+        pipe.cmd("XACK")
+            .arg(key)
+            .arg(&c.group)
+            .arg(&ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(key)
+            .arg(&ids)
+            .ignore();
     }
     if batch.iter().all(|(op, _)| !matches!(op, Op::Send(_))) {
         // Only ignored commands: the reply is empty.
