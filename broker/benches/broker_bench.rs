@@ -62,6 +62,10 @@ struct Args {
     /// The weft-broker binary (default: the one cargo built with this bench).
     #[arg(long, default_value = env!("CARGO_BIN_EXE_weft-broker"))]
     broker: String,
+    /// Extra arguments for every weft-broker node, space separated (for
+    /// example `--dedupe-window 0` to see what deduplication costs).
+    #[arg(long, default_value = "", allow_hyphen_values = true)]
+    broker_args: String,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -84,6 +88,22 @@ fn wait_tcp(port: u16, what: &str) {
     panic!("{what} did not start on port {port}");
 }
 
+/// CPU seconds (user + system) a process has used so far, from
+/// `/proc/PID/stat` (Linux; `None` elsewhere). On a shared machine this is
+/// steadier than wall-clock rates: it is what each message costs.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+fn cpu_of(pids: &[u32]) -> Option<f64> {
+    pids.iter().map(|p| cpu_secs(*p)).sum()
+}
+
 /// A child process killed when dropped.
 struct Proc(Child);
 
@@ -94,9 +114,10 @@ impl Drop for Proc {
     }
 }
 
-fn start_broker(bin: &str, backend: &str) -> (Proc, String) {
+fn start_broker(bin: &str, backend: &str, extra: &str) -> (Proc, String) {
     let port = free_port();
     let child = Command::new(bin)
+        .args(extra.split_whitespace())
         .args(["--addr", &format!("127.0.0.1:{port}"), "--backend", backend])
         .args(["--max-queue", "1000000", "--redis-prefix", "weft-bench"])
         .stderr(Stdio::null())
@@ -120,14 +141,15 @@ fn start_redis() -> (Proc, u16) {
     (p, port)
 }
 
-/// `redis-benchmark` pipelined XADD of a `size`-byte field: requests/s.
-fn redis_benchmark_xadd(port: u16, size: usize, clients: usize) -> Option<f64> {
+/// `redis-benchmark` pipelined XADD of a `size`-byte field, `n` requests:
+/// requests/s.
+fn redis_benchmark_xadd(port: u16, size: usize, clients: usize, n: u64) -> Option<f64> {
     let body = "x".repeat(size);
     let out = Command::new("redis-benchmark")
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args([
             "-n",
-            "200000",
+            &n.to_string(),
             "-P",
             "16",
             "-c",
@@ -161,6 +183,10 @@ struct Phase {
     per_sec: f64,
     p50_us: f64,
     p99_us: f64,
+    /// CPU microseconds per message of the broker processes and of
+    /// redis-server (when there is one).
+    broker_cpu_us: Option<f64>,
+    redis_cpu_us: Option<f64>,
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {
@@ -174,7 +200,15 @@ fn percentile(sorted: &[u32], q: f64) -> f64 {
 /// One phase: producers on `produce` URLs, consumers on `consume` URLs
 /// (round robin), for `secs`; `rate` paces the producers (total
 /// messages/s).
-async fn phase(args: &Args, produce: &[String], consume: &[String], rate: Option<f64>) -> Phase {
+async fn phase(
+    args: &Args,
+    produce: &[String],
+    consume: &[String],
+    rate: Option<f64>,
+    brokers: &[u32],
+    redis: &[u32],
+) -> Phase {
+    let cpu0 = (cpu_of(brokers), cpu_of(redis));
     let queue = format!("/queue/bench.{:08x}", rand_u32());
     let base = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -268,7 +302,14 @@ async fn phase(args: &Args, produce: &[String], consume: &[String], rate: Option
     lat.sort_unstable();
     let secs = end.duration_since(base).as_secs_f64();
     let received = received.load(Ordering::Relaxed);
+    let per_msg = |before: Option<f64>, pids: &[u32]| -> Option<f64> {
+        let spent = cpu_of(pids)? - before?;
+        (received > 0 && !pids.is_empty())
+            .then(|| (spent * 1e6 / received as f64 * 10.0).round() / 10.0)
+    };
     Phase {
+        broker_cpu_us: per_msg(cpu0.0, brokers),
+        redis_cpu_us: per_msg(cpu0.1, redis),
         sent: sent.load(Ordering::Relaxed),
         received,
         secs,
@@ -292,6 +333,8 @@ fn report(backend: &str, name: &str, p: &Phase, extra: serde_json::Value) {
         "msgs_per_sec": p.per_sec.round(),
         "latency_p50_us": p.p50_us,
         "latency_p99_us": p.p99_us,
+        "broker_cpu_us_per_msg": p.broker_cpu_us,
+        "redis_cpu_us_per_msg": p.redis_cpu_us,
     });
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
@@ -307,11 +350,12 @@ async fn main() {
     for backend in &args.backends {
         match backend.as_str() {
             "memory" => {
-                let (_node, url) = start_broker(&args.broker, "memory");
+                let (node, url) = start_broker(&args.broker, "memory", &args.broker_args);
                 let urls = [url];
-                let t = phase(&args, &urls, &urls, None).await;
+                let pids = [node.0.id()];
+                let t = phase(&args, &urls, &urls, None, &pids, &[]).await;
                 report("memory", "throughput", &t, serde_json::json!({}));
-                let l = phase(&args, &urls, &urls, Some(t.per_sec / 2.0)).await;
+                let l = phase(&args, &urls, &urls, Some(t.per_sec / 2.0), &pids, &[]).await;
                 report("memory", "latency_at_half_load", &l, serde_json::json!({}));
                 summary.insert(
                     "memory_msgs_per_sec".into(),
@@ -325,15 +369,25 @@ async fn main() {
                     "memory_half_load_p99_us".into(),
                     serde_json::json!(l.p99_us),
                 );
+                summary.insert(
+                    "memory_broker_cpu_us_per_msg".into(),
+                    serde_json::json!(t.broker_cpu_us),
+                );
             }
             "redis" => {
-                let (_redis, port) = start_redis();
+                let (redis, port) = start_redis();
                 let url = format!("redis://127.0.0.1:{port}");
-                let (_a, ua) = start_broker(&args.broker, &url);
-                let (_b, ub) = start_broker(&args.broker, &url);
+                let (a, ua) = start_broker(&args.broker, &url, &args.broker_args);
+                let (b, ub) = start_broker(&args.broker, &url, &args.broker_args);
                 let urls = [ua, ub];
-                let peer = redis_benchmark_xadd(port, args.size, args.producers);
-                let t = phase(&args, &urls, &urls, None).await;
+                let (brokers, rpids) = ([a.0.id(), b.0.id()], [redis.0.id()]);
+                let n = 200_000u64;
+                let r0 = cpu_of(&rpids);
+                let peer = redis_benchmark_xadd(port, args.size, args.producers, n);
+                let xadd_cpu_us = cpu_of(&rpids)
+                    .zip(r0)
+                    .map(|(b, a)| ((b - a) * 1e6 / n as f64 * 100.0).round() / 100.0);
+                let t = phase(&args, &urls, &urls, None, &brokers, &rpids).await;
                 let ratio = peer.map(|x| t.per_sec / x);
                 report(
                     "redis",
@@ -343,9 +397,10 @@ async fn main() {
                         "nodes": 2,
                         "redis_benchmark_xadd_per_sec": peer.map(f64::round),
                         "ratio_to_redis_benchmark": ratio.map(|r| (r * 1000.0).round() / 1000.0),
+                        "redis_cpu_us_per_xadd": xadd_cpu_us,
                     }),
                 );
-                let l = phase(&args, &urls, &urls, Some(t.per_sec / 2.0)).await;
+                let l = phase(&args, &urls, &urls, Some(t.per_sec / 2.0), &brokers, &rpids).await;
                 report(
                     "redis",
                     "latency_at_half_load",
@@ -369,6 +424,18 @@ async fn main() {
                     serde_json::json!(ratio.map(|r| r >= 0.5)),
                 );
                 summary.insert("redis_half_load_p99_us".into(), serde_json::json!(l.p99_us));
+                summary.insert(
+                    "redis_cpu_us_per_msg".into(),
+                    serde_json::json!(t.redis_cpu_us),
+                );
+                summary.insert(
+                    "redis_cpu_us_per_xadd".into(),
+                    serde_json::json!(xadd_cpu_us),
+                );
+                summary.insert(
+                    "redis_broker_cpu_us_per_msg".into(),
+                    serde_json::json!(t.broker_cpu_us),
+                );
             }
             other => eprintln!("broker_bench: unknown backend {other:?} (memory, redis)"),
         }
