@@ -151,6 +151,9 @@ enum Op {
         key: String,
         entry: String,
         delivery_id: u64,
+        /// Report a failure (an ACK; not an `ack: auto` delivery, which
+        /// the client never settles).
+        report: bool,
     },
     /// Parks a NACKed delivery's entry for redelivery.
     Return {
@@ -279,6 +282,7 @@ impl RedisBroker {
                 subs: HashMap::new(),
                 unacked: HashMap::new(),
                 expired: HashMap::new(),
+                auto: HashMap::new(),
                 next_delivery: 0,
                 outbox: Vec::new(),
                 wake,
@@ -324,6 +328,10 @@ struct State {
     /// Deliveries taken back after the idle time that still hold a credit
     /// until their consumer ACKs or NACKs them (as in the memory backend).
     expired: HashMap<u64, SubscriptionId>,
+    /// `ack: auto` queue deliveries still in the outbox: their entries are
+    /// settled when the connection takes them (so, as in the memory
+    /// backend, those never handed to the connection go back).
+    auto: HashMap<u64, (SubscriptionId, String)>,
     next_delivery: u64,
     outbox: Vec<Delivery>,
     wake: mpsc::Sender<()>,
@@ -356,6 +364,8 @@ impl State {
                     at: Instant::now(),
                 },
             );
+        } else if let Some(entry) = entry {
+            self.auto.insert(delivery_id, (sub.clone(), entry));
         }
         self.outbox.push(Delivery {
             subscription: sub.clone(),
@@ -377,7 +387,7 @@ impl State {
 /// [`Completion`]s. Order is kept: one writer, one connection, batches in
 /// sequence.
 pub struct RedisSession {
-    ops: Option<mpsc::UnboundedSender<(Op, OwnedSemaphorePermit)>>,
+    ops: Option<mpsc::UnboundedSender<(Op, Option<OwnedSemaphorePermit>)>>,
     /// One per queued write until the writer has sent it to Redis and
     /// back. The connection task drains the completions after every frame
     /// it handles, so they are bounded by this too.
@@ -498,7 +508,7 @@ impl RedisSession {
             .expect("the semaphore is never closed");
         if let Some(ops) = &self.ops {
             // The writer only ends when the session does.
-            let _ = ops.send((op, permit));
+            let _ = ops.send((op, Some(permit)));
         }
     }
 
@@ -609,7 +619,6 @@ impl RedisSession {
             destination: f.destination,
             key,
             consumer,
-            ack: f.ack,
             notify,
             last: start,
             claim_cursor: "0-0".to_owned(),
@@ -675,6 +684,7 @@ impl RedisSession {
                 key,
                 entry,
                 delivery_id,
+                report: true,
             })
             .await;
         }
@@ -736,7 +746,27 @@ impl RedisSession {
 
     /// The deliveries waiting to be written, in order.
     pub fn take_outbox(&mut self) -> Vec<Delivery> {
-        std::mem::take(&mut lock(&self.state).outbox)
+        let mut st = lock(&self.state);
+        let out = std::mem::take(&mut st.outbox);
+        // ack: auto queue deliveries count as delivered now: settle them
+        // (without a permit: they are bounded by the credit windows).
+        if !st.auto.is_empty()
+            && let Some(ops) = &self.ops
+        {
+            for d in &out {
+                if let Some((_, entry)) = st.auto.remove(&d.delivery_id) {
+                    let key = stream_key(&self.shared.config.key_prefix, &d.message.destination);
+                    let op = Op::Settle {
+                        key,
+                        entry,
+                        delivery_id: d.delivery_id,
+                        report: false,
+                    };
+                    let _ = ops.send((op, None));
+                }
+            }
+        }
+        out
     }
 
     /// Closes a subscription: its reader stops, its unsettled queue
@@ -757,6 +787,7 @@ impl RedisSession {
             let mut st = lock(&self.state);
             st.unacked.retain(|_, u| &u.sub != sub);
             st.expired.retain(|_, s| s != sub);
+            st.auto.retain(|_, (s, _)| s != sub);
             st.outbox.retain(|d| &d.subscription != sub);
             st.subs.remove(sub)
         };
@@ -814,7 +845,7 @@ impl Drop for RedisSession {
 /// [`BATCH`] at a time, and sends each batch as one pipeline.
 async fn writer(
     shared: Arc<Shared>,
-    mut ops: mpsc::UnboundedReceiver<(Op, OwnedSemaphorePermit)>,
+    mut ops: mpsc::UnboundedReceiver<(Op, Option<OwnedSemaphorePermit>)>,
     done: mpsc::UnboundedSender<Completion>,
 ) {
     let mut conn = shared.conn.clone();
@@ -866,6 +897,7 @@ async fn writer(
                     let r = unavailable(e.clone());
                     let c = match op {
                         Op::Send(f) => Completion::Send(f.message_id, Err(r)),
+                        Op::Settle { report: false, .. } => continue,
                         Op::Settle { delivery_id, .. } | Op::Return { delivery_id, .. } => {
                             Completion::Settle(delivery_id, r)
                         }
@@ -881,7 +913,7 @@ async fn writer(
 async fn write_batch(
     shared: &Shared,
     conn: &mut ConnectionManager,
-    batch: &[(Op, OwnedSemaphorePermit)],
+    batch: &[(Op, Option<OwnedSemaphorePermit>)],
 ) -> Result<Vec<i64>, RedisError> {
     let c = &shared.config;
     let idle = returned_idle(c.redeliver_after);
@@ -1042,7 +1074,6 @@ struct Reader {
     destination: Destination,
     key: String,
     consumer: String,
-    ack: AckMode,
     notify: Arc<Notify>,
     /// Topics: the last id read. Queues: `>`.
     last: String,
@@ -1098,17 +1129,12 @@ impl Reader {
         }
     }
 
-    fn book(&self, entries: Vec<(String, Arc<Stored>)>, redelivered: bool) -> Vec<String> {
+    fn book(&self, entries: Vec<(String, Arc<Stored>)>, redelivered: bool) {
         let mut st = lock(&self.state);
-        let mut settle = Vec::new();
         for (id, m) in entries {
-            let entry = (self.destination.kind() == DestinationKind::Queue).then(|| id.clone());
+            let entry = (self.destination.kind() == DestinationKind::Queue).then_some(id);
             st.deliver(&self.sub, m, entry, redelivered);
-            if self.ack == AckMode::Auto && self.destination.kind() == DestinationKind::Queue {
-                settle.push(id);
-            }
         }
-        settle
     }
 
     async fn read_queue(&mut self, credit: u32) -> Result<(), RedisError> {
@@ -1140,10 +1166,7 @@ impl Reader {
             .query_async(&mut self.conn)
             .await?;
         let fresh = parse_read(&v, &self.destination);
-        let settle = self.book(fresh, false);
-        if !settle.is_empty() {
-            settle_entries(&mut self.conn, &self.key, &c.group, &settle).await?;
-        }
+        self.book(fresh, false);
         Ok(())
     }
 
@@ -1187,10 +1210,7 @@ impl Reader {
         }
         let n = claimed.len();
         self.last_claim = (n < want).then(Instant::now);
-        let settle = self.book(claimed, true);
-        if !settle.is_empty() {
-            settle_entries(&mut self.conn, &self.key, &c.group, &settle).await?;
-        }
+        self.book(claimed, true);
         Ok(n)
     }
 

@@ -678,3 +678,96 @@ async fn topic_acks_and_nacks_settle_on_the_node() {
     .await;
     a.kill();
 }
+
+/// At the session level: `ack: auto` deliveries the connection never took
+/// from its outbox (it ended first) go back to the queue, unmarked by any
+/// settlement, as in the memory backend; those it took are settled.
+#[tokio::test]
+async fn auto_deliveries_never_handed_to_the_connection_go_back() {
+    let Some(url) = redis_url("auto_deliveries_never_handed_to_the_connection_go_back") else {
+        return;
+    };
+    use weft_broker::frame::{AckMode, Form, SubscribeFrame, SubscriptionId};
+    use weft_broker::redis::{Completion, RedisBroker};
+    let rc = config(30_000);
+    let broker = RedisBroker::connect(&url, rc.clone()).await.unwrap();
+    within(async {
+        let q = weft_broker::Destination::new("/queue/auto").unwrap();
+        let (wake, mut woken) = tokio::sync::mpsc::channel(1);
+        let mut a = broker.open(wake);
+        a.subscribe(
+            SubscribeFrame {
+                subscription: SubscriptionId::new("s").unwrap(),
+                destination: q.clone(),
+                ack: AckMode::Auto,
+                credit: 2,
+            },
+            Form::Binary,
+        )
+        .await
+        .unwrap();
+        for id in ["m1", "m2", "m3"] {
+            a.send(SendFrame {
+                destination: q.clone(),
+                message_id: MessageId::new(id).unwrap(),
+                headers: Headers::new(),
+                body: bytes::Bytes::from_static(b"x"),
+            })
+            .await;
+            match a.next_completion().await.unwrap() {
+                Completion::Send(m, Ok(_)) => assert_eq!(m.as_str(), id),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Two deliveries reach the outbox (credit 2); take one, leave one.
+        let mut out = Vec::new();
+        while out.len() < 2 {
+            woken.recv().await.unwrap();
+            out.extend(a.take_outbox());
+        }
+        assert_eq!(out.len(), 2);
+        let _ = out; // m1 and m2, "written"
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        a.close().await;
+        // m1 and m2 were handed over and settled; m3 was never delivered.
+        let key = format!("{}:q:/queue/auto", rc.key_prefix);
+        assert_eq!(xlen(&url, &key).await, 1);
+
+        // Now one delivery stays in the outbox when the session ends.
+        let (wake, mut woken) = tokio::sync::mpsc::channel(1);
+        let mut b = broker.open(wake);
+        b.subscribe(
+            SubscribeFrame {
+                subscription: SubscriptionId::new("s").unwrap(),
+                destination: q.clone(),
+                ack: AckMode::Auto,
+                credit: 1,
+            },
+            Form::Binary,
+        )
+        .await
+        .unwrap();
+        woken.recv().await.unwrap();
+        b.close().await; // never took m3 from its outbox
+        assert_eq!(xlen(&url, &key).await, 1, "m3 is still stored");
+        let (wake, mut woken) = tokio::sync::mpsc::channel(1);
+        let mut c = broker.open(wake);
+        c.subscribe(
+            SubscribeFrame {
+                subscription: SubscriptionId::new("s").unwrap(),
+                destination: q.clone(),
+                ack: AckMode::Auto,
+                credit: 1,
+            },
+            Form::Binary,
+        )
+        .await
+        .unwrap();
+        woken.recv().await.unwrap();
+        let out = c.take_outbox();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].message.message_id.as_str(), "m3");
+        c.close().await;
+    })
+    .await;
+}
