@@ -8,6 +8,9 @@
 //!           {prefix}:dedupe-order:<destination>, forget the oldest past
 //!           dedupe_window
 //!           ──> RECEIPT  (the message is in Redis before the producer hears of it)
+//!           One writer task per connection pipelines its SENDs, XACKs and
+//!           XCLAIMs in batches of up to 128, in order; at most
+//!           max_in_flight are queued before the connection stops reading.
 //!
 //!  queue subscription = one consumer of the group `{group}` on the stream,
 //!  named node-connection-subscription; one reader task per subscription,
@@ -16,12 +19,16 @@
 //!           XAUTOCLAIM ... min-idle redeliver_after COUNT credit  (redelivered: true)
 //!           XREADGROUP GROUP {group} <consumer> COUNT credit BLOCK poll ... >
 //!           ──> outbox ──wake──> connection task ──> MESSAGE
-//!  ACK   ──> XACK + XDEL (the stream only holds unsettled messages)
+//!  ACK   ──> XACK + XDEL (the stream only holds unsettled messages);
+//!           ack: auto deliveries are settled so when the connection takes
+//!           them from its outbox
 //!  NACK, UNSUBSCRIBE, disconnect ──> XCLAIM to the consumer `returned`
-//!           with an idle time past the limit: the next XAUTOCLAIM of any
-//!           consumer on any node takes it
+//!           with an idle time past the limit (UNSUBSCRIBE: all of the
+//!           consumer's entries and DELCONSUMER, in one script): the next
+//!           XAUTOCLAIM of any consumer on any node takes them
 //!  kill -9 of a node ──> its consumers' pending entries age; after
-//!           redeliver_after another node's XAUTOCLAIM takes them
+//!           redeliver_after another node's XAUTOCLAIM takes them; the
+//!           empty consumers are deleted later (forget_consumers_after)
 //!
 //!  topic subscription: XREAD from the stream's last id at SUBSCRIBE (no
 //!  group: every subscription on every node sees every message); the

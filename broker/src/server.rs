@@ -2,9 +2,11 @@
 //! `mbws.weft` or `mblws.weft` and runs one task per connection over a
 //! [`Backend`] (memory by default, or Redis).
 //!
-//! Each connection task waits on four things at once: the next WebSocket
-//! message, a wakeup from the backend (deliveries in its outbox), a timer
-//! (keepalive and idle redelivery) and the server's shutdown signal.
+//! Each connection task waits on five things at once: the next WebSocket
+//! message, a wakeup from the backend (deliveries in its outbox), the
+//! outcome of a deferred write (Redis: a SEND stored, so its RECEIPT can
+//! go out), a timer (keepalive and idle redelivery) and the server's
+//! shutdown signal.
 //!
 //! Keepalive is the broker's own: weft-core answers Pings but does not send
 //! them, so the connection task sends a Ping after
