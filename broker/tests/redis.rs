@@ -31,7 +31,11 @@ fn redis_url(test: &str) -> Option<String> {
     match std::env::var("WEFT_REDIS_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            eprintln!(
+            // Straight to the process's stderr: the test harness captures
+            // `eprintln!`, and this should be seen in a passing run.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED {test}: WEFT_REDIS_URL is not set (scripts/broker.sh starts redis-server and sets it)"
             );
             None
