@@ -2,8 +2,8 @@
 //!
 //! A message broker over WebSocket, built on weft: the `mbws.weft`
 //! subprotocol (and its light, ack-less profile `mblws.weft`), its codec, an
-//! embedded memory backend, a server (the `weft-broker` binary) and a
-//! client library. The protocol is ours, written in the spirit of the
+//! embedded memory backend, a Redis Streams backend for many nodes, a
+//! server (the `weft-broker` binary) and a client library. The protocol is ours, written in the spirit of the
 //! MessageBroker WebSocket Subprotocol draft; `broker/PROTOCOL.md` is its
 //! specification, and its byte examples are the codec's unit tests.
 //!
@@ -14,10 +14,13 @@
 //!   send / subscribe / ack                     one task per connection:
 //!     | encode (frame.rs)                        select { ws.recv(), outbox wakeup, shutdown }
 //!     v                                            | decode_from_client (frame.rs)
-//!   driver task ── WebSocket (weft-core) ────────> | Connection::dispatch ── lock ──> memory::Core
-//!     ^  RECEIPT / ERROR -> waiting caller         |                                   (destinations,
-//!     |  MESSAGE -> Subscription stream            | <── take_outbox ── wakeup ─────────  credit, acks)
-//!     └─────────────────── WebSocket <──────────── feed MESSAGE / RECEIPT / ERROR
+//!   driver task ── WebSocket (weft-core) ────────> | Connection::dispatch ──> backend::Session
+//!     ^  RECEIPT / ERROR -> waiting caller         |                            ├─ Memory: lock ─> memory::Core
+//!     |  MESSAGE -> Subscription stream            | <── take_outbox ── wakeup ──┤
+//!     |                                            | <── Completion (RECEIPT) ──┴─ Redis: writer task (pipelined
+//!     └─────────────────── WebSocket <──────────── feed MESSAGE / RECEIPT / ERROR   XADD/XACK), reader task per
+//!                                                                                    subscription (XREADGROUP,
+//!                                                                                    XAUTOCLAIM)
 //! ```
 //!
 //! - [`frame`]: sans-I/O codec for both wire forms (text: header lines, a
@@ -30,6 +33,13 @@
 //!   subscription), credit windows, `ack: auto` / `ack: client`,
 //!   redelivery on NACK, UNSUBSCRIBE or disconnect, deduplication of SENDs
 //!   by message id, and the per-destination limit (refuse, never drop).
+//! - [`backend`]: [`Backend`], an enum over the two backends, and
+//!   [`backend::Session`], what one connection needs from a backend (why an
+//!   enum and not a trait object is explained there).
+//! - [`redis`]: the Redis backend: a stream per destination, a consumer
+//!   group per queue, XACK + XDEL on ACK, XAUTOCLAIM of deliveries idle
+//!   past `redeliver_after` (a killed node's, or a consumer's that never
+//!   acks), writes pipelined per connection.
 //! - [`server`]: accepts connections with weft's `ServerBuilder`
 //!   (subprotocol negotiation; a request offering neither token is refused
 //!   with HTTP 400 by an `on_request` hook, because `protocols` alone would
@@ -61,7 +71,8 @@
 //! ## Use
 //!
 //! Run the broker: `cargo run --release -p weft-broker -- --addr
-//! 127.0.0.1:9100` (memory backend; `--help` lists the limits). Or embed it:
+//! 127.0.0.1:9100` (memory backend; `--help` lists the limits), or with
+//! `--backend redis://127.0.0.1:6379` on Redis. Or embed it:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -84,28 +95,58 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Several nodes share destinations through Redis:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use weft_broker::{Backend, RedisConfig, Server, ServerConfig};
+//!
+//! let backend = Backend::redis("redis://127.0.0.1:6379", RedisConfig::default()).await?;
+//! let server = Server::bind_with("127.0.0.1:9101", ServerConfig::default(), backend).await?;
+//! server.run().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! Fire-and-forget telemetry uses the light profile:
 //! `Client::connect_with(url, ClientOptions { profile: Profile::Light, ..Default::default() })`;
 //! its `send` returns once the frame is written, and its subscriptions are
 //! `ack: auto`.
 //!
-//! ## Guarantees (memory backend)
+//! ## Guarantees
 //!
-//! `ack: client` is at-least-once while the broker runs (NACK, UNSUBSCRIBE
-//! or a lost connection redelivers, marked `redelivered`, with the same
-//! message id); `ack: auto` is at-most-once. One producer's messages to one
+//! `ack: client` is at-least-once (NACK, UNSUBSCRIBE, a lost connection or
+//! a delivery unacknowledged for `redeliver_after` redelivers, marked
+//! `redelivered`, with the same message id, so consumers can drop
+//! duplicates); `ack: auto` is at-most-once. One producer's messages to one
 //! destination keep their order (redeliveries excepted). A SEND retried
-//! with the same message id is stored once. Nothing survives a restart of
-//! the broker process.
+//! with the same message id is stored once. A slow consumer is held back
+//! by its credit window: the broker holds at most `credit` deliveries for
+//! it, whatever it does.
+//!
+//! - **memory** (default): nothing survives a restart of the broker
+//!   process. Use it for one node, tests, and telemetry.
+//! - **Redis** (`Backend::redis`, `--backend redis://HOST:PORT`): a SEND is
+//!   acknowledged once it is in Redis, so killing any broker node (kill -9)
+//!   loses nothing acknowledged while Redis keeps its data; its consumers'
+//!   deliveries go to other nodes after `redeliver_after`. Use it to run
+//!   several nodes behind a load balancer or to survive node restarts.
+//!
+//! PROTOCOL.md §5 lists the differences between the two. The server's
+//! keepalive (Ping after an idle interval, drop after a timeout) is the
+//! broker's own: weft-core answers Pings but does not send them.
 
+pub mod backend;
 pub mod client;
 pub mod error;
 pub mod frame;
 pub mod memory;
+pub mod redis;
 pub mod server;
 
+pub use backend::Backend;
 pub use client::{Client, ClientOptions, Delivery, SubscribeOptions, Subscription};
 pub use error::Error;
 pub use frame::{AckMode, Destination, ErrorCode, Form, Headers, MessageId, Profile};
 pub use memory::MemoryConfig;
-pub use server::{Server, ServerConfig};
+pub use redis::RedisConfig;
+pub use server::{Keepalive, Server, ServerConfig};

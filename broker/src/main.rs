@@ -1,7 +1,8 @@
-//! `weft-broker`: the broker server with the memory backend.
+//! `weft-broker`: the broker server, on the memory backend or Redis.
 //!
 //! ```text
 //! cargo run --release -p weft-broker -- --addr 127.0.0.1:9100
+//! cargo run --release -p weft-broker -- --addr 127.0.0.1:9101 --backend redis://127.0.0.1:6379
 //! ```
 //!
 //! Stops gracefully on ctrl-c (and SIGTERM): stops accepting, closes every
@@ -9,16 +10,36 @@
 
 use clap::Parser;
 use std::time::Duration;
-use weft_broker::{MemoryConfig, Server, ServerConfig};
+use weft_broker::{Backend, Keepalive, MemoryConfig, RedisConfig, Server, ServerConfig};
 
 /// A message broker over WebSocket (subprotocols mbws.weft and mblws.weft;
-/// see broker/PROTOCOL.md), with the embedded memory backend.
+/// see broker/PROTOCOL.md), with the embedded memory backend or Redis.
 #[derive(Debug, Parser)]
 #[command(name = "weft-broker", version)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9100")]
     addr: String,
+    /// `memory` (embedded, the default) or `redis://HOST:PORT[/DB]` (Redis
+    /// Streams, shared by every node on the same Redis and key prefix).
+    #[arg(long, default_value = "memory")]
+    backend: String,
+    /// Redis: prefix of the broker's keys.
+    #[arg(long, default_value_t = RedisConfig::default().key_prefix)]
+    redis_prefix: String,
+    /// Milliseconds an `ack: client` delivery may stay unacknowledged
+    /// before it is redelivered to another consumer (memory: 0 turns it
+    /// off). On Redis this is also how long a killed node's deliveries wait.
+    #[arg(long, default_value_t = 30_000)]
+    redeliver_after_ms: u64,
+    /// Seconds of silence from a client before the broker pings it (0: no
+    /// keepalive).
+    #[arg(long, default_value_t = 20)]
+    keepalive_interval: u64,
+    /// Seconds the broker waits for an answer to its ping before it drops
+    /// the connection.
+    #[arg(long, default_value_t = 20)]
+    keepalive_timeout: u64,
     /// Messages waiting per destination (a queue's undelivered messages, or
     /// each topic subscription's backlog) before SENDs are refused (300).
     #[arg(long, default_value_t = MemoryConfig::default().max_queue)]
@@ -65,17 +86,53 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let redeliver = Duration::from_millis(args.redeliver_after_ms);
     let config = ServerConfig {
         memory: MemoryConfig {
             max_queue: args.max_queue,
             max_credit: args.max_credit,
             dedupe_window: args.dedupe_window,
             max_destinations: args.max_destinations,
+            redeliver_after: (!redeliver.is_zero()).then_some(redeliver),
         },
+        keepalive: (args.keepalive_interval > 0).then(|| Keepalive {
+            interval: Duration::from_secs(args.keepalive_interval),
+            timeout: Duration::from_secs(args.keepalive_timeout.max(1)),
+        }),
         max_body: args.max_body,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
-    let server = match Server::bind(&args.addr, config).await {
+    let backend = if args.backend == "memory" {
+        Backend::memory(config.memory.clone())
+    } else if args.backend.starts_with("redis://") {
+        let rc = RedisConfig {
+            key_prefix: args.redis_prefix.clone(),
+            max_queue: args.max_queue,
+            max_credit: args.max_credit,
+            dedupe_window: args.dedupe_window,
+            redeliver_after: if redeliver.is_zero() {
+                RedisConfig::default().redeliver_after
+            } else {
+                redeliver
+            },
+            ..RedisConfig::default()
+        };
+        match Backend::redis(&args.backend, rc).await {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("weft-broker: cannot reach Redis at {}: {e}", args.backend);
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    } else {
+        eprintln!(
+            "weft-broker: --backend must be `memory` or `redis://HOST:PORT`, not {:?}",
+            args.backend
+        );
+        return std::process::ExitCode::from(2);
+    };
+    let backend_name = backend.name();
+    let server = match Server::bind_with(&args.addr, config, backend).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("weft-broker: cannot listen on {}: {e}", args.addr);
@@ -84,7 +141,7 @@ async fn main() -> std::process::ExitCode {
     };
     match server.local_addr() {
         Ok(a) => eprintln!(
-            "weft-broker: listening on ws://{a}/ (memory backend; subprotocols mbws.weft, mblws.weft)"
+            "weft-broker: listening on ws://{a}/ ({backend_name} backend; subprotocols mbws.weft, mblws.weft)"
         ),
         Err(e) => eprintln!("weft-broker: listening ({e})"),
     }

@@ -25,7 +25,9 @@ use crate::frame::{
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Limits of the memory backend (PROTOCOL.md §4 and §5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,15 @@ pub struct MemoryConfig {
     /// Most destinations the broker creates; a SEND or SUBSCRIBE that would
     /// create one more is refused with 300. Default 10,000.
     pub max_destinations: usize,
+    /// How long an `ack: client` delivery may stay unacknowledged before it
+    /// is taken back and redelivered (to another consumer of a queue, when
+    /// one has credit), as if its consumer had NACKed it. The delivery
+    /// keeps counting against its subscription's credit window until the
+    /// consumer ACKs or NACKs it (late, which returns the credit and
+    /// settles nothing), so a consumer that never acks receives at most one
+    /// window of messages, each redelivered to others after this time.
+    /// Default 30 s; `None` turns it off.
+    pub redeliver_after: Option<Duration>,
 }
 
 impl Default for MemoryConfig {
@@ -52,6 +63,7 @@ impl Default for MemoryConfig {
             max_credit: 1024,
             dedupe_window: 65_536,
             max_destinations: 10_000,
+            redeliver_after: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -176,8 +188,13 @@ struct Sub {
 #[derive(Debug)]
 struct Conn {
     subs: HashMap<SubscriptionId, Sub>,
-    /// `ack: client` deliveries not yet settled.
-    unacked: HashMap<u64, (SubscriptionId, Pending)>,
+    /// `ack: client` deliveries not yet settled, with when they were
+    /// assigned.
+    unacked: HashMap<u64, (SubscriptionId, Pending, Instant)>,
+    /// `ack: client` deliveries taken back after the idle time and not yet
+    /// ACKed or NACKed by their consumer: they still hold a credit each
+    /// (at most `max_credit` per subscription).
+    expired: HashMap<u64, SubscriptionId>,
     next_delivery: u64,
     outbox: Vec<Delivery>,
     wake: mpsc::Sender<()>,
@@ -193,7 +210,7 @@ impl Conn {
         if sub.ack == AckMode::Client {
             sub.unacked += 1;
             self.unacked
-                .insert(delivery_id, (key_sub.clone(), p.clone()));
+                .insert(delivery_id, (key_sub.clone(), p.clone(), Instant::now()));
         }
         self.outbox.push(Delivery {
             subscription: key_sub.clone(),
@@ -235,6 +252,7 @@ impl Core {
             Conn {
                 subs: HashMap::new(),
                 unacked: HashMap::new(),
+                expired: HashMap::new(),
                 next_delivery: 0,
                 outbox: Vec::new(),
                 wake,
@@ -439,8 +457,26 @@ impl Core {
         Ok(())
     }
 
+    /// Returns the credit of a delivery taken back after the idle time
+    /// (see [`MemoryConfig::redeliver_after`]); true if it was one.
+    fn settle_expired(&mut self, conn: ConnId, delivery_id: u64) -> bool {
+        let c = self.conns.get_mut(&conn).expect("connected");
+        let Some(sub) = c.expired.remove(&delivery_id) else {
+            return false;
+        };
+        if let Some(s) = c.subs.get_mut(&sub) {
+            s.unacked -= 1;
+            s.credit += 1;
+            self.dispatch(conn, &sub);
+        }
+        true
+    }
+
     /// Settles an `ack: client` delivery and returns its credit.
     pub fn ack(&mut self, conn: ConnId, delivery_id: u64) -> Result<(), Refusal> {
+        if self.settle_expired(conn, delivery_id) {
+            return Ok(());
+        }
         let (sub, _) = self.settle(conn, delivery_id)?;
         self.dispatch(conn, &sub);
         Ok(())
@@ -449,12 +485,22 @@ impl Core {
     /// Puts an `ack: client` delivery back for redelivery and returns its
     /// credit.
     pub fn nack(&mut self, conn: ConnId, delivery_id: u64) -> Result<(), Refusal> {
-        let (sub, mut p) = self.settle(conn, delivery_id)?;
+        if self.settle_expired(conn, delivery_id) {
+            return Ok(());
+        }
+        let (sub, p) = self.settle(conn, delivery_id)?;
+        self.put_back(conn, &sub, p);
+        self.dispatch(conn, &sub);
+        Ok(())
+    }
+
+    /// Puts a delivery of `sub` back at the front, marked redelivered.
+    fn put_back(&mut self, conn: ConnId, sub: &SubscriptionId, mut p: Pending) {
         p.redelivered = true;
         let c = self.conns.get_mut(&conn).expect("connected");
         let s = c
             .subs
-            .get_mut(&sub)
+            .get_mut(sub)
             .expect("unacked deliveries have a subscription");
         match s.destination.kind() {
             DestinationKind::Queue => {
@@ -467,8 +513,41 @@ impl Core {
             }
             DestinationKind::Topic => s.backlog.push_front(p),
         }
-        self.dispatch(conn, &sub);
-        Ok(())
+    }
+
+    /// Takes back the `ack: client` deliveries of `conn` that have waited
+    /// for an ACK for at least [`MemoryConfig::redeliver_after`] at `now`
+    /// and redelivers them (see there). Returns how many it took back.
+    /// The server calls it on a timer; the clock is tokio's, so tests can
+    /// pause and advance it.
+    pub fn redeliver_idle(&mut self, conn: ConnId, now: Instant) -> usize {
+        let Some(idle) = self.config.redeliver_after else {
+            return 0;
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return 0;
+        };
+        let mut due: Vec<u64> = c
+            .unacked
+            .iter()
+            .filter(|(_, (_, _, at))| now.saturating_duration_since(*at) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        // Oldest first at the front: put the newest back first.
+        let mut subs = Vec::new();
+        for id in due.iter().rev() {
+            let c = self.conns.get_mut(&conn).expect("connected");
+            let (sub, p, _) = c.unacked.remove(id).expect("listed");
+            c.expired.insert(*id, sub.clone());
+            self.put_back(conn, &sub, p);
+            subs.push(sub);
+        }
+        subs.dedup();
+        for sub in subs {
+            self.dispatch(conn, &sub);
+        }
+        due.len()
     }
 
     fn settle(
@@ -477,7 +556,7 @@ impl Core {
         delivery_id: u64,
     ) -> Result<(SubscriptionId, Pending), Refusal> {
         let c = self.conns.get_mut(&conn).expect("connected");
-        let (sub, p) = c.unacked.remove(&delivery_id).ok_or_else(|| {
+        let (sub, p, _) = c.unacked.remove(&delivery_id).ok_or_else(|| {
             Refusal::new(
                 ErrorCode::UNKNOWN_DELIVERY,
                 format!(
@@ -541,15 +620,16 @@ impl Core {
         let ids: Vec<u64> = c
             .unacked
             .iter()
-            .filter(|(_, (s, _))| which(s))
+            .filter(|(_, (s, _, _))| which(s))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
-            let (s, mut p) = c.unacked.remove(&id).expect("listed");
+            let (s, mut p, _) = c.unacked.remove(&id).expect("listed");
             p.redelivered = true;
             back.push((id, s, p));
         }
         back.sort_by_key(|(id, _, _)| *id);
+        c.expired.retain(|_, s| !which(s));
         let closing: Vec<SubscriptionId> = c.subs.keys().filter(|s| which(s)).cloned().collect();
         let mut touched = Vec::new();
         for s in &closing {
@@ -571,6 +651,11 @@ impl Core {
         for d in touched {
             self.dispatch_queue(&d);
         }
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &MemoryConfig {
+        &self.config
     }
 
     /// Messages waiting at a queue (not yet delivered), for tests and stats.
@@ -641,6 +726,7 @@ mod tests {
             max_credit: 10,
             dedupe_window: 2,
             max_destinations: 4,
+            redeliver_after: Some(Duration::from_millis(100)),
         })
     }
 
@@ -842,6 +928,72 @@ mod tests {
         assert_eq!(
             send(&mut c, a, "/queue/x9", "m").unwrap_err().code,
             ErrorCode::QUEUE_FULL
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_deliveries_go_to_another_consumer_at_the_limit() {
+        let mut c = core();
+        let (p, _) = conn(&mut c);
+        let (a, _) = conn(&mut c);
+        let (b, _) = conn(&mut c);
+        subscribe(&mut c, a, "s", "/queue/q", AckMode::Client, 1).unwrap();
+        send(&mut c, p, "/queue/q", "1").unwrap();
+        send(&mut c, p, "/queue/q", "2").unwrap();
+        let da = c.take_outbox(a);
+        assert_eq!(ids(&da), vec!["1"]);
+        subscribe(&mut c, b, "s", "/queue/q", AckMode::Client, 1).unwrap();
+        assert_eq!(ids(&c.take_outbox(b)), vec!["2"]);
+        // One millisecond before the limit: nothing moves.
+        tokio::time::advance(Duration::from_millis(99)).await;
+        assert_eq!(c.redeliver_idle(a, Instant::now()), 0);
+        assert_eq!(c.unacked_len(a), 1);
+        // At the limit: taken back; b has no credit yet, so it waits.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(c.redeliver_idle(a, Instant::now()), 1);
+        assert_eq!(c.unacked_len(a), 0);
+        assert!(c.take_outbox(a).is_empty(), "a's window is still used");
+        assert_eq!(c.queue_len(&Destination::new("/queue/q").unwrap()), 1);
+        // b acks its message: the credit it gets back takes the expired one.
+        c.ack(b, 1).unwrap();
+        let again = c.take_outbox(b);
+        assert_eq!((ids(&again), again[0].redelivered), (vec!["1"], true));
+        // a's late ACK settles nothing but returns its credit (no error);
+        // a second one is unknown.
+        c.ack(a, da[0].delivery_id).unwrap();
+        assert_eq!(
+            c.ack(a, da[0].delivery_id).unwrap_err().code,
+            ErrorCode::UNKNOWN_DELIVERY
+        );
+        send(&mut c, p, "/queue/q", "3").unwrap();
+        assert_eq!(ids(&c.take_outbox(a)), vec!["3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_consumer_that_never_acks_holds_one_window() {
+        let mut c = core();
+        let (p, _) = conn(&mut c);
+        let (a, _) = conn(&mut c);
+        subscribe(&mut c, a, "s", "/queue/q", AckMode::Client, 2).unwrap();
+        for id in ["1", "2", "3"] {
+            send(&mut c, p, "/queue/q", id).unwrap();
+        }
+        assert_eq!(ids(&c.take_outbox(a)), vec!["1", "2"]);
+        for _ in 0..5 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            c.redeliver_idle(a, Instant::now());
+            assert!(c.take_outbox(a).is_empty());
+        }
+        // Nothing is lost and a holds nothing: all three wait in order.
+        assert_eq!(c.unacked_len(a), 0);
+        c.disconnect(a);
+        let (b, _) = conn(&mut c);
+        subscribe(&mut c, b, "s", "/queue/q", AckMode::Client, 5).unwrap();
+        let out = c.take_outbox(b);
+        assert_eq!(ids(&out), vec!["1", "2", "3"]);
+        assert_eq!(
+            out.iter().map(|d| d.redelivered).collect::<Vec<_>>(),
+            vec![true, true, false]
         );
     }
 }

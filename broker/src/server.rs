@@ -1,12 +1,26 @@
 //! The broker server: accepts WebSocket connections that negotiate
-//! `mbws.weft` or `mblws.weft` and runs one task per connection over the
-//! memory backend.
+//! `mbws.weft` or `mblws.weft` and runs one task per connection over a
+//! [`Backend`] (memory by default, or Redis).
+//!
+//! Each connection task waits on five things at once: the next WebSocket
+//! message, a wakeup from the backend (deliveries in its outbox), the
+//! outcome of a deferred write (Redis: a SEND stored, so its RECEIPT can
+//! go out), a timer (keepalive and idle redelivery) and the server's
+//! shutdown signal.
+//!
+//! Keepalive is the broker's own: weft-core answers Pings but does not send
+//! them, so the connection task sends a Ping after
+//! [`Keepalive::interval`] without hearing from the peer, and closes the
+//! connection if nothing (a Pong or any other frame) arrives within
+//! [`Keepalive::timeout`] after it. A dead peer's subscriptions are then
+//! closed and their unacknowledged messages redelivered.
 
+use crate::backend::{Backend, Completion, Session};
 use crate::frame::{
     self, AckMode, ErrorCode, ErrorFrame, Form, Frame, Limits, MessageFrame, Profile, Receipt,
     References,
 };
-use crate::memory::{ConnId, Delivery, MemoryBroker, MemoryConfig, Refusal, SendOutcome};
+use crate::memory::{Delivery, MemoryConfig, Refusal, SendOutcome};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use weft_core::{CloseCode, Message, ServerBuilder, WebSocket};
 
 /// The body of the HTTP 400 answer to a request that offers neither token.
@@ -24,11 +39,34 @@ pub const REFUSAL_BODY: &str = "weft-broker speaks the WebSocket subprotocols mb
 /// header the protocol allows (32 fields of 64 + 1024 bytes) fits in it.
 const HEADER_ALLOWANCE: usize = 64 << 10;
 
+/// Server keepalive: Ping an idle peer, drop one that stops answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence from the peer after which the broker sends a Ping
+    /// (default 20 s).
+    pub interval: Duration,
+    /// How long after that Ping the broker waits for any frame before it
+    /// closes the connection (default 20 s).
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            interval: Duration::from_secs(20),
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The memory backend's limits.
+    /// The memory backend's limits (used by [`Server::bind`]; a backend
+    /// given to [`Server::bind_with`] has its own).
     pub memory: MemoryConfig,
+    /// Keepalive (default on, see [`Keepalive`]); `None` turns it off.
+    pub keepalive: Option<Keepalive>,
     /// Largest body accepted in a SEND (default 1 MiB). WebSocket messages
     /// over this plus 64 KiB are refused by the WebSocket layer with 1009.
     pub max_body: usize,
@@ -41,6 +79,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             memory: MemoryConfig::default(),
+            keepalive: Some(Keepalive::default()),
             max_body: frame::DEFAULT_MAX_BODY,
             shutdown_grace: Duration::from_secs(5),
         }
@@ -91,18 +130,29 @@ pub fn websocket_builder(config: &ServerConfig) -> ServerBuilder {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
-    broker: MemoryBroker,
+    backend: Backend,
     ws: ServerBuilder,
     config: ServerConfig,
 }
 
 impl Server {
-    /// Binds `addr` with a fresh memory backend.
+    /// Binds `addr` with a fresh memory backend (limits from
+    /// [`ServerConfig::memory`]).
     pub async fn bind(addr: impl ToSocketAddrs, config: ServerConfig) -> std::io::Result<Server> {
+        let backend = Backend::memory(config.memory.clone());
+        Server::bind_with(addr, config, backend).await
+    }
+
+    /// Binds `addr` over `backend` (for example [`Backend::redis`]).
+    pub async fn bind_with(
+        addr: impl ToSocketAddrs,
+        config: ServerConfig,
+        backend: Backend,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Server {
             listener,
-            broker: MemoryBroker::new(config.memory.clone()),
+            backend,
             ws: websocket_builder(&config),
             config,
         })
@@ -114,8 +164,8 @@ impl Server {
     }
 
     /// The backend, shared with the connections.
-    pub fn broker(&self) -> &MemoryBroker {
-        &self.broker
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Serves until the task is dropped.
@@ -145,12 +195,15 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let ws = self.ws.clone();
-                    let broker = self.broker.clone();
-                    let limits = Limits { max_body: self.config.max_body };
+                    let backend = self.backend.clone();
+                    let settings = ConnectionSettings {
+                        limits: Limits { max_body: self.config.max_body },
+                        keepalive: self.config.keepalive,
+                    };
                     let stop = stop_rx.clone();
                     tasks.spawn(async move {
                         if let Ok(ws) = ws.accept(stream).await {
-                            serve_connection(ws, broker, limits, stop).await;
+                            serve_connection(ws, &backend, settings, stop).await;
                         }
                     });
                 }
@@ -169,13 +222,36 @@ impl Server {
     }
 }
 
+/// Per-connection settings of [`serve_connection`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectionSettings {
+    /// Frame limits.
+    pub limits: Limits,
+    /// Keepalive, if any.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// How often the connection's timer runs: often enough for the keepalive
+/// and for idle redelivery to act within a quarter of their periods.
+fn tick_period(keepalive: Option<Keepalive>, redeliver_after: Option<Duration>) -> Duration {
+    let mut p = Duration::from_secs(1);
+    if let Some(k) = keepalive {
+        p = p.min(k.interval.min(k.timeout) / 4);
+    }
+    if let Some(r) = redeliver_after {
+        p = p.min(r / 4);
+    }
+    p.max(Duration::from_millis(5))
+}
+
 /// Runs one accepted connection to its end: reads frames and answers them,
-/// writes deliveries as the backend assigns them. On return the backend has
-/// forgotten the connection (its unacknowledged deliveries are redelivered).
+/// writes deliveries as the backend assigns them, keeps the connection
+/// alive. On return the backend has closed the connection's session (its
+/// unacknowledged deliveries are redelivered).
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut ws: WebSocket<S>,
-    broker: MemoryBroker,
-    limits: Limits,
+    backend: &Backend,
+    settings: ConnectionSettings,
     mut stop: watch::Receiver<bool>,
 ) {
     let Some(profile) = ws.protocol().and_then(Profile::from_token) else {
@@ -186,14 +262,17 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         return;
     };
     let (wake_tx, mut wake) = mpsc::channel(1);
-    let id = broker.lock().connect(wake_tx);
     let mut conn = Connection {
-        id,
+        session: backend.open(wake_tx),
         profile,
-        broker: &broker,
-        limits,
+        limits: settings.limits,
         form: Form::Binary,
     };
+    let mut tick =
+        tokio::time::interval(tick_period(settings.keepalive, backend.redeliver_after()));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
     let result: Result<(), weft_core::Error> = async {
         loop {
             tokio::select! {
@@ -204,73 +283,133 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
                 _ = wake.recv() => conn.write_deliveries(&mut ws).await?,
-                msg = ws.recv() => match msg {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(e),
-                    Some(Ok(msg)) if msg.is_data() => {
-                        if let Some(reply) = conn.handle(&msg) {
-                            ws.feed(reply).await?;
-                        }
-                        // Frames often free credit for this connection
-                        // (ACK, CREDIT, SUBSCRIBE): write what it allowed
-                        // after the reply.
+                done = conn.session.next_completion() => {
+                    let reply = conn.completed(done);
+                    if let Some(reply) = reply {
+                        ws.feed(reply).await?;
+                    }
+                    // Keep writing finished SENDs before the next read.
+                    while let Some(reply) = conn.try_completion() {
+                        ws.feed(reply).await?;
+                    }
+                    conn.write_deliveries(&mut ws).await?;
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if conn.session.redeliver_idle(now) > 0 {
                         conn.write_deliveries(&mut ws).await?;
                     }
-                    Some(Ok(_)) => {}
-                },
+                    if let Some(k) = settings.keepalive {
+                        if let Some(sent) = ping_sent {
+                            if now.duration_since(sent) >= k.timeout {
+                                // The peer is gone or stuck: do not wait
+                                // on a closing handshake it will not do.
+                                let _ = tokio::time::timeout(
+                                    Duration::from_millis(100),
+                                    ws.close(CloseCode::GOING_AWAY, "keepalive timeout"),
+                                )
+                                .await;
+                                return Ok(());
+                            }
+                        } else if now.duration_since(last_heard) >= k.interval {
+                            ws.send(Message::Ping(bytes::Bytes::from_static(b"weft-broker")))
+                                .await?;
+                            ping_sent = Some(now);
+                        }
+                    }
+                }
+                msg = ws.recv() => {
+                    last_heard = Instant::now();
+                    ping_sent = None;
+                    match msg {
+                        None => return Ok(()),
+                        Some(Err(e)) => return Err(e),
+                        Some(Ok(msg)) if msg.is_data() => {
+                            if let Some(reply) = conn.handle(&msg).await {
+                                ws.feed(reply).await?;
+                            }
+                            // Deferred outcomes that finished meanwhile
+                            // (this also bounds how many wait).
+                            while let Some(reply) = conn.try_completion() {
+                                ws.feed(reply).await?;
+                            }
+                            // Frames often free credit for this connection
+                            // (ACK, CREDIT, SUBSCRIBE): write what it allowed
+                            // after the reply.
+                            conn.write_deliveries(&mut ws).await?;
+                        }
+                        Some(Ok(_)) => {}
+                    }
+                }
             }
         }
     }
     .await;
     let _ = result;
-    broker.lock().disconnect(id);
+    conn.session.close().await;
 }
 
-struct Connection<'a> {
-    id: ConnId,
+struct Connection {
+    session: Session,
     profile: Profile,
-    broker: &'a MemoryBroker,
     limits: Limits,
     /// The form of the frame being handled (replies use it too).
     form: Form,
 }
 
-impl Connection<'_> {
+impl Connection {
     /// Queues the connection's pending deliveries (the next `recv` flushes).
     async fn write_deliveries<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         ws: &mut WebSocket<S>,
     ) -> Result<(), weft_core::Error> {
-        let out = self.broker.lock().take_outbox(self.id);
+        let out = self.session.take_outbox();
         for d in out {
-            ws.feed(self.encode_delivery(d)).await?;
+            ws.feed(encode_delivery(d)).await?;
         }
         Ok(())
     }
 
-    fn encode_delivery(&self, d: Delivery) -> Message {
-        let form = d.form;
-        let frame = Frame::Message(MessageFrame {
-            subscription: d.subscription,
-            delivery_id: d.delivery_id,
-            destination: d.message.destination.clone(),
-            message_id: d.message.message_id.clone(),
-            redelivered: d.redelivered,
-            headers: d.message.headers.clone(),
-            body: d.message.body.clone(),
-        });
-        // The body was accepted under the same limit, so only the text
-        // form can fail (a body that is not UTF-8): send it as binary.
-        let no_limit = Limits {
-            max_body: usize::MAX,
+    /// The reply to a deferred write's outcome, encoded.
+    fn completed(&self, c: Completion) -> Option<Message> {
+        let frame = match c {
+            Completion::Send(id, Ok(_)) => {
+                if self.profile == Profile::Light {
+                    return None;
+                }
+                Frame::Receipt(Receipt::Message(id))
+            }
+            Completion::Send(id, Err(r)) => refused(
+                r,
+                References {
+                    message_id: Some(id),
+                    ..References::default()
+                },
+            ),
+            Completion::Settle(delivery_id, r) => refused(
+                r,
+                References {
+                    delivery_id: Some(delivery_id),
+                    ..References::default()
+                },
+            ),
         };
-        frame::encode(&frame, form, &no_limit)
-            .or_else(|_| frame::encode(&frame, Form::Binary, &no_limit))
-            .expect("the binary form encodes every frame")
+        // Replies use the form of the last frame read.
+        Some(frame::encode(&frame, self.form, &self.limits).expect("replies have no body"))
+    }
+
+    /// A deferred outcome that is already there, without waiting.
+    fn try_completion(&mut self) -> Option<Message> {
+        while let Some(c) = self.session.try_completion() {
+            if let Some(m) = self.completed(c) {
+                return Some(m);
+            }
+        }
+        None
     }
 
     /// Handles one frame; returns the reply to send, if any.
-    fn handle(&mut self, msg: &Message) -> Option<Message> {
+    async fn handle(&mut self, msg: &Message) -> Option<Message> {
         let form = match msg {
             Message::Text(_) => Form::Text,
             _ => Form::Binary,
@@ -278,14 +417,14 @@ impl Connection<'_> {
         self.form = form;
         let reply = match frame::decode_from_client(msg, &self.limits) {
             Err(e) => Some(error(e.code(), &e.to_string(), frame::references(msg))),
-            Ok(f) => self.dispatch(f),
+            Ok(f) => self.dispatch(f).await,
         }?;
         Some(frame::encode(&reply, form, &self.limits).expect("replies have no body"))
     }
 
-    fn dispatch(&mut self, f: Frame) -> Option<Frame> {
+    async fn dispatch(&mut self, f: Frame) -> Option<Frame> {
         let light = self.profile == Profile::Light;
-        let mut core = self.broker.lock();
+        let session = &mut self.session;
         match f {
             Frame::Send(s) => {
                 let refs = References {
@@ -293,10 +432,11 @@ impl Connection<'_> {
                     ..References::default()
                 };
                 let receipt = Frame::Receipt(Receipt::Message(s.message_id.clone()));
-                match core.send(self.id, s) {
-                    Ok(SendOutcome::Stored | SendOutcome::Duplicate) if light => None,
-                    Ok(_) => Some(receipt),
-                    Err(r) => Some(refused(r, refs)),
+                match session.send(s).await {
+                    None => None, // the RECEIPT follows as a Completion
+                    Some(Ok(SendOutcome::Stored | SendOutcome::Duplicate)) if light => None,
+                    Some(Ok(_)) => Some(receipt),
+                    Some(Err(r)) => Some(refused(r, refs)),
                 }
             }
             Frame::Subscribe(s) => {
@@ -309,7 +449,7 @@ impl Connection<'_> {
                 }
                 let receipt = Frame::Receipt(Receipt::Subscription(s.subscription.clone()));
                 // Deliveries travel in the form of their SUBSCRIBE.
-                match core.subscribe(self.id, s, self.form) {
+                match session.subscribe(s, self.form).await {
                     Ok(()) => Some(receipt),
                     Err(r) => Some(refused(r, refs)),
                 }
@@ -319,7 +459,7 @@ impl Connection<'_> {
                     subscription: Some(subscription.clone()),
                     ..References::default()
                 };
-                match core.unsubscribe(self.id, &subscription) {
+                match session.unsubscribe(&subscription).await {
                     Ok(()) => Some(Frame::Receipt(Receipt::Subscription(subscription))),
                     Err(r) => Some(refused(r, refs)),
                 }
@@ -333,9 +473,9 @@ impl Connection<'_> {
                     return Some(not_in_profile("ACK and NACK", refs));
                 }
                 let r = if matches!(f, Frame::Ack { .. }) {
-                    core.ack(self.id, delivery_id)
+                    session.ack(delivery_id).await
                 } else {
-                    core.nack(self.id, delivery_id)
+                    session.nack(delivery_id).await
                 };
                 r.err().map(|r| refused(r, refs))
             }
@@ -347,7 +487,8 @@ impl Connection<'_> {
                     subscription: Some(subscription.clone()),
                     ..References::default()
                 };
-                core.credit(self.id, &subscription, credit)
+                session
+                    .credit(&subscription, credit)
                     .err()
                     .map(|r| refused(r, refs))
             }
@@ -359,6 +500,27 @@ impl Connection<'_> {
             )),
         }
     }
+}
+
+fn encode_delivery(d: Delivery) -> Message {
+    let form = d.form;
+    let frame = Frame::Message(MessageFrame {
+        subscription: d.subscription,
+        delivery_id: d.delivery_id,
+        destination: d.message.destination.clone(),
+        message_id: d.message.message_id.clone(),
+        redelivered: d.redelivered,
+        headers: d.message.headers.clone(),
+        body: d.message.body.clone(),
+    });
+    // The body was accepted under the same limit, so only the text
+    // form can fail (a body that is not UTF-8): send it as binary.
+    let no_limit = Limits {
+        max_body: usize::MAX,
+    };
+    frame::encode(&frame, form, &no_limit)
+        .or_else(|_| frame::encode(&frame, Form::Binary, &no_limit))
+        .expect("the binary form encodes every frame")
 }
 
 fn error(code: ErrorCode, message: &str, refs: References) -> Frame {

@@ -762,9 +762,27 @@ fn binary_help_exits_zero() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
-        help.contains("--addr") && help.contains("--max-queue"),
+        help.contains("--addr") && help.contains("--max-queue") && help.contains("--backend"),
         "{help}"
     );
+    // A backend it does not know is a usage error, Redis that is not there
+    // a failure; neither starts serving.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft-broker"))
+        .args(["--addr", "127.0.0.1:0", "--backend", "postgres://x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--backend must be"));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft-broker"))
+        .args(["--addr", "127.0.0.1:0", "--backend"])
+        .arg(format!("redis://127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach Redis"));
 }
 
 #[cfg(unix)]
@@ -801,6 +819,111 @@ async fn binary_serves_and_stops_on_sigterm() {
         assert!(s.next().await.is_none());
         let status = child.wait().await.unwrap();
         assert!(status.success(), "{status}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_consumer_that_never_acks_is_redelivered_to_another_after_the_idle_time() {
+    let idle = Duration::from_millis(300);
+    let b = start(ServerConfig {
+        memory: MemoryConfig {
+            redeliver_after: Some(idle),
+            ..MemoryConfig::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    within(async {
+        let lazy = Client::connect(&b.url()).await.unwrap();
+        let mut sl = lazy
+            .subscribe("/queue/q", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        let p = Client::connect(&b.url()).await.unwrap();
+        // The idle time counts from the delivery, after this.
+        let t0 = std::time::Instant::now();
+        let id = p.send("/queue/q", "m").await.unwrap();
+        let d = recv(&mut sl).await;
+        let worker = Client::connect(&b.url()).await.unwrap();
+        let mut sw = worker
+            .subscribe("/queue/q", SubscribeOptions::client_ack(4))
+            .await
+            .unwrap();
+        // Nothing for the worker until well into the idle time.
+        let until = (t0 + idle * 2 / 3).saturating_duration_since(std::time::Instant::now());
+        quiet(&mut sw, until.as_millis() as u64).await;
+        let r = recv(&mut sw).await;
+        assert!(t0.elapsed() >= idle, "{:?}", t0.elapsed());
+        assert_eq!((r.message_id.clone(), r.redelivered), (id, true));
+        sw.ack(&r).unwrap();
+        // The lazy consumer's window stays used: the next message goes to
+        // the worker; a late ACK returns the lazy one's credit, no ERROR.
+        p.send("/queue/q", "next").await.unwrap();
+        assert_eq!(body_str(&recv(&mut sw).await), "next");
+        quiet(&mut sl, 50).await;
+        sl.ack(&d).unwrap();
+        p.send("/queue/q", "third").await.unwrap();
+        let t = tokio::select! {
+            d = recv(&mut sl) => d,
+            d = recv(&mut sw) => d,
+        };
+        assert_eq!(body_str(&t), "third");
+        let none = tokio::time::timeout(Duration::from_millis(100), lazy.next_error()).await;
+        assert!(none.is_err(), "late ACK answered with {none:?}");
+    })
+    .await;
+}
+
+/// A raw WebSocket client that completes the handshake and then neither
+/// reads nor writes: the broker pings it and drops it after the timeout.
+#[tokio::test]
+async fn keepalive_drops_a_silent_peer_and_keeps_a_live_one() {
+    let keepalive = weft_broker::Keepalive {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(150),
+    };
+    let b = start(ServerConfig {
+        keepalive: Some(keepalive),
+        ..ServerConfig::default()
+    })
+    .await;
+    within(async {
+        let mut tcp = TcpStream::connect(b.addr).await.unwrap();
+        tcp.write_all(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+              Sec-WebSocket-Protocol: mbws.weft\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let t0 = std::time::Instant::now();
+        // Read everything until the broker closes the TCP connection.
+        let mut bytes = Vec::new();
+        tcp.read_to_end(&mut bytes).await.unwrap();
+        let elapsed = t0.elapsed();
+        let text = String::from_utf8_lossy(&bytes);
+        let end = text.find("\r\n\r\n").expect("101 response") + 4;
+        assert!(text.starts_with("HTTP/1.1 101 "), "{text}");
+        let frames = &bytes[end..];
+        // First a Ping (FIN + opcode 9, unmasked), later a Close.
+        assert_eq!(frames.first(), Some(&0x89), "{frames:02x?}");
+        assert!(frames.contains(&0x88), "no Close frame: {frames:02x?}");
+        assert!(
+            elapsed >= keepalive.interval + keepalive.timeout,
+            "dropped too early: {elapsed:?}"
+        );
+
+        // A client library connection answers the Pings (weft replies to
+        // them while it reads) and lives through many intervals.
+        let c = Client::connect(&b.url()).await.unwrap();
+        let mut s = c
+            .subscribe("/queue/alive", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        c.send("/queue/alive", "still here").await.unwrap();
+        assert_eq!(body_str(&recv(&mut s).await), "still here");
     })
     .await;
 }

@@ -1,0 +1,1320 @@
+//! The Redis backend: destinations on Redis Streams, so several broker
+//! nodes share them and a node can die without losing what it acknowledged.
+//!
+//! ```text
+//!  SEND ──> Lua script (pipelined, atomic): seen id? queue full?
+//!           XADD {prefix}:q:/queue/NAME * id <message-id> h <headers> b <body>
+//!           remember the id: SADD {prefix}:dedupe:<destination>, RPUSH
+//!           {prefix}:dedupe-order:<destination>, forget the oldest past
+//!           dedupe_window
+//!           ──> RECEIPT  (the message is in Redis before the producer hears of it)
+//!           One writer task per connection pipelines its SENDs, XACKs and
+//!           XCLAIMs in batches of up to 128, in order; at most
+//!           max_in_flight are queued before the connection stops reading.
+//!
+//!  queue subscription = one consumer of the group `{group}` on the stream,
+//!  named node-connection-subscription; one reader task per subscription,
+//!  on its own Redis connection (it blocks):
+//!     loop: wait for credit
+//!           XAUTOCLAIM ... min-idle redeliver_after COUNT credit  (redelivered: true)
+//!           XREADGROUP GROUP {group} <consumer> COUNT credit BLOCK poll ... >
+//!           ──> outbox ──wake──> connection task ──> MESSAGE
+//!  ACK   ──> XACK + XDEL (the stream only holds unsettled messages);
+//!           ack: auto deliveries are settled so when the connection takes
+//!           them from its outbox
+//!  NACK, UNSUBSCRIBE, disconnect ──> XCLAIM to the consumer `returned`
+//!           with an idle time past the limit (UNSUBSCRIBE: all of the
+//!           consumer's entries and DELCONSUMER, in one script): the next
+//!           XAUTOCLAIM of any consumer on any node takes them
+//!  kill -9 of a node ──> its consumers' pending entries age; after
+//!           redeliver_after another node's XAUTOCLAIM takes them; the
+//!           empty consumers are deleted later (forget_consumers_after)
+//!
+//!  topic subscription: XREAD from the stream's last id at SUBSCRIBE (no
+//!  group: every subscription on every node sees every message); the
+//!  stream is trimmed to about max_queue entries.
+//! ```
+//!
+//! Differences from the memory backend (PROTOCOL.md §5):
+//! - deduplication (the last `dedupe_window` ids per destination, as in
+//!   memory) is shared by all nodes;
+//! - a queue's `max_queue` counts its unsettled messages (waiting *and*
+//!   delivered but not acknowledged), since both live in the stream;
+//! - `max_destinations` is not enforced (Redis holds the keys);
+//! - topics are trimmed to about `max_queue` entries: a topic subscriber
+//!   further behind than that misses the trimmed messages (topics are not
+//!   durable in either backend);
+//! - a Redis failure answers requests with ERROR 501 (unavailable) and
+//!   readers retry until Redis is back; nothing acknowledged is lost while
+//!   Redis keeps its data.
+
+use crate::frame::{
+    AckMode, Destination, DestinationKind, ErrorCode, Form, Headers, MessageId, SendFrame,
+    SubscribeFrame, SubscriptionId,
+};
+use crate::memory::{Delivery, Refusal, SendOutcome, Stored};
+use bytes::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// Settings of the Redis backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Prefix of every key the broker creates (default `weft`). Nodes that
+    /// share destinations share the prefix.
+    pub key_prefix: String,
+    /// The consumer group of queues (default `weft`).
+    pub group: String,
+    /// Unsettled messages of one queue (waiting or unacknowledged) before
+    /// SENDs are refused with 300; topics are trimmed to about this many.
+    /// Default 10,000.
+    pub max_queue: usize,
+    /// Largest credit window of one subscription (default 1024).
+    pub max_credit: u32,
+    /// Message ids remembered per destination to drop duplicate SENDs, for
+    /// every node (default 65,536; 0 turns deduplication off). Redis holds
+    /// at most this many ids per destination, in a set and a list.
+    pub dedupe_window: usize,
+    /// How long a delivered message may stay unacknowledged before another
+    /// consumer (on any node) takes it over: the `min-idle-time` of
+    /// XAUTOCLAIM. This is also how long the messages of a killed node's
+    /// consumers wait before they are redelivered. Default 30 s.
+    pub redeliver_after: Duration,
+    /// How long one blocking read waits before the reader looks for idle
+    /// messages to take over again (default 100 ms).
+    pub poll: Duration,
+    /// Consumers of a queue's group that hold no pending message and have
+    /// been idle this long by Redis's count are deleted when a subscription
+    /// to the queue opens, so the consumers of killed nodes (once their
+    /// messages were taken over) do not pile up. Deleting an empty consumer
+    /// loses nothing: a live one (Redis 7.0 does not count an empty
+    /// blocking read as activity) is recreated by its next read. Default
+    /// 60 s.
+    pub forget_consumers_after: Duration,
+    /// Writes (SENDs, ACKs, NACKs) one connection may have queued for
+    /// Redis and not yet answered; past it the connection stops reading
+    /// frames until Redis catches up, so a fast producer is held back by
+    /// TCP instead of growing the broker's memory. Default 1024.
+    pub max_in_flight: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            key_prefix: "weft".to_owned(),
+            group: "weft".to_owned(),
+            max_queue: 10_000,
+            max_credit: 1024,
+            dedupe_window: 65_536,
+            redeliver_after: Duration::from_secs(30),
+            poll: Duration::from_millis(100),
+            forget_consumers_after: Duration::from_secs(60),
+            max_in_flight: 1024,
+        }
+    }
+}
+
+/// The consumer that returned (NACKed, unsubscribed) entries are parked on
+/// until some consumer's XAUTOCLAIM takes them.
+const RETURNED: &str = "returned";
+
+/// Entries taken per XAUTOCLAIM or XPENDING page.
+const PAGE: usize = 256;
+
+/// The SEND script: dedupe check, queue limit, XADD, dedupe mark. Returns
+/// 1 (stored), 0 (duplicate) or -1 (queue full).
+const SEND_SCRIPT: &str = r"
+local win = tonumber(ARGV[1])
+if win > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1 then return 0 end
+local max = tonumber(ARGV[2])
+if ARGV[3] == 'q' then
+  if max > 0 and redis.call('XLEN', KEYS[1]) >= max then return -1 end
+  redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'h', ARGV[5], 'b', ARGV[6])
+else
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', max, '*', 'id', ARGV[4], 'h', ARGV[5], 'b', ARGV[6])
+end
+if win > 0 then
+  redis.call('SADD', KEYS[2], ARGV[4])
+  if redis.call('RPUSH', KEYS[3], ARGV[4]) > win then
+    redis.call('SREM', KEYS[2], redis.call('LPOP', KEYS[3]))
+  end
+end
+return 1
+";
+
+/// A Redis write queued by a session for its writer task.
+enum Op {
+    /// A SEND for the script.
+    Send(SendFrame),
+    /// XACK + XDEL of a delivery's entry.
+    Settle {
+        key: String,
+        entry: String,
+        delivery_id: u64,
+        /// Report a failure (an ACK; not an `ack: auto` delivery, which
+        /// the client never settles).
+        report: bool,
+    },
+    /// Parks a NACKed delivery's entry for redelivery.
+    Return {
+        key: String,
+        entry: String,
+        delivery_id: u64,
+    },
+}
+
+/// The result of a write a session deferred to its writer task.
+#[derive(Debug)]
+pub enum Completion {
+    /// A SEND is stored (or refused): its RECEIPT or ERROR can go out.
+    Send(MessageId, Result<SendOutcome, Refusal>),
+    /// The ACK or NACK of this delivery id failed in Redis (the message
+    /// stays pending and is redelivered after the idle time).
+    Settle(u64, Refusal),
+}
+
+/// Most writes in one pipeline.
+const BATCH: usize = 128;
+
+/// Shared by the sessions of one node.
+struct Shared {
+    client: redis::Client,
+    conn: ConnectionManager,
+    config: RedisConfig,
+    node: String,
+    next_conn: AtomicU64,
+    send: redis::Script,
+    return_all: redis::Script,
+    forget: redis::Script,
+}
+
+/// A Redis backend: a cheap-to-clone handle shared by the server's
+/// connections. See the [module docs](self).
+#[derive(Clone)]
+pub struct RedisBroker {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("node", &self.shared.node)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: RedisError) -> Refusal {
+    Refusal {
+        code: ErrorCode::UNAVAILABLE,
+        message: format!("the Redis backend failed: {e}"),
+    }
+}
+
+async fn manager(
+    client: &redis::Client,
+    response_timeout: Duration,
+) -> Result<ConnectionManager, RedisError> {
+    ConnectionManager::new_with_config(
+        client.clone(),
+        ConnectionManagerConfig::new()
+            .set_response_timeout(Some(response_timeout))
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500)),
+    )
+    .await
+}
+
+impl RedisBroker {
+    /// Connects to `url` (`redis://HOST:PORT[/DB]`). Fails if Redis cannot
+    /// be reached now; later failures are answered per request (501).
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<RedisBroker, RedisError> {
+        // Nagle's algorithm would hold back pipelined requests and the
+        // small replies behind them; the broker wants them on the wire now.
+        use redis::IntoConnectionInfo;
+        let info = url
+            .into_connection_info()?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let client = redis::Client::open(info)?;
+        let mut conn = manager(&client, Duration::from_secs(5)).await?;
+        let send = redis::Script::new(SEND_SCRIPT);
+        send.load_async(&mut conn).await?;
+        Ok(RedisBroker {
+            shared: Arc::new(Shared {
+                client,
+                conn,
+                config,
+                node: format!("{:016x}", rand::random::<u64>()),
+                next_conn: AtomicU64::new(1),
+                send,
+                return_all: redis::Script::new(RETURN_ALL_SCRIPT),
+                forget: redis::Script::new(FORGET_SCRIPT),
+            }),
+        })
+    }
+
+    /// This node's random name (the first part of its consumer names).
+    pub fn node(&self) -> &str {
+        &self.shared.node
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    /// Opens the backend side of one connection. `wake` gets a message
+    /// (if it has room) whenever the connection's outbox gains a delivery.
+    pub fn open(&self, wake: mpsc::Sender<()>) -> RedisSession {
+        let n = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(writer(self.shared.clone(), ops_rx, done_tx));
+        RedisSession {
+            ops: Some(ops),
+            permits: Arc::new(Semaphore::new(self.shared.config.max_in_flight.max(1))),
+            done,
+            writer: Some(writer),
+            shared: self.shared.clone(),
+            name: format!("{}-{n}", self.shared.node),
+            state: Arc::new(Mutex::new(State {
+                subs: HashMap::new(),
+                unacked: HashMap::new(),
+                expired: HashMap::new(),
+                auto: HashMap::new(),
+                next_delivery: 0,
+                outbox: Vec::new(),
+                wake,
+            })),
+            readers: HashMap::new(),
+        }
+    }
+}
+
+fn stream_key(prefix: &str, d: &Destination) -> String {
+    let kind = match d.kind() {
+        DestinationKind::Queue => "q",
+        DestinationKind::Topic => "t",
+    };
+    format!("{prefix}:{kind}:{d}")
+}
+
+/// An unsettled `ack: client` delivery.
+struct Unacked {
+    sub: SubscriptionId,
+    /// The stream entry (queues; topics settle locally).
+    entry: Option<String>,
+    message: Arc<Stored>,
+    at: Instant,
+}
+
+struct SubState {
+    destination: Destination,
+    key: String,
+    consumer: String,
+    ack: AckMode,
+    credit: u32,
+    unacked: u32,
+    form: Form,
+    /// Topics: NACKed or expired messages to deliver again first.
+    backlog: VecDeque<Arc<Stored>>,
+    notify: Arc<Notify>,
+}
+
+struct State {
+    subs: HashMap<SubscriptionId, SubState>,
+    unacked: HashMap<u64, Unacked>,
+    /// Deliveries taken back after the idle time that still hold a credit
+    /// until their consumer ACKs or NACKs them (as in the memory backend).
+    expired: HashMap<u64, SubscriptionId>,
+    /// `ack: auto` queue deliveries still in the outbox: their entries are
+    /// settled when the connection takes them (so, as in the memory
+    /// backend, those never handed to the connection go back).
+    auto: HashMap<u64, (SubscriptionId, String)>,
+    next_delivery: u64,
+    outbox: Vec<Delivery>,
+    wake: mpsc::Sender<()>,
+}
+
+impl State {
+    /// Records one delivery of `sub` (credit already checked); returns the
+    /// entry to settle at once for `ack: auto` queues.
+    fn deliver(
+        &mut self,
+        sub: &SubscriptionId,
+        message: Arc<Stored>,
+        entry: Option<String>,
+        redelivered: bool,
+    ) {
+        let Some(s) = self.subs.get_mut(sub) else {
+            return;
+        };
+        s.credit -= 1;
+        self.next_delivery += 1;
+        let delivery_id = self.next_delivery;
+        if s.ack == AckMode::Client {
+            s.unacked += 1;
+            self.unacked.insert(
+                delivery_id,
+                Unacked {
+                    sub: sub.clone(),
+                    entry,
+                    message: message.clone(),
+                    at: Instant::now(),
+                },
+            );
+        } else if let Some(entry) = entry {
+            self.auto.insert(delivery_id, (sub.clone(), entry));
+        }
+        self.outbox.push(Delivery {
+            subscription: sub.clone(),
+            delivery_id,
+            message,
+            redelivered,
+            form: s.form,
+        });
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// The backend side of one connection on the Redis backend.
+///
+/// Writes (SEND, and the XACK / XCLAIM of ACK and NACK) go to the
+/// session's writer task in order and are pipelined in batches of up to
+/// 128, so a producer with many SENDs in flight costs one Redis round trip
+/// per batch, not per message; their results come back as
+/// [`Completion`]s. Order is kept: one writer, one connection, batches in
+/// sequence.
+pub struct RedisSession {
+    ops: Option<mpsc::UnboundedSender<(Op, Option<OwnedSemaphorePermit>)>>,
+    /// One per queued write until the writer has sent it to Redis and
+    /// back. The connection task drains the completions after every frame
+    /// it handles, so they are bounded by this too.
+    permits: Arc<Semaphore>,
+    done: mpsc::UnboundedReceiver<Completion>,
+    writer: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    name: String,
+    state: Arc<Mutex<State>>,
+    readers: HashMap<SubscriptionId, JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RedisSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSession")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn encode_headers(h: &Headers) -> String {
+    let pairs: Vec<(&str, &str)> = h.iter().collect();
+    serde_json::to_string(&pairs).expect("strings serialize")
+}
+
+fn decode_headers(s: &[u8]) -> Headers {
+    let mut h = Headers::new();
+    if let Ok(pairs) = serde_json::from_slice::<Vec<(String, String)>>(s) {
+        for (n, v) in pairs {
+            // Stored by a broker that validated them; skip anything else.
+            let _ = h.insert(n, v);
+        }
+    }
+    h
+}
+
+fn bulk(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn array(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        _ => &[],
+    }
+}
+
+/// One stream entry `[id, [field, value, ...]]` as a stored message;
+/// `None` for an entry deleted meanwhile (XAUTOCLAIM reports those as nil
+/// fields) or one that is not ours.
+fn parse_entry(v: &Value, destination: &Destination) -> Option<(String, Arc<Stored>)> {
+    let e = array(v);
+    let id = String::from_utf8(bulk(e.first()?)?.to_vec()).ok()?;
+    let fields = array(e.get(1)?);
+    let (mut mid, mut headers, mut body) = (None, Headers::new(), Bytes::new());
+    for pair in fields.chunks(2) {
+        let [k, v] = pair else { continue };
+        let v = bulk(v)?;
+        match bulk(k)? {
+            b"id" => mid = MessageId::new(std::str::from_utf8(v).ok()?).ok(),
+            b"h" => headers = decode_headers(v),
+            b"b" => body = Bytes::copy_from_slice(v),
+            _ => {}
+        }
+    }
+    Some((
+        id,
+        Arc::new(Stored {
+            destination: destination.clone(),
+            message_id: mid?,
+            headers,
+            body,
+        }),
+    ))
+}
+
+/// The entries of an XREAD / XREADGROUP reply (one stream).
+fn parse_read(v: &Value, destination: &Destination) -> Vec<(String, Arc<Stored>)> {
+    let mut out = Vec::new();
+    let streams: Vec<&Value> = match v {
+        Value::Map(m) => m.iter().map(|(_, v)| v).collect(),
+        Value::Array(a) => a.iter().filter_map(|s| array(s).get(1)).collect(),
+        _ => Vec::new(),
+    };
+    for entries in streams {
+        for e in array(entries) {
+            if let Some(x) = parse_entry(e, destination) {
+                out.push(x);
+            }
+        }
+    }
+    out
+}
+
+impl RedisSession {
+    fn config(&self) -> &RedisConfig {
+        &self.shared.config
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.shared.conn.clone()
+    }
+
+    async fn queue(&self, op: Op) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        if let Some(ops) = &self.ops {
+            // The writer only ends when the session does.
+            let _ = ops.send((op, Some(permit)));
+        }
+    }
+
+    /// Queues a SEND for the writer (waiting while `max_in_flight` writes
+    /// are queued); its outcome comes back as a [`Completion::Send`] from
+    /// [`next_completion`](Self::next_completion).
+    pub async fn send(&mut self, f: SendFrame) {
+        self.queue(Op::Send(f)).await;
+    }
+
+    /// A finished write that is already there.
+    pub fn try_completion(&mut self) -> Option<Completion> {
+        self.done.try_recv().ok()
+    }
+
+    /// The next finished write (never ends while the session is open).
+    pub async fn next_completion(&mut self) -> Option<Completion> {
+        self.done.recv().await
+    }
+
+    /// Opens a subscription and starts its reader.
+    pub async fn subscribe(&mut self, f: SubscribeFrame, form: Form) -> Result<(), Refusal> {
+        let max = self.config().max_credit;
+        if lock(&self.state).subs.contains_key(&f.subscription) {
+            return Err(Refusal {
+                code: ErrorCode::DUPLICATE_SUBSCRIPTION,
+                message: format!("subscription {} is already open", f.subscription),
+            });
+        }
+        if f.credit > max {
+            return Err(credit_overflow(f.credit.into(), max));
+        }
+        let key = stream_key(&self.config().key_prefix, &f.destination);
+        let mut conn = self.conn();
+        // Where a reader starts: queues read the group from the beginning
+        // of what is unsettled; topics from the last entry now.
+        let start = match f.destination.kind() {
+            DestinationKind::Queue => {
+                let r: Result<Value, RedisError> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(&key)
+                    .arg(&self.config().group)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut conn)
+                    .await;
+                match r {
+                    Ok(_) => {}
+                    Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    Err(e) => return Err(unavailable(e)),
+                }
+                forget_idle_consumers(
+                    &self.shared.forget,
+                    &mut conn,
+                    &key,
+                    &self.config().group,
+                    self.config().forget_consumers_after,
+                )
+                .await
+                .map_err(unavailable)?;
+                ">".to_owned()
+            }
+            DestinationKind::Topic => {
+                let v: Value = redis::cmd("XREVRANGE")
+                    .arg(&key)
+                    .arg("+")
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                array(&v)
+                    .first()
+                    .and_then(|e| array(e).first())
+                    .and_then(bulk)
+                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                    .unwrap_or_else(|| "0-0".to_owned())
+            }
+        };
+        let reader_conn = manager(
+            &self.shared.client,
+            self.config().poll + Duration::from_secs(2),
+        )
+        .await
+        .map_err(unavailable)?;
+        let notify = Arc::new(Notify::new());
+        let consumer = format!("{}-{}", self.name, f.subscription);
+        lock(&self.state).subs.insert(
+            f.subscription.clone(),
+            SubState {
+                destination: f.destination.clone(),
+                key: key.clone(),
+                consumer: consumer.clone(),
+                ack: f.ack,
+                credit: f.credit,
+                unacked: 0,
+                form,
+                backlog: VecDeque::new(),
+                notify: notify.clone(),
+            },
+        );
+        let reader = Reader {
+            shared: self.shared.clone(),
+            state: self.state.clone(),
+            conn: reader_conn,
+            sub: f.subscription.clone(),
+            destination: f.destination,
+            key,
+            consumer,
+            notify,
+            last: start,
+            claim_cursor: "0-0".to_owned(),
+            last_claim: None,
+        };
+        self.readers
+            .insert(f.subscription, tokio::spawn(reader.run()));
+        Ok(())
+    }
+
+    /// Adds credit to a subscription.
+    pub fn credit(&mut self, sub: &SubscriptionId, credit: u32) -> Result<(), Refusal> {
+        let max = self.config().max_credit;
+        let mut st = lock(&self.state);
+        let s = st
+            .subs
+            .get_mut(sub)
+            .ok_or_else(|| unknown_subscription(sub))?;
+        let window = u64::from(s.credit) + u64::from(s.unacked) + u64::from(credit);
+        if window > u64::from(max) {
+            return Err(credit_overflow(window, max));
+        }
+        s.credit += credit;
+        s.notify.notify_one();
+        Ok(())
+    }
+
+    /// Takes an unsettled delivery out of the books and returns its credit;
+    /// `Ok(None)` for an expired one (credit returned, nothing to settle).
+    fn settle(&mut self, delivery_id: u64) -> Result<Option<Unacked>, Refusal> {
+        let mut st = lock(&self.state);
+        if let Some(sub) = st.expired.remove(&delivery_id) {
+            if let Some(s) = st.subs.get_mut(&sub) {
+                s.unacked -= 1;
+                s.credit += 1;
+                s.notify.notify_one();
+            }
+            return Ok(None);
+        }
+        let u = st.unacked.remove(&delivery_id).ok_or_else(|| Refusal {
+            code: ErrorCode::UNKNOWN_DELIVERY,
+            message: format!(
+                "delivery {delivery_id} is not an unacknowledged delivery of this connection"
+            ),
+        })?;
+        if let Some(s) = st.subs.get_mut(&u.sub) {
+            s.unacked -= 1;
+            s.credit += 1;
+            s.notify.notify_one();
+        }
+        Ok(Some(u))
+    }
+
+    /// Settles an `ack: client` delivery: the writer does XACK and XDEL of
+    /// its entry (a failure comes back as [`Completion::Settle`]).
+    pub async fn ack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+        let Some(u) = self.settle(delivery_id)? else {
+            return Ok(());
+        };
+        if let Some(entry) = u.entry {
+            let key = stream_key(&self.config().key_prefix, &u.message.destination);
+            self.queue(Op::Settle {
+                key,
+                entry,
+                delivery_id,
+                report: true,
+            })
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Puts an `ack: client` delivery back: queues park the entry for any
+    /// consumer's XAUTOCLAIM; topics redeliver it to the same subscription.
+    pub async fn nack(&mut self, delivery_id: u64) -> Result<(), Refusal> {
+        let Some(u) = self.settle(delivery_id)? else {
+            return Ok(());
+        };
+        match u.entry {
+            Some(entry) => {
+                let key = stream_key(&self.config().key_prefix, &u.message.destination);
+                self.queue(Op::Return {
+                    key,
+                    entry,
+                    delivery_id,
+                })
+                .await;
+            }
+            None => {
+                let mut st = lock(&self.state);
+                if let Some(s) = st.subs.get_mut(&u.sub) {
+                    s.backlog.push_front(u.message);
+                    s.notify.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes back the deliveries unacknowledged for `redeliver_after`: in
+    /// Redis they are already claimable by others (XAUTOCLAIM); here they
+    /// leave the books, keeping their credit until a late ACK or NACK.
+    /// Topics put them back in the subscription's backlog.
+    pub fn redeliver_idle(&mut self, now: Instant) -> usize {
+        let idle = self.config().redeliver_after;
+        let mut st = lock(&self.state);
+        let mut due: Vec<u64> = st
+            .unacked
+            .iter()
+            .filter(|(_, u)| now.saturating_duration_since(u.at) >= idle)
+            .map(|(id, _)| *id)
+            .collect();
+        due.sort_unstable();
+        for id in due.iter().rev() {
+            let u = st.unacked.remove(id).expect("listed");
+            st.expired.insert(*id, u.sub.clone());
+            if u.entry.is_none()
+                && let Some(s) = st.subs.get_mut(&u.sub)
+            {
+                s.backlog.push_front(u.message);
+            }
+        }
+        due.len()
+    }
+
+    /// The deliveries waiting to be written, in order.
+    pub fn take_outbox(&mut self) -> Vec<Delivery> {
+        let mut st = lock(&self.state);
+        let out = std::mem::take(&mut st.outbox);
+        // ack: auto queue deliveries count as delivered now: settle them
+        // (without a permit: they are bounded by the credit windows).
+        if !st.auto.is_empty()
+            && let Some(ops) = &self.ops
+        {
+            for d in &out {
+                if let Some((_, entry)) = st.auto.remove(&d.delivery_id) {
+                    let key = stream_key(&self.shared.config.key_prefix, &d.message.destination);
+                    let op = Op::Settle {
+                        key,
+                        entry,
+                        delivery_id: d.delivery_id,
+                        report: false,
+                    };
+                    let _ = ops.send((op, None));
+                }
+            }
+        }
+        out
+    }
+
+    /// Closes a subscription: its reader stops, its unsettled queue
+    /// entries are returned for redelivery, its consumer is deleted.
+    pub async fn unsubscribe(&mut self, sub: &SubscriptionId) -> Result<(), Refusal> {
+        if !lock(&self.state).subs.contains_key(sub) {
+            return Err(unknown_subscription(sub));
+        }
+        self.close_sub(sub).await.map_err(unavailable)
+    }
+
+    async fn close_sub(&mut self, sub: &SubscriptionId) -> Result<(), RedisError> {
+        if let Some(reader) = self.readers.remove(sub) {
+            reader.abort();
+            let _ = reader.await;
+        }
+        let s = {
+            let mut st = lock(&self.state);
+            st.unacked.retain(|_, u| &u.sub != sub);
+            st.expired.retain(|_, s| s != sub);
+            st.auto.retain(|_, (s, _)| s != sub);
+            st.outbox.retain(|d| &d.subscription != sub);
+            st.subs.remove(sub)
+        };
+        let Some(s) = s else { return Ok(()) };
+        if s.destination.kind() == DestinationKind::Topic {
+            return Ok(());
+        }
+        // Everything this consumer holds in Redis (delivered, in the
+        // outbox, or read but not yet booked when the reader stopped) goes
+        // back, and the consumer, now empty, is deleted: in one script, so
+        // no read can slip in between.
+        let c = self.config().clone();
+        let _: i64 = self
+            .shared
+            .return_all
+            .key(&s.key)
+            .arg(&c.group)
+            .arg(&s.consumer)
+            .arg(RETURNED)
+            .arg(returned_idle(c.redeliver_after))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the session: every subscription is closed as by
+    /// [`unsubscribe`](Self::unsubscribe). If Redis is unreachable the
+    /// consumers' entries stay pending and are taken over after
+    /// `redeliver_after`, as for a killed node.
+    pub async fn close(mut self) {
+        // Let the queued writes finish first (ACKs before the returns).
+        self.ops = None;
+        if let Some(w) = self.writer.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
+        let subs: Vec<SubscriptionId> = lock(&self.state).subs.keys().cloned().collect();
+        for s in subs {
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.close_sub(&s)).await;
+        }
+    }
+}
+
+impl Drop for RedisSession {
+    fn drop(&mut self) {
+        for r in self.readers.values() {
+            r.abort();
+        }
+        if let Some(w) = &self.writer {
+            w.abort();
+        }
+    }
+}
+
+/// A session's writer task: takes the queued writes in order, up to
+/// [`BATCH`] at a time, and sends each batch as one pipeline.
+async fn writer(
+    shared: Arc<Shared>,
+    mut ops: mpsc::UnboundedReceiver<(Op, Option<OwnedSemaphorePermit>)>,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    let mut conn = shared.conn.clone();
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Some(op) = ops.recv().await {
+        batch.push(op);
+        while batch.len() < BATCH {
+            match ops.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut result = write_batch(&shared, &mut conn, &batch).await;
+        if let Err(e) = &result
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            // Redis restarted without the script: load it and retry. SENDs
+            // of the batch that were stored are dropped as duplicates.
+            let _ = shared.send.load_async(&mut conn).await;
+            result = write_batch(&shared, &mut conn, &batch).await;
+        }
+        let c = &shared.config;
+        match result {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                for (op, _permit) in batch.drain(..) {
+                    if let Op::Send(f) = op {
+                        let r = match outcomes.next() {
+                            Some(1) => Ok(SendOutcome::Stored),
+                            Some(0) => Ok(SendOutcome::Duplicate),
+                            Some(_) => Err(Refusal {
+                                code: ErrorCode::QUEUE_FULL,
+                                message: format!(
+                                    "{} holds its limit of {} unsettled messages",
+                                    f.destination, c.max_queue
+                                ),
+                            }),
+                            None => Err(Refusal {
+                                code: ErrorCode::INTERNAL,
+                                message: "Redis returned no result for the SEND".to_owned(),
+                            }),
+                        };
+                        let _ = done.send(Completion::Send(f.message_id, r));
+                    }
+                }
+            }
+            Err(e) => {
+                for (op, _permit) in batch.drain(..) {
+                    let r = unavailable(e.clone());
+                    let c = match op {
+                        Op::Send(f) => Completion::Send(f.message_id, Err(r)),
+                        Op::Settle { report: false, .. } => continue,
+                        Op::Settle { delivery_id, .. } | Op::Return { delivery_id, .. } => {
+                            Completion::Settle(delivery_id, r)
+                        }
+                    };
+                    let _ = done.send(c);
+                }
+            }
+        }
+    }
+}
+
+/// One pipeline for a batch; the SEND script's results, in order.
+async fn write_batch(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    batch: &[(Op, Option<OwnedSemaphorePermit>)],
+) -> Result<Vec<i64>, RedisError> {
+    let c = &shared.config;
+    let idle = returned_idle(c.redeliver_after);
+    let mut pipe = redis::pipe();
+    let mut settles: Vec<(&String, Vec<&String>)> = Vec::new();
+    for (op, _) in batch {
+        match op {
+            Op::Send(f) => {
+                let key = stream_key(&c.key_prefix, &f.destination);
+                let dedupe = format!("{}:dedupe:{}", c.key_prefix, f.destination);
+                let order = format!("{}:dedupe-order:{}", c.key_prefix, f.destination);
+                let kind = match f.destination.kind() {
+                    DestinationKind::Queue => "q",
+                    DestinationKind::Topic => "t",
+                };
+                pipe.cmd("EVALSHA")
+                    .arg(shared.send.get_hash())
+                    .arg(3)
+                    .arg(key)
+                    .arg(dedupe)
+                    .arg(order)
+                    .arg(c.dedupe_window)
+                    .arg(c.max_queue)
+                    .arg(kind)
+                    .arg(f.message_id.as_str())
+                    .arg(encode_headers(&f.headers))
+                    .arg(f.body.as_ref());
+            }
+            Op::Settle { key, entry, .. } => {
+                // One XACK and one XDEL per stream for the whole batch.
+                match settles.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, ids)) => ids.push(entry),
+                    None => settles.push((key, vec![entry])),
+                }
+            }
+            Op::Return { key, entry, .. } => {
+                pipe.cmd("XCLAIM")
+                    .arg(key)
+                    .arg(&c.group)
+                    .arg(RETURNED)
+                    .arg(0)
+                    .arg(entry)
+                    .arg("IDLE")
+                    .arg(idle)
+                    .arg("JUSTID")
+                    .ignore();
+            }
+        }
+    }
+    for (key, ids) in settles {
+        pipe.cmd("XACK")
+            .arg(key)
+            .arg(&c.group)
+            .arg(&ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(key)
+            .arg(&ids)
+            .ignore();
+    }
+    if batch.iter().all(|(op, _)| !matches!(op, Op::Send(_))) {
+        // Only ignored commands: the reply is empty.
+        let _: Value = pipe.query_async(conn).await?;
+        return Ok(Vec::new());
+    }
+    pipe.query_async(conn).await
+}
+
+/// The idle time given to returned entries: past the limit, so the next
+/// XAUTOCLAIM takes them.
+fn returned_idle(redeliver_after: Duration) -> u64 {
+    redeliver_after.as_millis() as u64 + 86_400_000
+}
+
+/// Deletes the group's consumers with no pending entry that have been idle
+/// for `older_than` (see [`RedisConfig::forget_consumers_after`]). A script,
+/// so the check and the deletion are atomic: a consumer cannot read an
+/// entry between them (deleting it then would drop that entry from the
+/// group's pending list, and it would never be redelivered).
+async fn forget_idle_consumers(
+    script: &redis::Script,
+    conn: &mut ConnectionManager,
+    key: &str,
+    group: &str,
+    older_than: Duration,
+) -> Result<(), RedisError> {
+    let _: i64 = script
+        .key(key)
+        .arg(group)
+        .arg(older_than.as_millis() as u64)
+        .invoke_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// KEYS[1] stream, ARGV[1] group, ARGV[2] consumer, ARGV[3] the consumer
+/// to park entries on, ARGV[4] their idle time: moves all of the
+/// consumer's pending entries (bounded rounds) and deletes it.
+const RETURN_ALL_SCRIPT: &str = r"
+local n = 0
+for round = 1, 64 do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 256, ARGV[2])
+  if #p == 0 then break end
+  local args = {'XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0}
+  for _, e in ipairs(p) do args[#args + 1] = e[1] end
+  args[#args + 1] = 'IDLE'
+  args[#args + 1] = ARGV[4]
+  args[#args + 1] = 'JUSTID'
+  redis.call(unpack(args))
+  n = n + #p
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return n
+";
+
+/// KEYS[1] stream, ARGV[1] group, ARGV[2] idle limit (ms): deletes the
+/// empty idle consumers, returns how many.
+const FORGET_SCRIPT: &str = r"
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['pending'] == 0 and f['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    n = n + 1
+  end
+end
+return n
+";
+
+async fn settle_entries(
+    conn: &mut ConnectionManager,
+    key: &str,
+    group: &str,
+    ids: &[String],
+) -> Result<(), RedisError> {
+    let _: Value = redis::pipe()
+        .cmd("XACK")
+        .arg(key)
+        .arg(group)
+        .arg(ids)
+        .ignore()
+        .cmd("XDEL")
+        .arg(key)
+        .arg(ids)
+        .ignore()
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// The reader task of one subscription.
+struct Reader {
+    shared: Arc<Shared>,
+    state: Arc<Mutex<State>>,
+    conn: ConnectionManager,
+    sub: SubscriptionId,
+    destination: Destination,
+    key: String,
+    consumer: String,
+    notify: Arc<Notify>,
+    /// Topics: the last id read. Queues: `>`.
+    last: String,
+    claim_cursor: String,
+    /// When the last XAUTOCLAIM ran, unless it filled its page (then the
+    /// next one runs at once).
+    last_claim: Option<Instant>,
+}
+
+impl Reader {
+    /// The credit now, after delivering from the backlog; `None` once the
+    /// subscription is gone.
+    fn credit(&self) -> Option<u32> {
+        let mut st = lock(&self.state);
+        let st = &mut *st;
+        loop {
+            let s = st.subs.get_mut(&self.sub)?;
+            if s.credit == 0 {
+                return Some(0);
+            }
+            let Some(m) = s.backlog.pop_front() else {
+                return Some(s.credit);
+            };
+            st.deliver(&self.sub, m, None, true);
+        }
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let credit = match self.credit() {
+                None => return,
+                Some(0) => {
+                    // Woken by CREDIT, ACK, NACK; the timeout rechecks.
+                    let _ =
+                        tokio::time::timeout(self.shared.config.poll, self.notify.notified()).await;
+                    continue;
+                }
+                Some(n) => n,
+            };
+            let r = match self.destination.kind() {
+                DestinationKind::Queue => self.read_queue(credit).await,
+                DestinationKind::Topic => self.read_topic(credit).await,
+            };
+            match r {
+                Ok(()) => backoff = Duration::from_millis(50),
+                Err(_) => {
+                    // Redis is away: retry, more slowly, until it is back.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn book(&self, entries: Vec<(String, Arc<Stored>)>, redelivered: bool) {
+        let mut st = lock(&self.state);
+        for (id, m) in entries {
+            let entry = (self.destination.kind() == DestinationKind::Queue).then_some(id);
+            st.deliver(&self.sub, m, entry, redelivered);
+        }
+    }
+
+    async fn read_queue(&mut self, credit: u32) -> Result<(), RedisError> {
+        let shared = self.shared.clone();
+        let c = &shared.config;
+        let want = (credit as usize).min(PAGE);
+        // XAUTOCLAIM every `poll` (or a quarter of the idle time if that is
+        // shorter), not before every read: it is a round trip.
+        let every = c.poll.min(c.redeliver_after / 4);
+        let n = if self.last_claim.is_none_or(|t| t.elapsed() >= every) {
+            self.claim(want).await?
+        } else {
+            0
+        };
+        if n >= want {
+            return Ok(());
+        }
+        let v: Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&c.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(want - n)
+            .arg("BLOCK")
+            .arg(c.poll.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(">")
+            .query_async(&mut self.conn)
+            .await?;
+        let fresh = parse_read(&v, &self.destination);
+        self.book(fresh, false);
+        Ok(())
+    }
+
+    /// Takes over up to `want` entries idle past the limit; how many.
+    async fn claim(&mut self, want: usize) -> Result<usize, RedisError> {
+        let c = &self.shared.config;
+        // First take over messages idle past the limit (dead consumers,
+        // consumers that never ack, NACKed or returned entries).
+        let v: Value = redis::cmd("XAUTOCLAIM")
+            .arg(&self.key)
+            .arg(&c.group)
+            .arg(&self.consumer)
+            .arg(c.redeliver_after.as_millis() as u64)
+            .arg(&self.claim_cursor)
+            .arg("COUNT")
+            .arg(want)
+            .query_async(&mut self.conn)
+            .await?;
+        let parts = array(&v);
+        self.claim_cursor = parts
+            .first()
+            .and_then(bulk)
+            .and_then(|b| String::from_utf8(b.to_vec()).ok())
+            .unwrap_or_else(|| "0-0".to_owned());
+        let mut claimed = Vec::new();
+        let mut gone = Vec::new();
+        for e in parts.get(1).map(array).unwrap_or(&[]) {
+            match parse_entry(e, &self.destination) {
+                Some(x) => claimed.push(x),
+                None => {
+                    if let Some(id) = array(e).first().and_then(bulk) {
+                        gone.push(String::from_utf8_lossy(id).into_owned());
+                    }
+                }
+            }
+        }
+        // Entries deleted meanwhile were settled by someone: drop them
+        // from the group's books too.
+        if !gone.is_empty() {
+            settle_entries(&mut self.conn, &self.key, &c.group, &gone).await?;
+        }
+        let n = claimed.len();
+        self.last_claim = (n < want).then(Instant::now);
+        self.book(claimed, true);
+        Ok(n)
+    }
+
+    async fn read_topic(&mut self, credit: u32) -> Result<(), RedisError> {
+        let c = &self.shared.config;
+        let v: Value = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg((credit as usize).min(PAGE))
+            .arg("BLOCK")
+            .arg(c.poll.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.key)
+            .arg(&self.last)
+            .query_async(&mut self.conn)
+            .await?;
+        let entries = parse_read(&v, &self.destination);
+        if let Some((id, _)) = entries.last() {
+            self.last = id.clone();
+        }
+        self.book(entries, false);
+        Ok(())
+    }
+}
+
+fn unknown_subscription(sub: &SubscriptionId) -> Refusal {
+    Refusal {
+        code: ErrorCode::UNKNOWN_SUBSCRIPTION,
+        message: format!("subscription {sub} is not open on this connection"),
+    }
+}
+
+fn credit_overflow(window: u64, max: u32) -> Refusal {
+    Refusal {
+        code: ErrorCode::CREDIT_OVERFLOW,
+        message: format!("a credit window of {window} exceeds the broker's maximum of {max}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        Value::Array(vec![
+            b(id),
+            Value::Array(fields.iter().flat_map(|(k, v)| [b(k), b(v)]).collect()),
+        ])
+    }
+
+    #[test]
+    fn entries_parse_with_headers_and_skip_what_is_not_ours() {
+        let d = Destination::new("/queue/q").unwrap();
+        let h = Headers::new().with("content-type", "text/plain").unwrap();
+        let e = entry(
+            "1-0",
+            &[("id", "m-1"), ("h", &encode_headers(&h)), ("b", "hello")],
+        );
+        let (id, m) = parse_entry(&e, &d).unwrap();
+        assert_eq!(id, "1-0");
+        assert_eq!(m.message_id.as_str(), "m-1");
+        assert_eq!(m.headers.get("content-type"), Some("text/plain"));
+        assert_eq!(&m.body[..], b"hello");
+        // A deleted entry (nil fields), one without a valid id, and a
+        // garbled header list (dropped, the message kept).
+        assert!(parse_entry(&Value::Array(vec![b("2-0"), Value::Nil]), &d).is_none());
+        assert!(parse_entry(&entry("3-0", &[("b", "x")]), &d).is_none());
+        assert!(parse_entry(&entry("4-0", &[("id", "bad id"), ("b", "x")]), &d).is_none());
+        let (_, m) = parse_entry(&entry("5-0", &[("id", "m-5"), ("h", "{nope")]), &d).unwrap();
+        assert!(m.headers.is_empty());
+    }
+
+    #[test]
+    fn read_replies_parse_in_both_resp_versions() {
+        let d = Destination::new("/topic/t").unwrap();
+        let entries = Value::Array(vec![
+            entry("1-0", &[("id", "a"), ("b", "1")]),
+            entry("2-0", &[("id", "b"), ("b", "2")]),
+        ]);
+        let resp2 = Value::Array(vec![Value::Array(vec![b("k"), entries.clone()])]);
+        let resp3 = Value::Map(vec![(b("k"), entries)]);
+        for v in [resp2, resp3] {
+            let got: Vec<String> = parse_read(&v, &d).into_iter().map(|(id, _)| id).collect();
+            assert_eq!(got, ["1-0", "2-0"]);
+        }
+        // A timed-out blocking read.
+        assert!(parse_read(&Value::Nil, &d).is_empty());
+    }
+
+    #[test]
+    fn stream_keys_keep_queues_and_topics_apart() {
+        let q = Destination::new("/queue/a").unwrap();
+        let t = Destination::new("/topic/a").unwrap();
+        assert_eq!(stream_key("weft", &q), "weft:q:/queue/a");
+        assert_eq!(stream_key("weft", &t), "weft:t:/topic/a");
+    }
+}
