@@ -85,8 +85,8 @@ pub use tokio_rustls;
 
 #[cfg(feature = "tokio")]
 pub use io::{
-    ClientBuilder, MaybeTlsStream, ServerBuilder, WebSocket, WebSocketReader, WebSocketWriter,
-    accept, connect,
+    ClientBuilder, MaybeTlsStream, PUBLISH_EVERY, ServerBuilder, ServerStats, Shutdown, Stats,
+    WebSocket, WebSocketReader, WebSocketWriter, accept, connect,
 };
 
 pub use handshake::IntoClientRequest;

@@ -80,6 +80,7 @@ impl ClientBuilder {
     ) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>), Error> {
         let request = request.into_client_request()?;
         let target = Target::from_uri(request.uri())?;
+        tracing::debug!(url = %request.uri(), "websocket connect");
         let deadline = Instant::now() + self.config.handshake_timeout;
         let stream = if target.tls {
             self.tls(&target, deadline).await?
