@@ -735,7 +735,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                         Message::Text(_) | Message::Binary(_) => {
                             self.stats.messages_received += 1;
                             self.stats.payload_bytes_received += msg.len() as u64;
-                            if self.stats.messages_received.is_multiple_of(ops::PUBLISH_EVERY) {
+                            if self
+                                .stats
+                                .messages_received
+                                .is_multiple_of(ops::PUBLISH_EVERY)
+                            {
                                 self.publish();
                             }
                         }
