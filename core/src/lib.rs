@@ -65,8 +65,9 @@
 //!
 //! `tracing` events (target `weft_core::io...`): DEBUG when a connection
 //! opens (role, subprotocol, extensions), for each upgrade request and each
-//! client connect, and when it is dropped (close codes sent and received,
-//! reason, duration, counters); INFO for protocol errors (error and close
+//! client connect, and when it is dropped (`sent_code`: the Close this end
+//! started, if any; `peer_code` / `peer_reason`: the peer's; duration,
+//! counters); INFO for protocol errors (error and close
 //! code), keepalive timeouts, refused upgrades (503) and aborted shutdowns.
 //!
 //! ## Quick start (tokio)

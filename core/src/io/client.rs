@@ -80,7 +80,6 @@ impl ClientBuilder {
     ) -> Result<(WebSocket<MaybeTlsStream>, http::Response<()>), Error> {
         let request = request.into_client_request()?;
         let target = Target::from_uri(request.uri())?;
-        tracing::debug!(url = %request.uri(), "websocket connect");
         let deadline = Instant::now() + self.config.handshake_timeout;
         let stream = if target.tls {
             self.tls(&target, deadline).await?
@@ -165,6 +164,7 @@ impl ClientBuilder {
         mut stream: S,
         request: &http::Request<()>,
     ) -> Result<(WebSocket<S>, http::Response<()>), Error> {
+        tracing::debug!(url = %request.uri(), "websocket connect");
         let (hs, _, request) = ClientHandshake::with_request(request, self.options.clone())?;
         stream
             .write_all(&request)
