@@ -26,6 +26,16 @@ pub enum Error {
     /// The connection is closed; no more messages can be sent or received.
     #[error("connection closed")]
     Closed,
+    /// No Pong arrived within [`Config::keepalive_timeout`] of a keepalive
+    /// Ping: the connection was closed with 1011.
+    ///
+    /// [`Config::keepalive_timeout`]: crate::Config::keepalive_timeout
+    #[error("keepalive timeout: no Pong within {0:?}")]
+    KeepaliveTimeout(std::time::Duration),
+    /// The server's [`Shutdown::drain`](crate::Shutdown::drain) grace period
+    /// ended before this connection closed; it was dropped without flushing.
+    #[error("server shutdown: grace period over, connection aborted")]
+    ShutdownAborted,
 }
 
 impl Error {

@@ -48,6 +48,28 @@
 //! A [`Session`] works on [`Frame`]s, not on a socket, so a multiplexing
 //! extension can run one session per logical channel over its own transport.
 //!
+//! ## Running a server (tokio)
+//!
+//! [`ServerBuilder`] carries the server-wide state its connections share
+//! (see `io::ops` in the source): [`ServerBuilder::max_connections`] (503
+//! before the upgrade past the limit), [`ServerBuilder::stats`] with a
+//! [`ServerStats`] (every connection's [`Stats`] summed: messages, payload
+//! and wire bytes each way, so `stats.compression_saved_sent()` is the
+//! server's saving), and [`ServerBuilder::shutdown`] with a [`Shutdown`]
+//! (`drain(grace)`: 1001 to every connection after its queued messages, 503
+//! to new upgrades, abort at the deadline). Keepalive is
+//! [`Config::keepalive_interval`] with [`Config::keepalive_timeout`] for the
+//! Pong (off by default). A connection counts its [`Stats`] in plain fields
+//! and touches the shared atomics only every [`PUBLISH_EVERY`] messages each
+//! way and when it closes.
+//!
+//! `tracing` events (target `weft_core::io...`): DEBUG when a connection
+//! opens (role, subprotocol, extensions), for each upgrade request and each
+//! client connect, and when it is dropped (`sent_code`: the Close this end
+//! started, if any; `peer_code` / `peer_reason`: the peer's; duration,
+//! counters); INFO for protocol errors (error and close
+//! code), keepalive timeouts, refused upgrades (503) and aborted shutdowns.
+//!
 //! ## Quick start (tokio)
 //!
 //! ```no_run
@@ -85,8 +107,8 @@ pub use tokio_rustls;
 
 #[cfg(feature = "tokio")]
 pub use io::{
-    ClientBuilder, MaybeTlsStream, ServerBuilder, WebSocket, WebSocketReader, WebSocketWriter,
-    accept, connect,
+    ClientBuilder, MaybeTlsStream, PUBLISH_EVERY, ServerBuilder, ServerStats, Shutdown, Stats,
+    WebSocket, WebSocketReader, WebSocketWriter, accept, connect,
 };
 
 pub use handshake::IntoClientRequest;

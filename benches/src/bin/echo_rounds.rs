@@ -38,13 +38,32 @@
 //! cargo run --release -p weft-benches --bin echo_rounds                 # all cells, 7 rounds: ~2 min
 //! cargo run --release -p weft-benches --bin echo_rounds -- --cells c1/16B,c64/1MiB --rounds 9 --ms 500
 //! ```
+//!
+//! ## Black box: servers in separate processes
+//!
+//! In-process, client and servers share one runtime setup and one
+//! process. To measure a shipped server binary as its users run it (its
+//! own process, its own runtime, pinned with `taskset`), start the servers
+//! yourself and name them with `--external NAME=HOST:PORT`; the first is
+//! the one compared with the others (a `raw-tcp-echo` entry is the
+//! baseline, not a peer). `--serve IMPL --addr HOST:PORT` runs one of this
+//! bench's servers (`weft`, the peers, or `raw-tcp-echo`) alone on a
+//! current-thread runtime, so peers can be separate processes too.
+//! `scripts/echo_blackbox.sh` does all of it for `examples/echo_server`:
+//!
+//! ```text
+//! taskset -c 1 target/release/examples/echo_server --addr 127.0.0.1:9001 &
+//! taskset -c 1 target/release/echo_rounds --serve fastwebsockets --addr 127.0.0.1:9002 &
+//! taskset -c 0 target/release/echo_rounds --external echo_server=127.0.0.1:9001 \
+//!     --external fastwebsockets=127.0.0.1:9002 --rounds 5
+//! ```
 
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use weft_benches::client::{EchoConn, masked_frame, payload, run_all};
-use weft_benches::servers::{BASELINE, start_all};
+use weft_benches::servers::{BASELINE, Impl, serve, serve_raw_tcp, start_all};
 use weft_benches::{ECHO_MODES, ECHO_SIZES, EchoMode};
 
 /// Bound on one batch of messages (a hung server fails the run).
@@ -69,6 +88,70 @@ struct Options {
     /// Print every measurement, with minor page faults per echoed message.
     #[arg(short, long)]
     verbose: bool,
+    /// Measure running servers instead of in-process ones, NAME=HOST:PORT
+    /// (repeatable, comma-separated): the first is compared with the rest;
+    /// a NAME of raw-tcp-echo is the baseline, not a peer.
+    #[arg(long, value_name = "NAME=ADDR", value_delimiter = ',')]
+    external: Vec<String>,
+    /// Instead of measuring, serve IMPL (weft, tokio-tungstenite,
+    /// fastwebsockets, tokio-websockets or raw-tcp-echo) on --addr with a
+    /// current-thread runtime until killed.
+    #[arg(long, value_name = "IMPL", requires = "addr")]
+    serve: Option<String>,
+    /// The address for --serve.
+    #[arg(long, value_name = "HOST:PORT", requires = "serve")]
+    addr: Option<SocketAddr>,
+}
+
+/// `--serve`: one implementation's echo server, alone in this process.
+fn serve_alone(name: &str, addr: SocketAddr) -> ! {
+    let imp = Impl::parse(name);
+    if imp.is_none() && name != BASELINE {
+        eprintln!("echo_rounds: --serve {name}: unknown implementation");
+        std::process::exit(2);
+    }
+    weft_benches::raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind {addr}: {e}"));
+        println!(
+            "echo_rounds: serving {name} on {}",
+            listener.local_addr().expect("addr")
+        );
+        match imp {
+            Some(imp) => serve(imp, listener).await,
+            None => serve_raw_tcp(listener).await,
+        }
+    });
+    unreachable!("the servers run forever")
+}
+
+/// `--external` entries as (name, address); exits on a malformed one.
+fn external_servers(list: &[String]) -> Vec<(&'static str, SocketAddr)> {
+    let servers: Vec<_> = list
+        .iter()
+        .map(|e| {
+            let parsed = e
+                .split_once('=')
+                .and_then(|(n, a)| Some((n, a.parse::<SocketAddr>().ok()?)));
+            let Some((name, addr)) = parsed else {
+                eprintln!("echo_rounds: --external {e}: expected NAME=HOST:PORT");
+                std::process::exit(2);
+            };
+            let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            (name, addr)
+        })
+        .collect();
+    if servers.iter().skip(1).all(|(n, _)| *n == BASELINE) {
+        eprintln!("echo_rounds: --external needs the server to compare and at least one peer");
+        std::process::exit(2);
+    }
+    servers
 }
 
 /// One implementation's connections for one measurement of a cell.
@@ -201,6 +284,10 @@ fn rate(msgs: f64) -> String {
 
 fn main() {
     let o = Options::parse();
+    if let (Some(name), Some(addr)) = (&o.serve, o.addr) {
+        serve_alone(name, addr);
+    }
+    let external = (!o.external.is_empty()).then(|| external_servers(&o.external));
     let host = weft_benches::BenchHost::new();
     let client_rt = &host.client_rt;
 
@@ -222,13 +309,23 @@ fn main() {
         if cells.is_empty() {
             continue;
         }
-        let server_rt = host.server_runtime(mode.conns);
-        let servers = start_all(&server_rt);
+        // External servers run in their own processes, pinned by whoever
+        // started them; the client here is not pinned then.
+        let server_rt = match external {
+            None => Some(host.server_runtime(mode.conns)),
+            Some(_) => None,
+        };
+        let servers = match (&external, &server_rt) {
+            (Some(list), _) => list.clone(),
+            (None, Some(rt)) => start_all(rt),
+            (None, None) => unreachable!("a runtime for in-process servers"),
+        };
         if !header {
             let names: Vec<&str> = servers.iter().map(|(n, _)| *n).collect();
             println!(
-                "\n| cell | {} | weft / best peer: median (low-high) | 95% CI of the median | verdict | best peer |",
-                names.join(" | ")
+                "\n| cell | {} | {} / best peer: median (low-high) | 95% CI of the median | verdict | best peer |",
+                names.join(" | "),
+                names[0]
             );
             println!("|{}", " --- |".repeat(names.len() + 5));
             header = true;
@@ -276,13 +373,15 @@ fn main() {
                 rates
             });
             // The best peer is the one with the highest median (weft is
-            // first, the raw TCP baseline last); the ratio to it is taken
-            // round by round. Comparing weft with the best of the peers'
+            // first; the raw TCP baseline is no peer); the ratio to it is
+            // taken round by round. Comparing weft with the best of the peers'
             // values in each round instead would favour the peers: the
             // largest of three noisy values is biased upwards.
             let n = rates.len();
             let medians: Vec<f64> = rates.iter().map(|r| median(&mut r.clone())).collect();
-            let best = (1..n - 1)
+            let is_peer = |i: usize| i > 0 && servers[i].0 != BASELINE;
+            let best = (0..n)
+                .filter(|&i| is_peer(i))
                 .max_by(|&a, &b| medians[a].total_cmp(&medians[b]))
                 .expect("at least one peer");
             let mut sorted: Vec<f64> = rates[0]
@@ -306,7 +405,10 @@ fn main() {
             // The best peer is chosen by median throughput; a peer that
             // beats weft round by round without having the best median
             // must not go unseen.
-            for (i, (name, _)) in servers.iter().enumerate().take(n - 1).skip(1) {
+            for (i, (name, _)) in servers.iter().enumerate() {
+                if !is_peer(i) {
+                    continue;
+                }
                 let mut r: Vec<f64> = rates[0].iter().zip(&rates[i]).map(|(w, p)| w / p).collect();
                 r.sort_by(f64::total_cmp);
                 if i != best && verdict(median_ci95(&r)) == "slower" {
@@ -317,8 +419,10 @@ fn main() {
                 }
             }
         }
-        server_rt.shutdown_timeout(Duration::from_secs(1));
-        host.end_cells();
+        if let Some(rt) = server_rt {
+            rt.shutdown_timeout(Duration::from_secs(1));
+            host.end_cells();
+        }
     }
 }
 

@@ -164,6 +164,7 @@ impl ClientBuilder {
         mut stream: S,
         request: &http::Request<()>,
     ) -> Result<(WebSocket<S>, http::Response<()>), Error> {
+        tracing::debug!(url = %request.uri(), "websocket connect");
         let (hs, _, request) = ClientHandshake::with_request(request, self.options.clone())?;
         stream
             .write_all(&request)

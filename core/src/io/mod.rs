@@ -14,12 +14,14 @@
 //! therefore answers a burst of pipelined messages with one vectored write.
 
 mod client;
+mod ops;
 mod server;
 mod split;
 mod stream;
 mod wake;
 
 pub use client::{ClientBuilder, connect};
+pub use ops::{PUBLISH_EVERY, ServerStats, Shutdown, Stats};
 pub use server::{PendingUpgrade, RequestHook, ServerBuilder, accept};
 pub use split::{WebSocketReader, WebSocketWriter};
 pub use stream::MaybeTlsStream;
@@ -31,6 +33,7 @@ use crate::proto::{
     Session, WriteBuffer,
 };
 use bytes::{Bytes, BytesMut};
+use ops::{ServerLink, ShutdownSignal};
 use std::future::poll_fn;
 use std::io::IoSlice;
 use std::mem::MaybeUninit;
@@ -104,6 +107,17 @@ pub struct WebSocket<S> {
     split: Option<(Arc<WakeSlots>, Waker)>,
     protocol: Option<String>,
     extensions: Vec<ExtensionHeader>,
+    /// Traffic counters: plain fields, bumped on the data path.
+    stats: Stats,
+    /// When a keepalive Ping is unanswered: the Pong is due by then.
+    pong_due: Option<Instant>,
+    keepalive_timeout: Duration,
+    /// The close code this end sent, for the close event.
+    sent_close: Option<CloseCode>,
+    opened: Instant,
+    /// The server's shared state (stats, shutdown, connection limit), if
+    /// any is attached.
+    link: Option<Box<ServerLink>>,
 }
 
 impl<S> std::fmt::Debug for WebSocket<S> {
@@ -130,6 +144,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         leftover: BytesMut,
     ) -> Self {
         let headers = extensions.headers().to_vec();
+        let leftover_len = leftover.len() as u64;
+        tracing::debug!(
+            role = ?role,
+            protocol = protocol.as_deref().unwrap_or(""),
+            extensions = %headers.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+            "websocket open: negotiated"
+        );
         let has_extensions = !headers.is_empty();
         let session = Session::with_extensions(role, config, extensions);
         let mut conn = Connection::new(session, config);
@@ -161,6 +182,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             split: None,
             protocol,
             extensions: headers,
+            stats: Stats {
+                wire_bytes_received: leftover_len,
+                ..Stats::default()
+            },
+            pong_due: None,
+            keepalive_timeout: config.keepalive_timeout,
+            sent_close: None,
+            opened: now,
+            link: None,
+        }
+    }
+
+    /// This connection's traffic so far (see [`Stats`]): data messages and
+    /// their payload bytes each way, and the bytes on the wire each way.
+    /// Plain counters, so this is cheap to call at any time.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Adds this connection's traffic to `stats` from now on (every
+    /// [`PUBLISH_EVERY`] messages each way and when it is dropped) and
+    /// counts it there as open. Servers attach theirs with
+    /// [`ServerBuilder::stats`] instead; this is for connections made
+    /// otherwise (clients, custom accept paths). Replaces a previous one.
+    pub fn report_stats_to(&mut self, stats: &ServerStats) {
+        self.link
+            .get_or_insert_with(Default::default)
+            .set_stats(stats.clone());
+        let now = self.stats;
+        if let Some(l) = &mut self.link {
+            l.publish(&now);
         }
     }
 
@@ -279,11 +331,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn queue_fragment(&mut self, opcode: OpCode, payload: Bytes, fin: bool) -> Result<(), Error> {
+        let len = payload.len() as u64;
         self.conn
             .session_mut()
             .send_fragment(opcode, payload, fin, &SendHints::default())?;
         self.conn.poll_transmit(&mut self.write_buf);
+        self.count_sent(len, fin);
         Ok(())
+    }
+
+    /// Counts payload accepted for sending (a whole message when `end`).
+    #[inline]
+    fn count_sent(&mut self, len: u64, end: bool) {
+        self.stats.payload_bytes_sent += len;
+        if end {
+            self.stats.messages_sent += 1;
+            if self.stats.messages_sent.is_multiple_of(ops::PUBLISH_EVERY) {
+                self.publish();
+            }
+        }
+    }
+
+    /// Publishes the counters to the server's stats, if attached.
+    fn publish(&mut self) {
+        let now = self.stats;
+        if let Some(l) = &mut self.link {
+            l.publish(&now);
+        }
+    }
+
+    /// Acts on the server's shutdown, if one is attached: queues the 1001
+    /// Close once it is triggered, fails at once once it aborts.
+    #[inline]
+    fn check_link(&mut self, cx: &Context<'_>) -> Result<(), Error> {
+        let Some(link) = self.link.as_mut() else {
+            return Ok(());
+        };
+        match link.poll_shutdown(cx.waker()) {
+            ShutdownSignal::Running => Ok(()),
+            ShutdownSignal::Close => {
+                self.close_for_shutdown();
+                Ok(())
+            }
+            ShutdownSignal::Abort => {
+                self.phase = Phase::Done;
+                Err(Error::ShutdownAborted)
+            }
+        }
+    }
+
+    #[cold]
+    fn close_for_shutdown(&mut self) {
+        if matches!(self.phase, Phase::Open) && self.close_state() == CloseState::Open {
+            // Behind everything queued: nothing accepted is lost.
+            let frame = CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down");
+            if self
+                .conn
+                .session_mut()
+                .close(Some(frame), Instant::now())
+                .is_ok()
+            {
+                self.sent_close = Some(CloseCode::GOING_AWAY);
+                self.conn.poll_transmit(&mut self.write_buf);
+            }
+        }
     }
 
     fn queue(&mut self, msg: Message, hints: &SendHints) -> Result<(), Error> {
@@ -296,16 +407,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             // Data goes straight into the write buffer when nothing is
             // queued before it (see `Connection::send_message`).
             Message::Text(t) => {
-                return Ok(self
-                    .conn
-                    .send_message(OpCode::Text, t.into_bytes(), hints, out)?);
+                let len = t.len() as u64;
+                self.conn
+                    .send_message(OpCode::Text, t.into_bytes(), hints, out)?;
+                self.count_sent(len, true);
+                return Ok(());
             }
             Message::Binary(b) => {
-                return Ok(self.conn.send_message(OpCode::Binary, b, hints, out)?);
+                let len = b.len() as u64;
+                self.conn.send_message(OpCode::Binary, b, hints, out)?;
+                self.count_sent(len, true);
+                return Ok(());
             }
             Message::Ping(b) => self.conn.session_mut().ping(b)?,
             Message::Pong(b) => self.conn.session_mut().pong(b)?,
-            Message::Close(f) => self.conn.session_mut().close(f, Instant::now())?,
+            Message::Close(f) => {
+                let code = f.as_ref().map_or(CloseCode::NO_STATUS, |f| f.code);
+                self.conn.session_mut().close(f, Instant::now())?;
+                self.sent_close = Some(code);
+            }
         }
         self.conn.poll_transmit(out);
         Ok(())
@@ -330,6 +450,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn poll_ready_with(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.check_link(cx)?;
         if !matches!(self.phase, Phase::Open) {
             return Poll::Ready(Err(Error::Closed));
         }
@@ -347,6 +468,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     }
 
     fn poll_flush_with(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if !matches!(self.phase, Phase::Done) {
+            self.check_link(cx)?;
+        }
         self.conn.poll_transmit(&mut self.write_buf);
         if matches!(self.phase, Phase::Done) && !self.write_buf.is_empty() {
             return Poll::Ready(Err(Error::Closed));
@@ -400,6 +524,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
             self.write_buf.advance(written);
+            self.stats.wire_bytes_sent += written as u64;
             self.needs_flush = true;
         }
         if self.needs_flush {
@@ -457,6 +582,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         } else if n < self.read_size / 8 {
             self.read_size = (self.read_size / 2).max(MIN_READ);
         }
+        self.stats.wire_bytes_received += n as u64;
         if n > 0 {
             if let Some(d) = self.keepalive {
                 self.keepalive_at = Some(Instant::now() + d);
@@ -485,6 +611,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             }
         }
         let a = earlier(self.conn.session().poll_timeout(), self.keepalive_at);
+        let a = earlier(a, self.pong_due);
         earlier(a, earlier(self.finish_by, self.idle_at))
     }
 
@@ -544,7 +671,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             if self.conn.session().state() == CloseState::Open {
                 let _ = self.conn.session_mut().ping(Bytes::new());
                 self.conn.poll_transmit(&mut self.write_buf);
+                if self.pong_due.is_none() {
+                    self.pong_due = Some(now + self.keepalive_timeout);
+                }
             }
+        }
+        if let Some(due) = self.pong_due
+            && now >= due
+            && matches!(self.phase, Phase::Open)
+        {
+            self.pong_due = None;
+            tracing::info!(
+                timeout = ?self.keepalive_timeout,
+                "keepalive: no Pong in time, closing with 1011"
+            );
+            let frame = CloseFrame::new(CloseCode::INTERNAL_ERROR, "keepalive timeout");
+            if self.conn.session_mut().close(Some(frame), now).is_ok() {
+                self.sent_close = Some(CloseCode::INTERNAL_ERROR);
+            }
+            self.conn.poll_transmit(&mut self.write_buf);
+            self.enter(Phase::Failing(Some(Error::KeepaliveTimeout(
+                self.keepalive_timeout,
+            ))));
         }
         true
     }
@@ -558,6 +706,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
 
     fn poll_recv_with(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         loop {
+            if !matches!(self.phase, Phase::Done)
+                && let Err(e) = self.check_link(cx)
+            {
+                return Poll::Ready(Some(Err(e)));
+            }
             match &mut self.phase {
                 Phase::Done => return Poll::Ready(None),
                 Phase::Closing | Phase::Failing(_) => {
@@ -578,6 +731,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             };
             match parsed {
                 Ok(Some(msg)) => {
+                    match &msg {
+                        Message::Text(_) | Message::Binary(_) => {
+                            self.stats.messages_received += 1;
+                            self.stats.payload_bytes_received += msg.len() as u64;
+                            if self
+                                .stats
+                                .messages_received
+                                .is_multiple_of(ops::PUBLISH_EVERY)
+                            {
+                                self.publish();
+                            }
+                        }
+                        Message::Pong(_) => self.pong_due = None,
+                        _ => {}
+                    }
                     // Only protocol replies (a Pong) are written at once; data
                     // the application fed waits until input runs dry, so a
                     // burst of requests is answered with one write.
@@ -591,6 +759,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 }
                 Ok(None) => {}
                 Err(e) => {
+                    tracing::info!(
+                        error = %e,
+                        close_code = e.close_code().as_u16(),
+                        "websocket protocol error: failing the connection"
+                    );
+                    self.sent_close = Some(e.close_code());
                     self.conn.poll_transmit(&mut self.write_buf);
                     self.enter(Phase::Failing(Some(e.into())));
                     continue;
@@ -660,6 +834,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.timer = None;
             return Poll::Ready(());
         }
+    }
+}
+
+impl<S> Drop for WebSocket<S> {
+    /// Publishes the final counters to the server's stats and emits the
+    /// close event (at DEBUG).
+    fn drop(&mut self) {
+        let stats = self.stats;
+        if let Some(l) = &mut self.link {
+            l.publish(&stats);
+        }
+        let session = self.conn.session();
+        let (peer_code, peer_reason) = match session.peer_close() {
+            Some(Some(f)) => (Some(f.code.as_u16()), f.reason.as_str()),
+            Some(None) => (Some(CloseCode::NO_STATUS.as_u16()), ""),
+            None => (None, ""),
+        };
+        tracing::debug!(
+            state = ?session.state(),
+            sent_code = self.sent_close.map(|c| c.as_u16()),
+            peer_code,
+            peer_reason,
+            duration_ms = self.opened.elapsed().as_millis() as u64,
+            messages_sent = stats.messages_sent,
+            messages_received = stats.messages_received,
+            wire_bytes_sent = stats.wire_bytes_sent,
+            wire_bytes_received = stats.wire_bytes_received,
+            "websocket closed"
+        );
     }
 }
 

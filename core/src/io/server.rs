@@ -1,6 +1,7 @@
 //! Accepting server connections.
 
 use super::WebSocket;
+use super::ops::{Limit, Permit, ServerLink, ServerStats, Shutdown};
 use crate::error::Error;
 use crate::ext::{ExtensionFactory, Negotiated};
 use crate::handshake::server::{accept_request, error_response, parse_request, write_response};
@@ -27,6 +28,9 @@ pub struct ServerBuilder {
     options: ServerOptions,
     config: Config,
     hook: Option<Arc<RequestHook>>,
+    limit: Option<Arc<Limit>>,
+    stats: Option<ServerStats>,
+    shutdown: Option<Shutdown>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -34,6 +38,7 @@ impl std::fmt::Debug for ServerBuilder {
         f.debug_struct("ServerBuilder")
             .field("options", &self.options)
             .field("config", &self.config)
+            .field("max_connections", &self.limit.as_ref().map(|l| l.max()))
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +113,69 @@ impl ServerBuilder {
         self
     }
 
+    /// Limits the WebSocket connections open at once to `max`, across this
+    /// builder and its clones (one server): an upgrade request that would
+    /// be one too many is answered with `503 Service Unavailable` before
+    /// the upgrade (after the request hook, so plain HTTP pages are still
+    /// served), and `accept` fails with a [`HandshakeError::Rejected`]
+    /// carrying that response. A connection holds its slot from the 101
+    /// response until the [`WebSocket`] is dropped. Default: no limit (the
+    /// process's file descriptor limit is the only one). Calling it again
+    /// starts a new count for the builder it returns.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.limit = Some(Limit::new(max));
+        self
+    }
+
+    /// Sums the [`Stats`](super::Stats) of every connection this builder
+    /// (and its clones) accepts into `stats` (see [`ServerStats`]).
+    pub fn stats(mut self, stats: &ServerStats) -> Self {
+        self.stats = Some(stats.clone());
+        self
+    }
+
+    /// Ties every connection this builder accepts to `shutdown`: once it is
+    /// triggered they close with 1001 after their queued messages, and new
+    /// upgrades are answered with 503 (see [`Shutdown`]).
+    pub fn shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.shutdown = Some(shutdown.clone());
+        self
+    }
+
+    /// Admission for one more connection: `Err` with the 503 to send when
+    /// the server is shutting down or full; the permit holds the slot.
+    #[allow(clippy::result_large_err)]
+    fn admit(&self, path: &str) -> Result<Option<Permit>, HandshakeError> {
+        let refuse = |why: &str| {
+            if let Some(s) = &self.stats {
+                s.note_rejected();
+            }
+            tracing::info!(path, reason = why, "upgrade refused with 503");
+            let response = http::Response::builder()
+                .status(http::StatusCode::SERVICE_UNAVAILABLE)
+                .header(http::header::CONNECTION, "close")
+                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .header(http::header::RETRY_AFTER, "5")
+                .body(format!("{why}\n"))
+                .expect("static response parts are valid");
+            HandshakeError::Rejected(Box::new(response))
+        };
+        if self.shutdown.as_ref().is_some_and(Shutdown::is_triggered) {
+            return Err(refuse("server shutting down"));
+        }
+        match &self.limit {
+            None => Ok(None),
+            Some(l) => l
+                .try_acquire()
+                .map(Some)
+                .ok_or_else(|| refuse(&format!("connection limit of {} reached", l.max()))),
+        }
+    }
+
+    fn link(&self, permit: Option<Permit>) -> Option<Box<ServerLink>> {
+        ServerLink::new(self.stats.clone(), self.shutdown.clone(), permit)
+    }
+
     /// Sets limits and timeouts.
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -148,17 +216,18 @@ impl ServerBuilder {
     ) -> Result<(WebSocket<S>, http::Request<()>), Error> {
         match tokio::time::timeout(self.config.handshake_timeout, self.handshake(&mut stream)).await
         {
-            Ok(Ok((accepted, leftover, request))) => Ok((
-                WebSocket::from_parts(
+            Ok(Ok((accepted, leftover, request, permit))) => {
+                let mut ws = WebSocket::from_parts(
                     stream,
                     Role::Server,
                     accepted.0,
                     accepted.1,
                     &self.config,
                     leftover,
-                ),
-                request,
-            )),
+                );
+                ws.link = self.link(permit);
+                Ok((ws, request))
+            }
             Ok(Err(Error::Handshake(HandshakeError::Io(e)))) => Err(HandshakeError::Io(e).into()),
             Ok(Err(Error::Handshake(HandshakeError::Eof))) => Err(HandshakeError::Eof.into()),
             Ok(Err(Error::Handshake(e))) => {
@@ -190,7 +259,15 @@ impl ServerBuilder {
     async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         stream: &mut S,
-    ) -> Result<((Negotiated, Option<String>), BytesMut, http::Request<()>), Error> {
+    ) -> Result<
+        (
+            (Negotiated, Option<String>),
+            BytesMut,
+            http::Request<()>,
+            Option<Permit>,
+        ),
+        Error,
+    > {
         let mut buf = BytesMut::with_capacity(1024);
         let (request, used) = loop {
             if let Some(done) = parse_request(
@@ -216,30 +293,44 @@ impl ServerBuilder {
         {
             return Err(HandshakeError::Rejected(Box::new(r)).into());
         }
+        tracing::debug!(path = request.uri().path(), "websocket upgrade request");
         let accepted = accept_request(&request, &self.options)?;
+        let permit = self.admit(request.uri().path())?;
         let mut out = Vec::with_capacity(256);
         write_response(&accepted.response.map(|()| ""), &mut out);
         stream.write_all(&out).await.map_err(HandshakeError::from)?;
         stream.flush().await.map_err(HandshakeError::from)?;
         let leftover = buf.split_off(used);
-        Ok(((accepted.extensions, accepted.protocol), leftover, request))
+        Ok((
+            (accepted.extensions, accepted.protocol),
+            leftover,
+            request,
+            permit,
+        ))
     }
 
     /// For servers that parse HTTP themselves (hyper, axum): validates the
     /// upgrade request and returns the 101 response to send, plus a
     /// [`PendingUpgrade`] that turns the upgraded transport into a
     /// [`WebSocket`].
+    ///
+    /// The connection limit, stats and shutdown attached to this builder
+    /// apply: over the limit or during shutdown this fails with
+    /// [`HandshakeError::Rejected`] holding the 503 to send, and the
+    /// [`PendingUpgrade`] holds the connection's slot.
     pub fn upgrade<B>(
         &self,
         request: &http::Request<B>,
     ) -> Result<(http::Response<()>, PendingUpgrade), HandshakeError> {
         let accepted = accept_request(request, &self.options)?;
+        let permit = self.admit(request.uri().path())?;
         Ok((
             accepted.response,
             PendingUpgrade {
                 extensions: accepted.extensions,
                 protocol: accepted.protocol,
                 config: self.config.clone(),
+                link: self.link(permit),
             },
         ))
     }
@@ -251,18 +342,21 @@ pub struct PendingUpgrade {
     extensions: Negotiated,
     protocol: Option<String>,
     config: Config,
+    link: Option<Box<ServerLink>>,
 }
 
 impl PendingUpgrade {
     /// The WebSocket over the upgraded transport.
     pub fn into_websocket<S: AsyncRead + AsyncWrite + Unpin>(self, io: S) -> WebSocket<S> {
-        WebSocket::from_parts(
+        let mut ws = WebSocket::from_parts(
             io,
             Role::Server,
             self.extensions,
             self.protocol,
             &self.config,
             BytesMut::new(),
-        )
+        );
+        ws.link = self.link;
+        ws
     }
 }

@@ -54,6 +54,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketReader<S> {
         poll_fn(|cx| lock(&self.shared).poll_recv(cx)).await
     }
 
+    /// The connection's traffic so far (see [`WebSocket::stats`]; both
+    /// halves report the same connection).
+    pub fn stats(&self) -> super::Stats {
+        lock(&self.shared).stats()
+    }
+
     /// Puts the halves back together; fails if they came from different sockets.
     pub fn reunite(
         self,
@@ -79,6 +85,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocketWriter<S> {
     pub async fn send(&mut self, msg: Message) -> Result<(), Error> {
         self.feed(msg).await?;
         self.flush().await
+    }
+
+    /// The connection's traffic so far (see [`WebSocket::stats`]).
+    pub fn stats(&self) -> super::Stats {
+        lock(&self.shared).stats()
     }
 
     /// Queues a message (waits only for backpressure).

@@ -32,8 +32,19 @@ pub struct Config {
     /// Outgoing bytes buffered before `send` waits for the socket (the
     /// backpressure high-water mark). Default 128 KiB.
     pub write_buffer_size: usize,
-    /// Send a Ping after this much idle time, if set. Default: off.
+    /// Send a Ping after this much time without receiving anything, if set.
+    /// Default: off (`None`): a library connection sends nothing unasked;
+    /// servers facing clients that may vanish without a FIN (mobile
+    /// networks, NAT timeouts) should set it, e.g. 30 s. See
+    /// [`keepalive_timeout`](Self::keepalive_timeout).
     pub keepalive_interval: Option<Duration>,
+    /// With [`keepalive_interval`](Self::keepalive_interval) set: how long
+    /// to wait for a Pong after a keepalive Ping. When none arrives in time
+    /// the connection is closed with 1011 and reports
+    /// [`Error::KeepaliveTimeout`](crate::Error::KeepaliveTimeout). Any
+    /// Pong counts (RFC 6455 lets a peer answer only the latest Ping).
+    /// Default 20 s; unused while keepalive is off.
+    pub keepalive_timeout: Duration,
     /// After this long without traffic, negotiated extensions are told the
     /// connection is idle so they can free what they can rebuild
     /// (compression contexts). Only armed when extensions are negotiated.
@@ -53,6 +64,7 @@ impl Default for Config {
             close_timeout: Duration::from_secs(5),
             write_buffer_size: 128 << 10,
             keepalive_interval: None,
+            keepalive_timeout: Duration::from_secs(20),
             release_idle_after: Some(Duration::from_secs(1)),
         }
     }
@@ -91,6 +103,8 @@ setters! {
     write_buffer_size: usize,
     /// Sets [`Config::keepalive_interval`].
     keepalive_interval: Option<Duration>,
+    /// Sets [`Config::keepalive_timeout`].
+    keepalive_timeout: Duration,
     /// Sets [`Config::release_idle_after`].
     release_idle_after: Option<Duration>,
 }
