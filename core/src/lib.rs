@@ -66,7 +66,11 @@
 pub mod error;
 pub mod ext;
 pub mod handshake;
+pub mod prepared;
 pub mod proto;
+
+#[cfg(feature = "tokio")]
+pub mod broadcast;
 
 #[cfg(feature = "tokio")]
 pub mod io;
@@ -90,3 +94,7 @@ pub use io::{
 };
 
 pub use handshake::IntoClientRequest;
+pub use prepared::{BroadcastEncoding, PreparedMessage};
+
+#[cfg(feature = "tokio")]
+pub use broadcast::{Broadcast, BroadcastConfig, SlowPolicy, Subscription};

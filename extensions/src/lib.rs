@@ -40,5 +40,5 @@ mod permessage;
 pub use deflate::{ContextPool, Release, WindowBits};
 pub use perframe::{DEFLATE_FRAME, PerFrameDeflate, PerFrameDeflateExt, X_WEBKIT_DEFLATE_FRAME};
 pub use permessage::{
-    DEFAULT_POOL_CONTEXTS, MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt,
+    DEFAULT_POOL_CONTEXTS, MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt, SharedDeflate,
 };

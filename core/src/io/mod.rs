@@ -14,6 +14,7 @@
 //! therefore answers a burst of pipelined messages with one vectored write.
 
 mod client;
+mod prepared;
 mod server;
 mod split;
 mod stream;
