@@ -72,6 +72,9 @@ pub mod proto;
 #[cfg(feature = "tokio")]
 pub mod broadcast;
 
+#[cfg(feature = "axum")]
+pub mod axum;
+
 #[cfg(feature = "tokio")]
 pub mod io;
 
