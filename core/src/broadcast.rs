@@ -47,8 +47,9 @@
 //! # Counters
 //!
 //! [`Broadcast::stats`] counts what was queued: deliveries, the payload
-//! bytes the application gave and the frame bytes (header and encoded
-//! payload) they became, so `compression_saved()` is the share of bytes
+//! bytes the application gave, the frame bytes (header and encoded
+//! payload) they became and the frame bytes they would have taken
+//! uncompressed, so `compression_saved()` is the share of bytes
 //! compression took off the wire for broadcast traffic.
 
 use crate::error::Error;
@@ -143,6 +144,9 @@ pub struct BroadcastStats {
     /// Frame bytes (header and encoded payload) per delivery; for
     /// subscribers encoding per connection, the uncompressed frame.
     pub wire_bytes: u64,
+    /// The frame bytes the same deliveries would have taken uncompressed
+    /// (header and payload as given).
+    pub uncompressed_wire_bytes: u64,
     /// Messages dropped from queues by [`SlowPolicy::DropOldest`].
     pub dropped: u64,
     /// Subscribers disconnected by [`SlowPolicy::Disconnect`].
@@ -150,14 +154,14 @@ pub struct BroadcastStats {
 }
 
 impl BroadcastStats {
-    /// Share of bytes compression saved on broadcast traffic: `1 -
-    /// wire_bytes / payload_bytes` (0 before any delivery; negative when
-    /// framing cost more than compression saved).
+    /// Share of wire bytes compression saved on broadcast traffic: `1 -
+    /// wire_bytes / uncompressed_wire_bytes` (0 before any delivery;
+    /// negative when compressing tiny messages made them larger).
     pub fn compression_saved(&self) -> f64 {
-        if self.payload_bytes == 0 {
+        if self.uncompressed_wire_bytes == 0 {
             return 0.0;
         }
-        1.0 - self.wire_bytes as f64 / self.payload_bytes as f64
+        1.0 - self.wire_bytes as f64 / self.uncompressed_wire_bytes as f64
     }
 }
 
@@ -168,6 +172,7 @@ struct Counters {
     compressions: AtomicU64,
     payload_bytes: AtomicU64,
     wire_bytes: AtomicU64,
+    uncompressed_wire_bytes: AtomicU64,
     dropped: AtomicU64,
     disconnected: AtomicU64,
 }
@@ -388,6 +393,10 @@ impl Broadcast {
             .fetch_add(report.compressions as u64, Ordering::Relaxed);
         c.payload_bytes.fetch_add(payload_bytes, Ordering::Relaxed);
         c.wire_bytes.fetch_add(wire_bytes, Ordering::Relaxed);
+        c.uncompressed_wire_bytes.fetch_add(
+            report.delivered as u64 * (plain + header_len(plain)) as u64,
+            Ordering::Relaxed,
+        );
         c.dropped
             .fetch_add(report.dropped as u64, Ordering::Relaxed);
         c.disconnected
@@ -463,6 +472,7 @@ impl Broadcast {
             compressions: c.compressions.load(Ordering::Relaxed),
             payload_bytes: c.payload_bytes.load(Ordering::Relaxed),
             wire_bytes: c.wire_bytes.load(Ordering::Relaxed),
+            uncompressed_wire_bytes: c.uncompressed_wire_bytes.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
             disconnected: c.disconnected.load(Ordering::Relaxed),
         }

@@ -81,6 +81,7 @@ async fn prepared_decodes_with_and_without_takeover_interleaved() {
     ];
     assert_eq!(hub.groups(), 2);
     let key = s_take.broadcast_encoding().key().unwrap().to_owned();
+    let mut expected_wire = 0;
 
     for round in 0..6 {
         // An ordinary per-connection message (compressed with the
@@ -112,6 +113,9 @@ async fn prepared_decodes_with_and_without_takeover_interleaved() {
             sent[0].payload().len()
         );
         assert_eq!(sent[0].compressions(), 1);
+        let header = |n: usize| if n < 126 { 2 } else { 4 };
+        let plain = sent[0].payload().len();
+        expected_wire += 2 * (compressed + header(compressed)) + plain + header(plain);
         for ws in [&mut s_take, &mut s_nct, &mut s_plain] {
             ws.send(Message::text(chatty(round) + &chatty(100 + round)))
                 .await
@@ -123,9 +127,14 @@ async fn prepared_decodes_with_and_without_takeover_interleaved() {
             assert_eq!(recv_text(c).await, chatty(round) + &chatty(100 + round));
         }
     }
-    assert_eq!(hub.stats().compressions, 6);
-    assert_eq!(hub.stats().deliveries, 18);
-    assert!(hub.stats().compression_saved() > 0.3);
+    let stats = hub.stats();
+    assert_eq!(stats.compressions, 6);
+    assert_eq!(stats.deliveries, 18);
+    let plain = chatty(100).len();
+    assert_eq!(stats.payload_bytes, 18 * plain as u64);
+    assert_eq!(stats.uncompressed_wire_bytes, 18 * (plain as u64 + 4));
+    assert_eq!(stats.wire_bytes, expected_wire as u64);
+    assert!(stats.compression_saved() > 0.3);
 }
 
 #[tokio::test]
