@@ -9,8 +9,9 @@
 //!
 //! Every path upgrades; a request that is not a valid WebSocket upgrade is
 //! answered with weft's own error response (400, 405 or 426), except a plain
-//! `GET /` without `Upgrade`, which gets a short text page. HTTP/1.1 only
-//! (WebSockets over HTTP/2, RFC 8441, are not supported yet).
+//! `GET /` without `Upgrade`, which gets a short text page. This example
+//! serves HTTP/1.1; `weft_core::axum` also serves WebSockets over HTTP/2
+//! (RFC 8441 extended CONNECT).
 
 use bytes::Bytes;
 use clap::Parser;

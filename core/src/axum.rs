@@ -54,19 +54,27 @@
 //! A type parameter rather than a global: the choice is visible in the
 //! handler's signature, and different routes can use different defaults.
 //!
-//! # HTTP/2
+//! # HTTP/2 (RFC 8441)
 //!
-//! WebSockets over HTTP/2 (RFC 8441 extended CONNECT) are not supported
-//! yet: such a request has method CONNECT and is refused with 405. Browsers
-//! fall back to HTTP/1.1 upgrades, which is what this extractor serves.
+//! WebSockets over HTTP/2 are served too: axum's `serve` (with this feature,
+//! which enables axum's and hyper's `http2`) announces
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL`, and an extended CONNECT request
+//! (`:method CONNECT`, `:protocol websocket`, `Sec-WebSocket-Version: 13`,
+//! no `Sec-WebSocket-Key`) is answered 200 with the negotiated extensions and
+//! subprotocol, then runs the WebSocket over the HTTP/2 stream (RFC 8441
+//! §4 and §5). A route must accept CONNECT for that: `axum::routing::any`,
+//! or `get(..).connect(..)`; a `get` route answers CONNECT with axum's 405.
+//! A CONNECT without `:protocol websocket` is refused with 400.
 
-use crate::handshake::HandshakeError;
-use crate::handshake::server::error_response;
+use crate::ext::format_extensions;
+use crate::handshake::server::{Agreement, error_response, negotiate_request};
+use crate::handshake::{HandshakeError, ServerOptions};
 use crate::io::{ServerBuilder, WebSocket};
-use crate::proto::Config;
+use crate::proto::{Config, Role};
 use ::axum::body::Body;
 use ::axum::extract::FromRequestParts;
 use ::axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use http::request::Parts;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -103,8 +111,8 @@ pub enum WebSocketUpgradeRejection {
     /// Origin check or extension negotiation).
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
-    /// The connection cannot be upgraded (HTTP/2, or a server without
-    /// upgrade support): 426.
+    /// The connection cannot be upgraded (the server was not built with
+    /// upgrade support: no hyper `OnUpgrade` in the request): 426.
     #[error("the connection cannot be upgraded (HTTP/1.1 upgrade support is required)")]
     NotUpgradable,
 }
@@ -131,6 +139,9 @@ pub struct WebSocketUpgrade<D: ServerDefaults = CoreDefaults> {
     builder: ServerBuilder,
     request: http::Request<()>,
     on_upgrade: OnUpgrade,
+    /// An RFC 8441 extended CONNECT over HTTP/2 rather than an HTTP/1.1
+    /// upgrade.
+    http2: bool,
     _defaults: PhantomData<fn() -> D>,
 }
 
@@ -159,7 +170,19 @@ impl<S: Send + Sync, D: ServerDefaults> FromRequestParts<S> for WebSocketUpgrade
         *request.headers_mut() = parts.headers.clone();
         // Validate now, so a bad request never reaches the handler; the
         // negotiation is repeated by `on_upgrade` with the final settings.
-        builder.upgrade(&request)?;
+        let http2 = parts.version == http::Version::HTTP_2 && parts.method == http::Method::CONNECT;
+        if http2 {
+            let protocol = parts.extensions.get::<hyper::ext::Protocol>();
+            if !protocol.is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket")) {
+                return Err(HandshakeError::BadRequest(
+                    "an HTTP/2 CONNECT needs :protocol websocket (RFC 8441 §4)".into(),
+                )
+                .into());
+            }
+            negotiate_http2(&request, builder.handshake_options())?;
+        } else {
+            builder.upgrade(&request)?;
+        }
         let on_upgrade = parts
             .extensions
             .remove::<OnUpgrade>()
@@ -168,6 +191,7 @@ impl<S: Send + Sync, D: ServerDefaults> FromRequestParts<S> for WebSocketUpgrade
             builder,
             request,
             on_upgrade,
+            http2,
             _defaults: PhantomData,
         })
     }
@@ -220,6 +244,9 @@ impl<D: ServerDefaults> WebSocketUpgrade<D> {
         F: FnOnce(WebSocket<AxumStream>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        if self.http2 {
+            return self.on_upgrade_http2(callback);
+        }
         let (response, pending) = match self.builder.upgrade(&self.request) {
             Ok(r) => r,
             Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
@@ -239,4 +266,101 @@ impl<D: ServerDefaults> WebSocketUpgrade<D> {
         });
         response.map(|()| Body::empty())
     }
+}
+
+impl<D: ServerDefaults> WebSocketUpgrade<D> {
+    /// RFC 8441 §5: 200 with the negotiated headers; the WebSocket runs over
+    /// the HTTP/2 stream hyper hands over.
+    fn on_upgrade_http2<F, Fut>(self, callback: F) -> Response
+    where
+        F: FnOnce(WebSocket<AxumStream>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let options = self.builder.handshake_options();
+        let Agreement {
+            protocol,
+            extensions,
+        } = match negotiate_http2(&self.request, options) {
+            Ok(a) => a,
+            Err(e) => return WebSocketUpgradeRejection::Handshake(e).into_response(),
+        };
+        let mut response = Response::new(Body::empty());
+        let headers = response.headers_mut();
+        if let Some(add) = &options.response_headers {
+            let mut extra = http::HeaderMap::new();
+            add(&self.request, &mut extra);
+            for (name, value) in extra.iter() {
+                // The headers the handshake owns (see ServerOptions::response_headers).
+                if name.as_str().starts_with("sec-websocket-")
+                    || name == http::header::CONTENT_LENGTH
+                    || name == http::header::TRANSFER_ENCODING
+                    || name == http::header::CONNECTION
+                    || name == http::header::UPGRADE
+                {
+                    continue;
+                }
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(p) = &protocol
+            && let Ok(v) = http::HeaderValue::from_str(p)
+        {
+            headers.insert("sec-websocket-protocol", v);
+        }
+        if !extensions.headers().is_empty()
+            && let Ok(v) = http::HeaderValue::from_str(&format_extensions(extensions.headers()))
+        {
+            headers.insert("sec-websocket-extensions", v);
+        }
+        tracing::debug!(
+            uri = %self.request.uri(),
+            extensions = ?headers.get("sec-websocket-extensions"),
+            protocol = ?protocol,
+            "WebSocket over HTTP/2 accepted"
+        );
+        let config = self.builder.connection_config().clone();
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let ws = WebSocket::from_parts(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        extensions,
+                        protocol,
+                        &config,
+                        BytesMut::new(),
+                    );
+                    callback(ws).await
+                }
+                Err(e) => tracing::debug!(error = %e, "HTTP/2 CONNECT upgrade failed"),
+            }
+        });
+        response
+    }
+}
+
+/// RFC 8441 §5: an extended CONNECT carries `Sec-WebSocket-Version: 13`
+/// (and no key); subprotocol, extensions and Origin are negotiated as for
+/// HTTP/1.1.
+fn negotiate_http2(
+    request: &http::Request<()>,
+    options: &ServerOptions,
+) -> Result<Agreement, HandshakeError> {
+    let versions: Vec<&str> = request
+        .headers()
+        .get_all("sec-websocket-version")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("?").trim())
+        .collect();
+    match versions.as_slice() {
+        ["13"] => {}
+        [] => {
+            return Err(HandshakeError::BadRequest(
+                "Sec-WebSocket-Version is required".into(),
+            ));
+        }
+        _ => return Err(HandshakeError::UnsupportedVersion(versions.join(", "))),
+    }
+    negotiate_request(request.headers(), options)
 }

@@ -48,6 +48,19 @@
 //! A [`Session`] works on [`Frame`]s, not on a socket, so a multiplexing
 //! extension can run one session per logical channel over its own transport.
 //!
+//! ## Broadcast
+//!
+//! A [`PreparedMessage`] is encoded at most once per distinct
+//! [`BroadcastEncoding`] (the plain frame, or one per-message extension's
+//! context-free [`ext::SharedEncoder`]: permessage-deflate groups
+//! connections by window bits, level and memLevel) and the same `Bytes` go
+//! to every connection of a group; a connection that sends one drops its
+//! own compression context ([`ext::MessageEncoder::shared_sent`]) so later
+//! messages stay decodable. `Broadcast` (feature `tokio`) fans messages
+//! out to bounded per-subscriber queues with a `SlowPolicy`; see
+//! [`prepared`] and `broadcast`. With feature `axum`, `weft_core::axum` has an
+//! extractor running weft's handshake over hyper's upgrade.
+//!
 //! ## Quick start (tokio)
 //!
 //! ```no_run

@@ -55,6 +55,7 @@ fn app() -> Router {
         ));
     Router::new()
         .route("/ws", get(deflate_default))
+        .route("/ws-any", axum::routing::any(deflate_default))
         .route("/ws-core", get(core_default))
         .merge(layered)
 }
@@ -184,4 +185,124 @@ async fn invalid_upgrades_get_400_or_426_before_the_handler() {
         "{text}"
     );
     assert!(text.contains("permessage-deflate"), "{text}");
+}
+
+#[tokio::test]
+async fn a_request_without_hyper_upgrade_support_gets_426() {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    use weft_core::axum::{WebSocketUpgrade, WebSocketUpgradeRejection};
+    let request = http::Request::builder()
+        .uri("/ws")
+        .header("host", "x")
+        .header("upgrade", "websocket")
+        .header("connection", "upgrade")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap();
+    // A valid upgrade, but no hyper OnUpgrade in the extensions (not served
+    // by hyper with upgrades enabled).
+    let (mut parts, ()) = request.into_parts();
+    let err = <WebSocketUpgrade as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WebSocketUpgradeRejection::NotUpgradable));
+    let response = err.into_response();
+    assert_eq!(response.status(), http::StatusCode::UPGRADE_REQUIRED);
+    // An HTTP/2 CONNECT without `:protocol websocket` (RFC 8441 §4): 400.
+    let (mut parts, ()) = http::Request::builder()
+        .method("CONNECT")
+        .version(http::Version::HTTP_2)
+        .uri("/ws")
+        .header("sec-websocket-version", "13")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let err = <WebSocketUpgrade as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+        .await
+        .unwrap_err();
+    let response = err.into_response();
+    assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
+    // An HTTP/1.1 POST: 405, Allow: GET.
+    let (mut parts, ()) = http::Request::builder()
+        .method("POST")
+        .uri("/ws")
+        .header("host", "x")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let err = <WebSocketUpgrade as FromRequestParts<()>>::from_request_parts(&mut parts, &())
+        .await
+        .unwrap_err();
+    let response = err.into_response();
+    assert_eq!(response.status(), http::StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.headers()["allow"], "GET");
+}
+
+/// RFC 8441: a WebSocket over an HTTP/2 extended CONNECT, with
+/// permessage-deflate, through hyper's HTTP/2 client.
+#[tokio::test]
+async fn http2_extended_connect_runs_a_compressed_websocket() {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::sync::Arc;
+    use weft_core::ext::{ExtensionFactory, client_accept, parse_extensions};
+    let addr = serve(app()).await;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let connect = |path: &str, with_protocol: bool| {
+        let mut req = http::Request::builder()
+            .method("CONNECT")
+            .uri(format!("http://{addr}{path}"))
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-extensions", "permessage-deflate")
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        if with_protocol {
+            req.extensions_mut()
+                .insert(hyper::ext::Protocol::from_static("websocket"));
+        }
+        req
+    };
+    // A plain CONNECT (no :protocol, so no path either) is not a WebSocket.
+    let response = send.send_request(connect("/ws-any", false)).await.unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    let response = timeout(T, send.send_request(connect("/ws-any", true)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200, "RFC 8441 §5: 200, not 101");
+    assert!(response.headers().get("sec-websocket-accept").is_none());
+    let answer: Vec<&str> = response
+        .headers()
+        .get_all("sec-websocket-extensions")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(answer[0].starts_with("permessage-deflate"), "{answer:?}");
+    let factories: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(PerMessageDeflate::new())];
+    let negotiated = client_accept(&factories, &parse_extensions(answer).unwrap()).unwrap();
+    let upgraded = hyper::upgrade::on(response).await.unwrap();
+    let mut ws = weft_core::WebSocket::from_parts(
+        TokioIo::new(upgraded),
+        weft_core::Role::Client,
+        negotiated,
+        None,
+        &weft_core::Config::default(),
+        bytes::BytesMut::new(),
+    );
+    let big = "over http/2 ".repeat(4000);
+    for _ in 0..3 {
+        ws.send(Message::text(big.clone())).await.unwrap();
+        match timeout(T, ws.recv()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), big),
+            other => panic!("{other:?}"),
+        }
+    }
+    ws.close(weft_core::CloseCode::NORMAL, "").await.unwrap();
 }
