@@ -56,7 +56,7 @@ use crate::error::Error;
 use crate::io::WebSocket;
 use crate::prepared::{BroadcastEncoding, PreparedMessage};
 use crate::proto::{CloseCode, CloseFrame, Message};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -196,14 +196,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct Group {
+    key: Box<str>,
     encoding: BroadcastEncoding,
     members: usize,
 }
 
 struct State {
-    subs: HashMap<u64, (Arc<Slot>, Option<Box<str>>)>,
-    groups: HashMap<Box<str>, Group>,
-    next_id: u64,
+    /// Each subscriber's queue and group (an index into `groups`; `None`
+    /// for per-connection encoding).
+    /// Indexed by subscription id; sends visit subscribers in this order
+    /// (roughly the order they joined, which keeps their memory access
+    /// close to allocation order). Freed ids are reused.
+    subs: Vec<Option<(Arc<Slot>, Option<usize>)>>,
+    free: Vec<usize>,
+    /// Groups by index; an entry without members is reused for the next
+    /// new key, so there are never more entries than groups at one time.
+    groups: Vec<Group>,
     closed: Option<CloseFrame>,
 }
 
@@ -258,9 +266,9 @@ impl Broadcast {
             hub: Arc::new(Hub {
                 config,
                 state: Mutex::new(State {
-                    subs: HashMap::new(),
-                    groups: HashMap::new(),
-                    next_id: 0,
+                    subs: Vec::new(),
+                    free: Vec::new(),
+                    groups: Vec::new(),
                     closed: None,
                 }),
                 counters: Counters::default(),
@@ -287,8 +295,7 @@ impl Broadcast {
     /// other code; see [`Subscription::recv`]).
     pub fn subscribe_encoding(&self, encoding: BroadcastEncoding) -> Subscription {
         let mut st = lock(&self.hub.state);
-        let id = st.next_id;
-        st.next_id += 1;
+        let mut id = NOT_LISTED;
         let slot = Arc::new(Slot {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -299,17 +306,42 @@ impl Broadcast {
         });
         self.hub.live.fetch_add(1, Ordering::Relaxed);
         if st.closed.is_none() {
-            let key: Option<Box<str>> = encoding.key().map(Into::into);
-            if let Some(k) = &key {
-                st.groups
-                    .entry(k.clone())
-                    .or_insert_with(|| Group {
-                        encoding: encoding.clone(),
-                        members: 0,
-                    })
-                    .members += 1;
-            }
-            st.subs.insert(id, (slot.clone(), key));
+            let group = encoding.key().map(|key| {
+                let groups = &mut st.groups;
+                let at = match groups.iter().position(|g| g.members > 0 && &*g.key == key) {
+                    Some(i) => i,
+                    None => {
+                        let fresh = Group {
+                            key: key.into(),
+                            encoding: encoding.clone(),
+                            members: 0,
+                        };
+                        match groups.iter().position(|g| g.members == 0) {
+                            Some(i) => {
+                                groups[i] = fresh;
+                                i
+                            }
+                            None => {
+                                groups.push(fresh);
+                                groups.len() - 1
+                            }
+                        }
+                    }
+                };
+                groups[at].members += 1;
+                at
+            });
+            let entry = Some((slot.clone(), group));
+            id = match st.free.pop() {
+                Some(i) => {
+                    st.subs[i] = entry;
+                    i
+                }
+                None => {
+                    st.subs.push(entry);
+                    st.subs.len() - 1
+                }
+            };
         }
         Subscription {
             hub: self.hub.clone(),
@@ -330,21 +362,32 @@ impl Broadcast {
             return Ok(report);
         }
         let plain = msg.payload().len();
-        // Wire size of one delivery, per group.
-        let mut wire: HashMap<&str, usize> = HashMap::with_capacity(st.groups.len());
-        for (key, g) in st.groups.iter().filter(|(_, g)| g.members > 0) {
+        // Wire size of one delivery, per group (by index).
+        let mut wire = vec![0usize; st.groups.len()];
+        for (g, w) in st
+            .groups
+            .iter()
+            .zip(&mut wire)
+            .filter(|(g, _)| g.members > 0)
+        {
             report.groups += 1;
             let len = match msg.encoded(&g.encoding)? {
                 Some((_, p)) => p.len(),
                 None => plain,
             };
-            wire.insert(key, len + header_len(len));
+            *w = len + header_len(len);
         }
+        let plain_wire = plain + header_len(plain);
         report.compressions = msg.compressions();
         let limit = self.hub.config.queue_limit;
         let mut gone = Vec::new();
         let (mut payload_bytes, mut wire_bytes) = (0u64, 0u64);
-        for (id, (slot, key)) in &st.subs {
+        for (id, (slot, group)) in st
+            .subs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.as_ref()?)))
+        {
             let mut q = lock(&slot.queue);
             if q.end.is_some() {
                 continue;
@@ -362,7 +405,7 @@ impl Broadcast {
                             w.wake();
                         }
                         report.disconnected += 1;
-                        gone.push(*id);
+                        gone.push(id);
                         continue;
                     }
                 }
@@ -370,19 +413,15 @@ impl Broadcast {
             q.items.push_back(msg.clone());
             report.delivered += 1;
             payload_bytes += plain as u64;
-            wire_bytes += key
-                .as_deref()
-                .and_then(|k| wire.get(k).copied())
-                .unwrap_or(plain + header_len(plain)) as u64;
+            wire_bytes += group.map_or(plain_wire, |g| wire[g]) as u64;
             if q.wants_items
                 && let Some(w) = q.waker.take()
             {
                 w.wake();
             }
         }
-        drop(wire);
         for id in gone {
-            remove(&mut st, id);
+            remove(&mut st, id, None);
         }
         drop(st);
         let c = &self.hub.counters;
@@ -413,10 +452,12 @@ impl Broadcast {
             st.closed = Some(frame.clone());
         }
         let subs = std::mem::take(&mut st.subs);
+        st.free.clear();
         st.groups.clear();
         drop(st);
+        let subs: Vec<_> = subs.into_iter().flatten().collect();
         let n = subs.len();
-        for (slot, _) in subs.into_values() {
+        for (slot, _) in subs {
             let mut q = lock(&slot.queue);
             if q.end.is_none() {
                 q.end = Some(frame.clone());
@@ -445,7 +486,7 @@ impl Broadcast {
     pub fn groups(&self) -> usize {
         lock(&self.hub.state)
             .groups
-            .values()
+            .iter()
             .filter(|g| g.members > 0)
             .count()
     }
@@ -479,14 +520,24 @@ impl Broadcast {
     }
 }
 
-fn remove(st: &mut State, id: u64) {
-    if let Some((_, Some(key))) = st.subs.remove(&id)
-        && let Some(g) = st.groups.get_mut(&key)
-    {
+/// The id of a subscription that was never listed (made on a closed hub).
+const NOT_LISTED: usize = usize::MAX;
+
+/// Unlists subscriber `id`; with `slot`, only if the entry is still that
+/// subscription's (its id may have been reused after the hub dropped it).
+fn remove(st: &mut State, id: usize, slot: Option<&Arc<Slot>>) {
+    let Some(entry) = st.subs.get_mut(id) else {
+        return;
+    };
+    if slot.is_some_and(|s| !entry.as_ref().is_some_and(|(e, _)| Arc::ptr_eq(e, s))) {
+        return;
+    }
+    let Some((_, group)) = entry.take() else {
+        return;
+    };
+    st.free.push(id);
+    if let Some(g) = group.and_then(|g| st.groups.get_mut(g)) {
         g.members -= 1;
-        if g.members == 0 {
-            st.groups.remove(&key);
-        }
     }
 }
 
@@ -494,7 +545,7 @@ fn remove(st: &mut State, id: u64) {
 /// hub.
 pub struct Subscription {
     hub: Arc<Hub>,
-    id: u64,
+    id: usize,
     slot: Arc<Slot>,
     encoding: BroadcastEncoding,
 }
@@ -575,7 +626,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        remove(&mut lock(&self.hub.state), self.id);
+        remove(&mut lock(&self.hub.state), self.id, Some(&self.slot));
         if self.hub.live.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.hub.idle.notify_waiters();
         }

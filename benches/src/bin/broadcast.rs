@@ -24,10 +24,15 @@
 //!   `tokio::sync::broadcast` channel fans the message out).
 //! - `uncompressed`: weft without extensions, the hub.
 //! - `tungstenite`: tokio-tungstenite (no compression), a
-//!   `tokio::sync::broadcast` channel and one task per connection.
+//!   `tokio::sync::broadcast` channel and one task per connection that only
+//!   writes: its best case, and the figure the ratios use.
+//! - `tungstenite_reading`: the same, but the task also reads its
+//!   connection (split into sink and stream, `select!` over both), as a
+//!   server must for Pings and Close and as weft's `Subscription::run` does.
 //!
 //! Every connection task writes what is queued with one flush, in all
-//! modes. The client reads raw frames (no inflate: its CPU is not measured)
+//! modes. `per_connection` only writes (no reads), which if anything
+//! flatters compressing per connection. The client reads raw frames (no inflate: its CPU is not measured)
 //! and counts complete data messages.
 //!
 //! The process raises its own `RLIMIT_NOFILE` soft limit to the hard limit;
@@ -72,6 +77,10 @@ struct Args {
     /// Seconds one round (one message to every subscriber) may take.
     #[arg(long, default_value_t = 60)]
     round_timeout: u64,
+    /// Run only these modes (compress_once, per_connection, uncompressed,
+    /// tungstenite; repeatable); the JSON has null for the others.
+    #[arg(long, value_name = "MODE")]
+    only: Vec<String>,
     /// Internal: run as the client process.
     #[arg(long, hide = true)]
     client_role: bool,
@@ -89,6 +98,7 @@ enum Mode {
     PerConnection,
     Uncompressed,
     Tungstenite,
+    TungsteniteReading,
 }
 
 impl Mode {
@@ -98,6 +108,7 @@ impl Mode {
             Mode::PerConnection => "per_connection",
             Mode::Uncompressed => "uncompressed",
             Mode::Tungstenite => "tungstenite",
+            Mode::TungsteniteReading => "tungstenite_reading",
         }
     }
     fn deflate(self) -> bool {
@@ -174,9 +185,13 @@ fn main() {
         Mode::PerConnection,
         Mode::Uncompressed,
         Mode::Tungstenite,
+        Mode::TungsteniteReading,
     ];
     let mut results = Vec::new();
     for mode in modes {
+        if !args.only.is_empty() && !args.only.iter().any(|m| m == mode.name()) {
+            continue;
+        }
         match rt.block_on(run_mode(mode, subscribers, messages, &args)) {
             Ok(o) => {
                 if !args.json {
@@ -198,32 +213,28 @@ fn main() {
             }
         }
     }
-    let get = |m: Mode| {
-        &results
-            .iter()
-            .find(|(k, _)| *k == m)
-            .expect("every mode ran")
-            .1
-    };
+    let get = |m: Mode| results.iter().find(|(k, _)| *k == m).map(|(_, o)| o);
+    let ns = |m: Mode| get(m).map(|o| o.ns_per_delivery);
+    let ratio = |a: Mode, b: Mode| Some(rounded(ns(a)? / ns(b)?, 3));
     let once = get(Mode::CompressOnce);
-    let per = get(Mode::PerConnection);
-    let plain = get(Mode::Uncompressed);
-    let tung = get(Mode::Tungstenite);
     let out = json!({
         "bench": "broadcast",
         "subscribers": subscribers,
         "messages": messages,
         "message_bytes": args.message_bytes,
-        "compressions_per_message": rounded(once.compressions_per_message, 3),
-        "ns_per_delivery_compress_once": rounded(once.ns_per_delivery, 1),
-        "ns_per_delivery_per_connection": rounded(per.ns_per_delivery, 1),
-        "ns_per_delivery_uncompressed": rounded(plain.ns_per_delivery, 1),
-        "ns_per_delivery_tungstenite": rounded(tung.ns_per_delivery, 1),
-        "compress_once_vs_uncompressed": rounded(once.ns_per_delivery / plain.ns_per_delivery, 3),
-        "compress_once_vs_tungstenite": rounded(once.ns_per_delivery / tung.ns_per_delivery, 3),
-        "per_connection_vs_compress_once": rounded(per.ns_per_delivery / once.ns_per_delivery, 3),
-        "wire_bytes_per_delivery_compressed": rounded(once.wire_bytes_per_delivery, 1),
-        "wire_bytes_per_delivery_uncompressed": rounded(plain.wire_bytes_per_delivery, 1),
+        "compressions_per_message": once.map(|o| rounded(o.compressions_per_message, 3)),
+        "ns_per_delivery_compress_once": ns(Mode::CompressOnce).map(|x| rounded(x, 1)),
+        "ns_per_delivery_per_connection": ns(Mode::PerConnection).map(|x| rounded(x, 1)),
+        "ns_per_delivery_uncompressed": ns(Mode::Uncompressed).map(|x| rounded(x, 1)),
+        "ns_per_delivery_tungstenite": ns(Mode::Tungstenite).map(|x| rounded(x, 1)),
+        "ns_per_delivery_tungstenite_reading":
+            ns(Mode::TungsteniteReading).map(|x| rounded(x, 1)),
+        "compress_once_vs_uncompressed": ratio(Mode::CompressOnce, Mode::Uncompressed),
+        "compress_once_vs_tungstenite": ratio(Mode::CompressOnce, Mode::Tungstenite),
+        "per_connection_vs_compress_once": ratio(Mode::PerConnection, Mode::CompressOnce),
+        "wire_bytes_per_delivery_compressed": once.map(|o| rounded(o.wire_bytes_per_delivery, 1)),
+        "wire_bytes_per_delivery_uncompressed":
+            get(Mode::Uncompressed).map(|o| rounded(o.wire_bytes_per_delivery, 1)),
     });
     if args.json {
         println!("{out}");
@@ -440,18 +451,17 @@ async fn run_mode(
             // Every connection's handshake is done on the client side; let
             // the server tasks finish theirs and subscribe.
             let settle = Instant::now() + deadline;
-            while mode != Mode::Tungstenite
-                && mode != Mode::PerConnection
-                && hub.subscribers() < subscribers
-            {
+            let channel = matches!(
+                mode,
+                Mode::PerConnection | Mode::Tungstenite | Mode::TungsteniteReading
+            );
+            while !channel && hub.subscribers() < subscribers {
                 if Instant::now() > settle {
                     return Err("subscribers did not all join".into());
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            while (mode == Mode::Tungstenite || mode == Mode::PerConnection)
-                && chan.receiver_count() < subscribers
-            {
+            while channel && chan.receiver_count() < subscribers {
                 if Instant::now() > settle {
                     return Err("subscribers did not all join".into());
                 }
@@ -470,7 +480,7 @@ async fn run_mode(
                             return Err(format!("delivered to {}", r.delivered).into());
                         }
                     }
-                    Mode::PerConnection | Mode::Tungstenite => {
+                    Mode::PerConnection | Mode::Tungstenite | Mode::TungsteniteReading => {
                         chan.send(Bytes::from(text))?;
                     }
                 }
@@ -573,6 +583,46 @@ fn spawn_connection(
                     }
                     if ws.flush().await.is_err() {
                         return;
+                    }
+                }
+            });
+        }
+        Mode::TungsteniteReading => {
+            let mut rx = chan.subscribe();
+            tokio::task::spawn_local(async move {
+                use futures_util::StreamExt;
+                use tokio_tungstenite::tungstenite::Message as TMessage;
+                let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                let text = |b: Bytes| {
+                    TMessage::Text(
+                        tokio_tungstenite::tungstenite::Utf8Bytes::try_from(b).expect("text"),
+                    )
+                };
+                // Like weft's Subscription::run, the connection is read too
+                // (Pings, Close): the usual split into a sink and a stream.
+                let (mut sink, mut incoming) = ws.split();
+                loop {
+                    tokio::select! {
+                        m = incoming.next() => match m {
+                            Some(Ok(_)) => {}
+                            _ => return,
+                        },
+                        b = rx.recv() => {
+                            let Ok(b) = b else { return };
+                            if sink.feed(text(b)).await.is_err() {
+                                return;
+                            }
+                            while let Ok(b) = rx.try_recv() {
+                                if sink.feed(text(b)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            if sink.flush().await.is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
             });

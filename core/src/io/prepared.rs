@@ -49,9 +49,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         match encoded {
             Some((rsv, payload)) => {
                 self.conn
-                    .session_mut()
-                    .send_prepared(msg.opcode(), rsv, payload)?;
-                self.conn.poll_transmit(&mut self.write_buf);
+                    .send_prepared(msg.opcode(), rsv, payload, &mut self.write_buf)?
             }
             None => self.conn.send_message(
                 msg.opcode(),

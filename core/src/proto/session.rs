@@ -596,9 +596,7 @@ impl Session {
         if self.streaming_send {
             return Err(SendError::FragmentOrder);
         }
-        if !rsv.is_empty() {
-            self.encoders.shared_sent();
-        }
+        self.note_prepared(rsv);
         let size = self.send_frame_size;
         let mut first = true;
         loop {
@@ -613,6 +611,26 @@ impl Session {
             if payload.is_empty() {
                 return Ok(());
             }
+        }
+    }
+
+    /// True if a prepared message of `len` bytes sent now would be queued by
+    /// [`send_prepared`](Self::send_prepared) as one frame behind nothing
+    /// (see [`sends_as_is`](Self::sends_as_is)).
+    #[inline]
+    pub(crate) fn prepared_as_is(&self, len: usize) -> bool {
+        self.state == CloseState::Open
+            && !self.streaming_send
+            && len <= self.send_frame_size
+            && self.out.is_empty()
+    }
+
+    /// A prepared message with `rsv` goes out: the encoders drop their
+    /// context if it was encoded (see [`send_prepared`](Self::send_prepared)).
+    #[inline]
+    pub(crate) fn note_prepared(&mut self, rsv: Rsv) {
+        if !rsv.is_empty() {
+            self.encoders.shared_sent();
         }
     }
 
