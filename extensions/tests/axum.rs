@@ -306,3 +306,67 @@ async fn http2_extended_connect_runs_a_compressed_websocket() {
     }
     ws.close(weft_core::CloseCode::NORMAL, "").await.unwrap();
 }
+
+/// Plain hyper 1.x, as examples/hyper_server.rs does it: hyper parses HTTP,
+/// `ServerBuilder::upgrade` validates and negotiates, `hyper::upgrade::on`
+/// hands over the connection.
+#[tokio::test]
+async fn plain_hyper_server_with_weft_upgrade() {
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+    use std::sync::Arc;
+    use weft_core::handshake::server::error_response;
+    let server = Arc::new(ServerBuilder::new().extension(PerMessageDeflate::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let server = server.clone();
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    let server = server.clone();
+                    async move {
+                        let (response, pending) = match server.upgrade(&req) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                return Ok::<_, std::convert::Infallible>(
+                                    error_response(&e).map(Full::from),
+                                );
+                            }
+                        };
+                        let on = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            let upgraded = on.await.unwrap();
+                            echo(pending.into_websocket(TokioIo::new(upgraded))).await;
+                        });
+                        Ok(response.map(|()| Full::new(bytes::Bytes::new())))
+                    }
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades(),
+            );
+        }
+    });
+    let (mut ws, _) = ClientBuilder::new()
+        .extension(PerMessageDeflate::new())
+        .connect(&format!("ws://{addr}/any"))
+        .await
+        .unwrap();
+    assert_eq!(ws.extensions()[0].name, "permessage-deflate");
+    let big = "hyper ".repeat(10_000);
+    ws.send(Message::text(big.clone())).await.unwrap();
+    assert!(
+        matches!(timeout(T, ws.recv()).await.unwrap(), Some(Ok(Message::Text(t))) if t.as_str() == big)
+    );
+    let (status, text) = raw(
+        addr,
+        "GET /x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 426, "{text}");
+}
