@@ -357,6 +357,23 @@ impl Broadcast {
     pub fn send(&self, msg: PreparedMessage) -> Result<SendReport, crate::ext::ExtensionError> {
         let msg = Arc::new(msg);
         let mut report = SendReport::default();
+        // Compress outside the lock, so subscribing and leaving (from other
+        // threads) never wait for a compression; below, the encodings are
+        // found already made (a group formed meanwhile is encoded there).
+        let encodings: Vec<BroadcastEncoding> = {
+            let st = lock(&self.hub.state);
+            if st.closed.is_some() {
+                return Ok(report);
+            }
+            st.groups
+                .iter()
+                .filter(|g| g.members > 0)
+                .map(|g| g.encoding.clone())
+                .collect()
+        };
+        for e in &encodings {
+            msg.encoded(e)?;
+        }
         let mut st = lock(&self.hub.state);
         if st.closed.is_some() {
             return Ok(report);

@@ -382,3 +382,28 @@ async fn shutdown_flushes_queued_messages_before_1001() {
     let mut late = hub.subscribe(&s);
     assert_eq!(late.recv().await.unwrap_err().code, CloseCode::GOING_AWAY);
 }
+
+#[tokio::test]
+async fn queue_limit_exactly_and_one_past_with_an_unsendable_policy_code() {
+    let (mut c, s) = duplex_pair(ClientBuilder::new(), server()).await;
+    // 1006 may not be sent: the subscriber is closed with 1008 instead.
+    let hub = Broadcast::new(
+        BroadcastConfig::new()
+            .queue_limit(2)
+            .slow(SlowPolicy::Disconnect(CloseCode::ABNORMAL)),
+    );
+    let task = run(&hub, s);
+    // Nothing runs the subscriber until this test yields: two fit, the
+    // third is one past the limit.
+    let r1 = hub.send(PreparedMessage::text("one")).unwrap();
+    let r2 = hub.send(PreparedMessage::text("two")).unwrap();
+    assert_eq!((r1.disconnected, r2.disconnected), (0, 0));
+    let r3 = hub.send(PreparedMessage::text("three")).unwrap();
+    assert_eq!((r3.disconnected, r3.delivered), (1, 0));
+    match timeout(T, c.recv()).await.unwrap() {
+        Some(Ok(Message::Close(Some(f)))) => assert_eq!(f.code, CloseCode::POLICY_VIOLATION),
+        other => panic!("{other:?}"),
+    }
+    timeout(T, task).await.unwrap().unwrap().unwrap();
+    assert_eq!(hub.stats().disconnected, 1);
+}

@@ -113,7 +113,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
         }
     }
 
-    fn start_close(&mut self, frame: CloseFrame) {
+    fn start_close(&mut self, mut frame: CloseFrame) {
+        if !frame.code.is_sendable() {
+            // A policy configured with a code that may not be sent (1005,
+            // 1006...): close anyway, as a policy violation.
+            frame.code = CloseCode::POLICY_VIOLATION;
+        }
         if self.conn.session().state() == CloseState::Open && matches!(self.phase, Phase::Open) {
             let _ = self.queue(Message::Close(Some(frame)), &SendHints::default());
         }
