@@ -70,6 +70,19 @@
 //! counters); INFO for protocol errors (error and close
 //! code), keepalive timeouts, refused upgrades (503) and aborted shutdowns.
 //!
+//! ## Broadcast
+//!
+//! A [`PreparedMessage`] is encoded at most once per distinct
+//! [`BroadcastEncoding`] (the plain frame, or one per-message extension's
+//! context-free [`ext::SharedEncoder`]: permessage-deflate groups
+//! connections by window bits, level and memLevel) and the same `Bytes` go
+//! to every connection of a group; a connection that sends one drops its
+//! own compression context ([`ext::MessageEncoder::shared_sent`]) so later
+//! messages stay decodable. `Broadcast` (feature `tokio`) fans messages
+//! out to bounded per-subscriber queues with a `SlowPolicy`; see
+//! [`prepared`] and `broadcast`. With feature `axum`, `weft_core::axum` has an
+//! extractor running weft's handshake over hyper's upgrade.
+//!
 //! ## Quick start (tokio)
 //!
 //! ```no_run
@@ -88,7 +101,14 @@
 pub mod error;
 pub mod ext;
 pub mod handshake;
+pub mod prepared;
 pub mod proto;
+
+#[cfg(feature = "tokio")]
+pub mod broadcast;
+
+#[cfg(feature = "axum")]
+pub mod axum;
 
 #[cfg(feature = "tokio")]
 pub mod io;
@@ -112,3 +132,7 @@ pub use io::{
 };
 
 pub use handshake::IntoClientRequest;
+pub use prepared::{BroadcastEncoding, PreparedMessage};
+
+#[cfg(feature = "tokio")]
+pub use broadcast::{Broadcast, BroadcastConfig, SlowPolicy, Subscription};

@@ -10,6 +10,8 @@
 //!   `deflate-frame` and `x-webkit-deflate-frame`.
 //!
 //! Both compression extensions share one DEFLATE codec ([`deflate`]).
+//! With feature `axum`, `axum::WebSocketUpgrade` is weft-core's axum
+//! extractor with permessage-deflate by default.
 //!
 //! ## Data path
 //!
@@ -33,6 +35,8 @@
 //! other strategies and [`PerMessageDeflate`]'s presets for measured
 //! figures.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 pub mod deflate;
 mod perframe;
 mod permessage;
@@ -40,5 +44,5 @@ mod permessage;
 pub use deflate::{ContextPool, Release, WindowBits};
 pub use perframe::{DEFLATE_FRAME, PerFrameDeflate, PerFrameDeflateExt, X_WEBKIT_DEFLATE_FRAME};
 pub use permessage::{
-    DEFAULT_POOL_CONTEXTS, MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt,
+    DEFAULT_POOL_CONTEXTS, MemoryStrategy, PerMessageDeflate, PerMessageDeflateExt, SharedDeflate,
 };

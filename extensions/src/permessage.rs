@@ -7,7 +7,7 @@ use bytes::BytesMut;
 use std::sync::Arc;
 use weft_core::ext::{
     Acceptance, Extension, ExtensionError, ExtensionFactory, ExtensionHeader, MessageDecoder,
-    MessageEncoder, NegotiationError, SendHints,
+    MessageEncoder, NegotiationError, SendHints, SharedEncoder,
 };
 use weft_core::{OpCode, Rsv};
 
@@ -518,12 +518,19 @@ impl PerMessageDeflateExt {
 }
 
 impl PerMessageDeflateExt {
+    /// The context-free encoder shared by every connection with the same
+    /// compressor parameters (see [`SharedDeflate`]).
+    pub fn shared_encoder(&self) -> SharedDeflate {
+        SharedDeflate::new(self.compress, self.threshold, self.pool.clone())
+    }
+
     /// The coders, with these parameters attached for the application.
     fn into_extension(self) -> Extension {
         let encoder = Encoder {
             compressor: Compressor::new(self.compress, self.pool.clone(), self.release),
             takeover: self.compress_takeover,
             threshold: self.threshold,
+            shared: Arc::new(self.shared_encoder()),
         };
         let decoder = Decoder {
             decompressor: Decompressor::new(
@@ -542,6 +549,80 @@ struct Encoder {
     compressor: Compressor,
     takeover: bool,
     threshold: usize,
+    shared: Arc<SharedDeflate>,
+}
+
+/// permessage-deflate for broadcast: compresses a whole message without
+/// context (a fresh DEFLATE stream, sync-flushed, trailer stripped), so the
+/// same bytes decode on every connection that agreed on this compressor's
+/// window, whether or not it negotiated `server_no_context_takeover`.
+///
+/// Its [`key`](SharedEncoder::key) names what changes the bytes: window
+/// bits, level, memLevel and the size threshold. Connections with equal
+/// keys form one broadcast group (see `weft_core::prepared`), compressed
+/// once per message. The zlib context comes from the configuration's
+/// [`ContextPool`] and goes back to it (reset) after each message; without
+/// a pool one is allocated per message and group.
+///
+/// After a connection sends a message compressed here, its own encoder
+/// drops its context (a compressor "MAY keep" its window, never must:
+/// `docs/specs/permessage-deflate.md` §5, RFC 7692 §7.2.1; so it may drop it at any
+/// time), because the peer's window now holds the broadcast message and
+/// ours does not.
+#[derive(Debug, Clone)]
+pub struct SharedDeflate {
+    key: String,
+    params: DeflateParams,
+    threshold: usize,
+    pool: Option<Arc<ContextPool>>,
+}
+
+impl SharedDeflate {
+    fn new(params: DeflateParams, threshold: usize, pool: Option<Arc<ContextPool>>) -> Self {
+        SharedDeflate {
+            key: format!(
+                "{NAME}; window_bits={}; level={}; mem_level={}; threshold={threshold}",
+                params.window, params.level, params.mem_level
+            ),
+            params,
+            threshold,
+            pool,
+        }
+    }
+
+    /// The compressor's window.
+    pub fn window(&self) -> WindowBits {
+        self.params.window
+    }
+
+    /// The compression level.
+    pub fn level(&self) -> u8 {
+        self.params.level
+    }
+}
+
+impl SharedEncoder for SharedDeflate {
+    fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn encode(
+        &self,
+        _: OpCode,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<bool, ExtensionError> {
+        if payload.len() < self.threshold {
+            return Ok(false);
+        }
+        let mut c = Compressor::new(self.params, self.pool.clone(), Release::Never);
+        c.compress(payload, out)?;
+        finish_message(out);
+        // No takeover: the context goes back to the pool reset (or is
+        // freed when the compressor drops).
+        c.end_message(false);
+        Ok(true)
+    }
 }
 
 impl MessageEncoder for Encoder {
@@ -567,6 +648,16 @@ impl MessageEncoder for Encoder {
 
     fn idle(&mut self) {
         self.compressor.idle();
+    }
+
+    fn shared(&self) -> Option<Arc<dyn SharedEncoder>> {
+        Some(self.shared.clone())
+    }
+
+    fn shared_sent(&mut self) {
+        if self.takeover {
+            self.compressor.forget();
+        }
     }
 }
 

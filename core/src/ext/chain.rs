@@ -147,6 +147,33 @@ impl EncoderChain {
         Ok(())
     }
 
+    /// How prepared (broadcast) messages reach this connection: as the
+    /// plain frame when nothing encodes, through the one per-message
+    /// extension's [`SharedEncoder`](super::SharedEncoder) when that is all
+    /// there is and it has one, else through this chain.
+    pub(crate) fn broadcast_encoding(&self) -> crate::prepared::BroadcastEncoding {
+        use crate::prepared::BroadcastEncoding;
+        if self.is_empty() {
+            return BroadcastEncoding::Plain;
+        }
+        match (self.message.as_slice(), self.frame.is_empty()) {
+            ([stage], true) if !stage.rsv.is_empty() => match stage.coder.shared() {
+                Some(encoder) => BroadcastEncoding::Shared {
+                    rsv: stage.rsv,
+                    encoder,
+                },
+                None => BroadcastEncoding::PerConnection,
+            },
+            _ => BroadcastEncoding::PerConnection,
+        }
+    }
+
+    /// A message encoded by the shared encoder went out in place of one of
+    /// ours: the per-message encoders drop their context.
+    pub(crate) fn shared_sent(&mut self) {
+        self.message.iter_mut().for_each(|s| s.coder.shared_sent());
+    }
+
     /// Runs the per-frame encoders on one frame after fragmentation.
     pub(crate) fn encode_frame(
         &mut self,

@@ -231,6 +231,46 @@ pub trait MessageEncoder: Send + 'static {
     /// [`Config::release_idle_after`](crate::Config::release_idle_after):
     /// free whatever can be rebuilt (compression contexts). Default: nothing.
     fn idle(&mut self) {}
+
+    /// Broadcast: the context-free encoding of whole messages this
+    /// connection's peer accepts, shared by every connection whose
+    /// [`SharedEncoder::key`] is equal (see
+    /// [`PreparedMessage`](crate::PreparedMessage)). Default `None`:
+    /// prepared messages are encoded by this connection's own encoder.
+    fn shared(&self) -> Option<Arc<dyn SharedEncoder>> {
+        None
+    }
+
+    /// Broadcast: a message encoded by [`shared`](Self::shared)'s encoder
+    /// (with its RSV bits set) was sent on this connection in place of one
+    /// of ours. An encoder that carries context across messages must drop
+    /// it now: the peer's decoder has seen that message, our context has
+    /// not, so later back-references would decode wrongly. Default: nothing.
+    fn shared_sent(&mut self) {}
+}
+
+/// A context-free encoder of whole messages, shared by the connections of
+/// one broadcast group (see [`MessageEncoder::shared`] and
+/// [`PreparedMessage`](crate::PreparedMessage)).
+///
+/// Its output must be acceptable to every connection whose encoder returns
+/// a `SharedEncoder` with an equal [`key`](Self::key), whatever that
+/// connection sent before: so it may not refer to earlier messages.
+pub trait SharedEncoder: Send + Sync + 'static {
+    /// Identifies the output: two encoders with equal keys produce
+    /// interchangeable bytes. Include the extension token and every
+    /// parameter that changes the bytes (window, level...).
+    fn key(&self) -> &str;
+
+    /// Encodes the whole message `payload` into the empty `out` and returns
+    /// `true` (the frame carries the extension's RSV bits), or returns
+    /// `false` to send it as it is.
+    fn encode(
+        &self,
+        opcode: OpCode,
+        payload: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<bool, ExtensionError>;
 }
 
 /// The incoming half of a per-message extension.

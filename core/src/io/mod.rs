@@ -15,6 +15,7 @@
 
 mod client;
 mod ops;
+mod prepared;
 mod server;
 mod split;
 mod stream;

@@ -533,6 +533,34 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends a whole data message already encoded for this connection's
+    /// broadcast group (see [`Session::send_prepared`]) and moves it into
+    /// `out`; like [`send_message`](Self::send_message), a message that is
+    /// one frame behind nothing goes into `out` directly.
+    pub fn send_prepared(
+        &mut self,
+        opcode: OpCode,
+        rsv: Rsv,
+        payload: Bytes,
+        out: &mut WriteBuffer,
+    ) -> Result<(), SendError> {
+        if self.session.prepared_as_is(payload.len()) {
+            self.session.note_prepared(rsv);
+            let mask = self.mask_key();
+            let frame = Frame {
+                fin: true,
+                rsv,
+                opcode,
+                payload,
+            };
+            out.push_frame(frame, mask);
+            return Ok(());
+        }
+        self.session.send_prepared(opcode, rsv, payload)?;
+        self.poll_transmit(out);
+        Ok(())
+    }
+
     /// Moves every queued frame into `out`, masking with fresh random keys on
     /// a client. Returns true if anything was added.
     #[inline]

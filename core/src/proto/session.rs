@@ -573,6 +573,73 @@ impl Session {
         Ok(())
     }
 
+    /// Queues a whole data message encoded elsewhere, by this connection's
+    /// [`BroadcastEncoding`](crate::BroadcastEncoding) (a
+    /// [`PreparedMessage`](crate::PreparedMessage)): `rsv` holds the bits
+    /// its encoder set, empty for a message sent as it is. The extension
+    /// chain is skipped; when `rsv` is set, the per-message encoders are
+    /// told ([`MessageEncoder::shared_sent`](crate::ext::MessageEncoder::shared_sent))
+    /// so they drop their context. Cut into frames of at most
+    /// `send_frame_size` bytes (RSV bits on the first) without copying.
+    /// `payload` must be what [`PreparedMessage::encoded`](crate::PreparedMessage::encoded)
+    /// returned for [`broadcast_encoding`](Self::broadcast_encoding).
+    pub fn send_prepared(
+        &mut self,
+        opcode: OpCode,
+        rsv: Rsv,
+        mut payload: Bytes,
+    ) -> Result<(), SendError> {
+        debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
+        if self.state != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        if self.streaming_send {
+            return Err(SendError::FragmentOrder);
+        }
+        self.note_prepared(rsv);
+        let size = self.send_frame_size;
+        let mut first = true;
+        loop {
+            let chunk = payload.split_to(size.min(payload.len()));
+            self.out.push_back(Frame {
+                fin: payload.is_empty(),
+                rsv: if first { rsv } else { Rsv::empty() },
+                opcode: if first { opcode } else { OpCode::Continuation },
+                payload: chunk,
+            });
+            first = false;
+            if payload.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// True if a prepared message of `len` bytes sent now would be queued by
+    /// [`send_prepared`](Self::send_prepared) as one frame behind nothing
+    /// (see [`sends_as_is`](Self::sends_as_is)).
+    #[inline]
+    pub(crate) fn prepared_as_is(&self, len: usize) -> bool {
+        self.state == CloseState::Open
+            && !self.streaming_send
+            && len <= self.send_frame_size
+            && self.out.is_empty()
+    }
+
+    /// A prepared message with `rsv` goes out: the encoders drop their
+    /// context if it was encoded (see [`send_prepared`](Self::send_prepared)).
+    #[inline]
+    pub(crate) fn note_prepared(&mut self, rsv: Rsv) {
+        if !rsv.is_empty() {
+            self.encoders.shared_sent();
+        }
+    }
+
+    /// How [`PreparedMessage`](crate::PreparedMessage)s are encoded for
+    /// this session (see [`BroadcastEncoding`](crate::BroadcastEncoding)).
+    pub fn broadcast_encoding(&self) -> crate::BroadcastEncoding {
+        self.encoders.broadcast_encoding()
+    }
+
     /// Queues a Ping.
     pub fn ping(&mut self, payload: Bytes) -> Result<(), SendError> {
         self.send_control(OpCode::Ping, payload)

@@ -257,6 +257,21 @@ impl Compressor {
         }
     }
 
+    /// Forgets everything compressed so far, as if the stream started
+    /// again: the next message refers to nothing before it. Used when a
+    /// message compressed elsewhere (a broadcast) went out in between, so
+    /// the peer's window no longer matches ours. A context this compressor
+    /// left in the pool is not taken back warm (its owner tag is renewed).
+    pub fn forget(&mut self) {
+        if let Some(h) = &mut self.history {
+            h.clear();
+        }
+        self.owner = new_owner();
+        if let Some(d) = &mut self.inner {
+            d.reset();
+        }
+    }
+
     /// The connection is idle: with a release policy, give the zlib state up
     /// and keep only the window.
     pub fn idle(&mut self) {
