@@ -147,6 +147,13 @@ async fn prepared_messages_through_a_toy_extension() {
     // Ordinary messages still go through the connection's own encoder.
     s1.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     assert!(matches!(c1.recv().await, Some(Ok(Message::Binary(b))) if b == vec![1u8, 2, 3]));
+    // A prepared message counts in Stats like any message sent, each side.
+    let (sent, got) = (s3.stats(), c3.stats());
+    assert_eq!((sent.messages_sent, sent.payload_bytes_sent), (1, 15));
+    assert_eq!((got.messages_received, got.payload_bytes_received), (1, 15));
+    assert_eq!(sent.wire_bytes_sent, got.wire_bytes_received);
+    let sent = s1.stats();
+    assert_eq!((sent.messages_sent, sent.payload_bytes_sent), (2, 18));
 }
 
 #[tokio::test]

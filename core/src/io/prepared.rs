@@ -58,6 +58,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 &mut self.write_buf,
             )?,
         }
+        // The application's bytes, as for `feed`: counted once per
+        // connection that queued the message.
+        self.count_sent(msg.payload().len() as u64, true);
         Ok(())
     }
 
