@@ -4,7 +4,7 @@ use crate::deflate::{
     Compressor, ContextPool, Decompressor, DeflateParams, Release, WindowBits, finish_message,
 };
 use bytes::BytesMut;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use weft_core::ext::{
     Acceptance, Extension, ExtensionError, ExtensionFactory, ExtensionHeader, MessageDecoder,
     MessageEncoder, NegotiationError, SendHints, SharedEncoder,
@@ -530,7 +530,7 @@ impl PerMessageDeflateExt {
             compressor: Compressor::new(self.compress, self.pool.clone(), self.release),
             takeover: self.compress_takeover,
             threshold: self.threshold,
-            shared: Arc::new(self.shared_encoder()),
+            shared: OnceLock::new(),
         };
         let decoder = Decoder {
             decompressor: Decompressor::new(
@@ -549,7 +549,10 @@ struct Encoder {
     compressor: Compressor,
     takeover: bool,
     threshold: usize,
-    shared: Arc<SharedDeflate>,
+    /// Made on the first broadcast only: most connections never need it,
+    /// and a per-connection allocation made at negotiation time stays
+    /// between the connection's large buffers for its whole life.
+    shared: OnceLock<Arc<SharedDeflate>>,
 }
 
 /// permessage-deflate for broadcast: compresses a whole message without
@@ -651,7 +654,14 @@ impl MessageEncoder for Encoder {
     }
 
     fn shared(&self) -> Option<Arc<dyn SharedEncoder>> {
-        Some(self.shared.clone())
+        let shared = self.shared.get_or_init(|| {
+            Arc::new(SharedDeflate::new(
+                self.compressor.params(),
+                self.threshold,
+                self.compressor.pool().cloned(),
+            ))
+        });
+        Some(shared.clone())
     }
 
     fn shared_sent(&mut self) {

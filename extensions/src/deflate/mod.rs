@@ -257,6 +257,16 @@ impl Compressor {
         }
     }
 
+    /// The compressor's parameters.
+    pub(crate) fn params(&self) -> DeflateParams {
+        self.params
+    }
+
+    /// The pool its contexts come from, if any.
+    pub(crate) fn pool(&self) -> Option<&Arc<ContextPool>> {
+        self.pool.as_ref()
+    }
+
     /// Forgets everything compressed so far, as if the stream started
     /// again: the next message refers to nothing before it. Used when a
     /// message compressed elsewhere (a broadcast) went out in between, so
