@@ -15,11 +15,12 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 # --help of every binary, from a debug build (what `cargo test --workspace`
 # has compiled already).
-timeout 900 cargo build --quiet -p weft-examples --examples -p weft-benches --bins
+timeout 900 cargo build --quiet -p weft-examples --examples -p weft-benches --bins \
+    -p weft-cli --bin weft -p weft-broker --bin weft-broker
 helped=0
 for bin in examples/echo_server examples/echo_check examples/autobahn_client examples/mux_demo \
-    examples/custom_extension \
-    compression echo_rounds idle_memory mux_bench; do
+    examples/custom_extension examples/axum_broadcast examples/hyper_server \
+    compression echo_rounds idle_memory mux_bench broadcast broker_bench weft weft-broker; do
     status=0
     out=$(timeout 5 "$TARGET/debug/$bin" --help 2>&1) || status=$?
     if ((status != 0)) || [[ "$out" != *"Usage: ${bin#examples/}"* ]]; then

@@ -3,13 +3,15 @@
 //! the load client.
 //!
 //! ```text
-//! cargo bench -p weft-broker --bench broker_bench              # both backends
-//! cargo bench -p weft-broker --bench broker_bench -- --backends memory --secs 2
+//! cargo run --release -p weft-benches --bin broker_bench              # both backends
+//! cargo run --release -p weft-benches --bin broker_bench -- --backends memory --secs 2
 //! ```
 //!
-//! For each backend it starts the `weft-broker` binary (built by cargo with
-//! this bench; the Redis phases also start `redis-server` on a free port)
-//! and runs, for `--secs` each:
+//! For each backend it starts the shipped `weft-broker` binary (`--broker
+//! PATH`; by default the one next to this bench in cargo's target
+//! directory, built with `cargo build --release -p weft-broker` first when
+//! it is missing; the Redis phases also start `redis-server` on a free
+//! port) and runs, for `--secs` each:
 //!
 //! 1. **throughput**: `--producers` producers (each a `Client` with
 //!    `--window` SENDs in flight, each awaiting its RECEIPT) and
@@ -59,16 +61,35 @@ struct Args {
     /// Body size in bytes (at least 8: the send time travels in it).
     #[arg(long, default_value_t = 256)]
     size: usize,
-    /// The weft-broker binary (default: the one cargo built with this bench).
-    #[arg(long, default_value = env!("CARGO_BIN_EXE_weft-broker"))]
-    broker: String,
+    /// The weft-broker binary [default: `weft-broker` next to this bench,
+    /// built first when missing].
+    #[arg(long, value_name = "PATH")]
+    broker: Option<String>,
     /// Extra arguments for every weft-broker node, space separated (for
     /// example `--dedupe-window 0` to see what deduplication costs).
     #[arg(long, default_value = "", allow_hyphen_values = true)]
     broker_args: String,
-    /// Passed by `cargo bench`; ignored.
-    #[arg(long, hide = true)]
-    bench: bool,
+}
+
+/// The weft-broker binary next to this one (same cargo profile directory),
+/// built with cargo when it is not there yet.
+fn default_broker() -> String {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let dir = exe.parent().expect("a directory");
+    let bin = dir.join(format!("weft-broker{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let release = dir.file_name().is_some_and(|d| d == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        eprintln!("broker_bench: building weft-broker ({})", bin.display());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "weft-broker", "--bin", "weft-broker"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().is_ok_and(|s| s.success());
+        assert!(ok && bin.exists(), "cannot build {}; pass --broker PATH", bin.display());
+    }
+    bin.to_string_lossy().into_owned()
 }
 
 fn free_port() -> u16 {
@@ -346,11 +367,12 @@ fn report(backend: &str, name: &str, p: &Phase, extra: serde_json::Value) {
 async fn main() {
     let args = Args::parse();
     assert!(args.size >= 8, "--size must be at least 8");
+    let broker = args.broker.clone().unwrap_or_else(default_broker);
     let mut summary = serde_json::Map::new();
     for backend in &args.backends {
         match backend.as_str() {
             "memory" => {
-                let (node, url) = start_broker(&args.broker, "memory", &args.broker_args);
+                let (node, url) = start_broker(&broker, "memory", &args.broker_args);
                 let urls = [url];
                 let pids = [node.0.id()];
                 let t = phase(&args, &urls, &urls, None, &pids, &[]).await;
@@ -377,8 +399,8 @@ async fn main() {
             "redis" => {
                 let (redis, port) = start_redis();
                 let url = format!("redis://127.0.0.1:{port}");
-                let (a, ua) = start_broker(&args.broker, &url, &args.broker_args);
-                let (b, ub) = start_broker(&args.broker, &url, &args.broker_args);
+                let (a, ua) = start_broker(&broker, &url, &args.broker_args);
+                let (b, ub) = start_broker(&broker, &url, &args.broker_args);
                 let urls = [ua, ub];
                 let (brokers, rpids) = ([a.0.id(), b.0.id()], [redis.0.id()]);
                 let n = 200_000u64;
