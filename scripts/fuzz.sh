@@ -29,7 +29,7 @@ for t in $targets; do
     # parsers); -rss_limit_mb / -malloc_limit_mb: memory bounds; leaks are
     # reported by LeakSanitizer (on by default with ASan).
     cargo +nightly fuzz run -O "$t" "$scratch/$t" "corpus/$t" -- \
-        -max_total_time="$secs" -jobs=1 -workers=1 -timeout=10 \
+        -max_total_time="$secs" -timeout=10 \
         -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 \
         >"$log" 2>&1
     rc=$?

@@ -39,7 +39,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let base = weft_fuzz::measure_start();
     let parsed = parse_extensions(text.split('\n'));
     let stats = weft_fuzz::measure_end(base);
-    assert!(stats.largest <= 64 * data.len() + 1024, "allocation of {}", stats.largest);
+    assert!(
+        stats.largest <= 64 * data.len() + 1024,
+        "allocation of {}",
+        stats.largest
+    );
     let Ok(list) = parsed else {
         return;
     };
@@ -53,7 +57,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         for offer in &list {
             // The framework asks a factory only about its own tokens.
             let handles = offer.name.eq_ignore_ascii_case(f.name())
-                || f.aliases().iter().any(|a| offer.name.eq_ignore_ascii_case(a));
+                || f.aliases()
+                    .iter()
+                    .any(|a| offer.name.eq_ignore_ascii_case(a));
             if !handles {
                 continue;
             }
@@ -81,7 +87,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         for (k, (h, e)) in n.headers().iter().zip(n.extensions()).enumerate() {
             assert!(list.iter().any(|o| o.name.eq_ignore_ascii_case(&h.name)));
             assert!(
-                !n.headers()[..k].iter().any(|p| p.name.eq_ignore_ascii_case(&h.name)),
+                !n.headers()[..k]
+                    .iter()
+                    .any(|p| p.name.eq_ignore_ascii_case(&h.name)),
                 "{answer}"
             );
             assert!((bits & e.rsv()).is_empty(), "{answer}");

@@ -44,7 +44,12 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let parsed = parse_request(data, MAX_SIZE, MAX_HEADERS);
     let stats = weft_fuzz::measure_end(base);
     let bound = 8 * data.len() + MAX_HEADERS * 64 + 4096;
-    assert!(stats.largest <= bound, "allocation of {} for {} bytes", stats.largest, data.len());
+    assert!(
+        stats.largest <= bound,
+        "allocation of {} for {} bytes",
+        stats.largest,
+        data.len()
+    );
     let (request, n) = match parsed {
         Ok(None) => {
             assert!(data.len() <= MAX_SIZE, "an incomplete head past the limit");
@@ -66,7 +71,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     };
     assert!(n <= data.len() && n <= MAX_SIZE);
     // The same head is incomplete without its last byte.
-    assert!(!matches!(parse_request(&data[..n - 1], MAX_SIZE, MAX_HEADERS), Ok(Some(_))));
+    assert!(!matches!(
+        parse_request(&data[..n - 1], MAX_SIZE, MAX_HEADERS),
+        Ok(Some(_))
+    ));
     for server_order in [false, true] {
         match accept_request(&request, &options(server_order)) {
             Ok(accepted) => {

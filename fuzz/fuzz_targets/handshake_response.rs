@@ -73,7 +73,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
                 .map(|h| h.name.to_ascii_lowercase())
                 .collect();
             for (k, name) in names.iter().enumerate() {
-                assert!(name == "permessage-deflate" || name == "deflate-frame", "{name}");
+                assert!(
+                    name == "permessage-deflate" || name == "deflate-frame",
+                    "{name}"
+                );
                 assert!(!names[..k].contains(name), "{name} twice");
             }
             // Both deflates own RSV1: never both.

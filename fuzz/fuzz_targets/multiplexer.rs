@@ -22,26 +22,52 @@ use weft_core::handshake::ServerOptions;
 use weft_core::{Config, Message, Utf8Bytes};
 use weft_extensions::PerMessageDeflate;
 use weft_mux::wire::decode_physical;
-use weft_mux::{ChannelId, DropCode, MuxConfig, MuxEvent, Multiplexer};
+use weft_mux::{ChannelId, DropCode, Multiplexer, MuxConfig, MuxEvent};
 
 #[global_allocator]
 static ALLOC: weft_fuzz::CountingAlloc = weft_fuzz::CountingAlloc;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Open { deflate: bool, path: u8 },
+    Open {
+        deflate: bool,
+        path: u8,
+    },
     /// Server: answer the oldest pending request.
-    Answer { accept: bool },
+    Answer {
+        accept: bool,
+    },
     /// Send on the n-th open channel of a side.
-    Send { server: bool, nth: u8, text: bool, payload: Vec<u8> },
-    Close { server: bool, nth: u8 },
-    Drop { server: bool, nth: u8, code: u16 },
+    Send {
+        server: bool,
+        nth: u8,
+        text: bool,
+        payload: Vec<u8>,
+    },
+    Close {
+        server: bool,
+        nth: u8,
+    },
+    Drop {
+        server: bool,
+        nth: u8,
+        code: u16,
+    },
     /// Read messages of a side's channels.
-    Read { server: bool },
+    Read {
+        server: bool,
+    },
     /// Deliver up to n physical messages in one direction.
-    Deliver { to_server: bool, n: u8 },
+    Deliver {
+        to_server: bool,
+        n: u8,
+    },
     /// Inject a physical message.
-    Inject { to_server: bool, text: bool, payload: Vec<u8> },
+    Inject {
+        to_server: bool,
+        text: bool,
+        payload: Vec<u8>,
+    },
     Tick(u16),
 }
 
@@ -148,8 +174,14 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
     let mut now = start;
     let mut ops = case.ops;
     for _ in 0..4 {
-        ops.push(Op::Deliver { to_server: true, n: u8::MAX });
-        ops.push(Op::Deliver { to_server: false, n: u8::MAX });
+        ops.push(Op::Deliver {
+            to_server: true,
+            n: u8::MAX,
+        });
+        ops.push(Op::Deliver {
+            to_server: false,
+            n: u8::MAX,
+        });
     }
     let base = weft_fuzz::measure_start();
     for op in ops {
@@ -172,14 +204,21 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                     }
                 }
             }
-            Op::Send { server: on_server, nth, text, payload } => {
+            Op::Send {
+                server: on_server,
+                nth,
+                text,
+                payload,
+            } => {
                 let side = if on_server { &mut server } else { &mut client };
                 if side.open.is_empty() {
                     continue;
                 }
                 let ch = side.open[nth as usize % side.open.len()];
                 let msg = match text {
-                    true => Message::Text(Utf8Bytes::from(String::from_utf8_lossy(&payload).into_owned())),
+                    true => Message::Text(Utf8Bytes::from(
+                        String::from_utf8_lossy(&payload).into_owned(),
+                    )),
                     false => Message::Binary(Bytes::from(payload)),
                 };
                 let data = payload_of(&msg);
@@ -187,14 +226,23 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                     sent.entry((on_server, ch.get())).or_default().push(data);
                 }
             }
-            Op::Close { server: on_server, nth } => {
+            Op::Close {
+                server: on_server,
+                nth,
+            } => {
                 let side = if on_server { &mut server } else { &mut client };
                 if !side.open.is_empty() {
                     let ch = side.open[nth as usize % side.open.len()];
-                    let _ = side.mux.send(ch, Message::Close(None), &SendHints::default());
+                    let _ = side
+                        .mux
+                        .send(ch, Message::Close(None), &SendHints::default());
                 }
             }
-            Op::Drop { server: on_server, nth, code } => {
+            Op::Drop {
+                server: on_server,
+                nth,
+                code,
+            } => {
                 let side = if on_server { &mut server } else { &mut client };
                 if !side.open.is_empty() {
                     let ch = side.open[nth as usize % side.open.len()];
@@ -216,12 +264,18 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                     side.events();
                 }
             }
-            Op::Inject { to_server: ts, text, payload } => {
+            Op::Inject {
+                to_server: ts,
+                text,
+                payload,
+            } => {
                 injected = true;
                 supplied += payload.len();
                 let side = if ts { &mut server } else { &mut client };
                 let msg = match text {
-                    true => Message::Text(Utf8Bytes::from(String::from_utf8_lossy(&payload).into_owned())),
+                    true => Message::Text(Utf8Bytes::from(
+                        String::from_utf8_lossy(&payload).into_owned(),
+                    )),
                     false => Message::Binary(Bytes::from(payload)),
                 };
                 side.mux.handle_message(msg);
@@ -253,7 +307,10 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
         for ((from_server, ch), msgs) in &sent {
             let receiver = if *from_server { &client } else { &server };
             let got = receiver.got.get(ch).map(Vec::as_slice).unwrap_or(&[]);
-            assert!(got.len() <= msgs.len(), "channel {ch}: more arrived than was sent");
+            assert!(
+                got.len() <= msgs.len(),
+                "channel {ch}: more arrived than was sent"
+            );
             for (g, m) in got.iter().zip(msgs) {
                 assert_eq!(g, m, "channel {ch}: message changed");
             }

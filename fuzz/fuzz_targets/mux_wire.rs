@@ -9,8 +9,8 @@
 #![no_main]
 
 use bytes::Bytes;
-use weft_mux::wire::{Block, Physical, WireError, decode_physical, encode_inner_header, number};
 use weft_mux::ChannelId;
+use weft_mux::wire::{Block, Physical, WireError, decode_physical, encode_inner_header, number};
 
 fn expected_drop_code(e: &WireError) -> u16 {
     match e {

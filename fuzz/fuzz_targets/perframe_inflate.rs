@@ -24,9 +24,15 @@ static ALLOC: weft_fuzz::CountingAlloc = weft_fuzz::CountingAlloc;
 enum Op {
     /// One message: binary or text (ASCII), in fragments, each compressed
     /// or not.
-    Message { text: bool, parts: Vec<(bool, Vec<u8>)> },
+    Message {
+        text: bool,
+        parts: Vec<(bool, Vec<u8>)>,
+    },
     /// A hand-made frame.
-    Frame { b0: u8, payload: Vec<u8> },
+    Frame {
+        b0: u8,
+        payload: Vec<u8>,
+    },
     Ping(Vec<u8>),
     Idle,
 }
@@ -54,7 +60,10 @@ fn deflate(c: &mut Compress, data: &[u8]) -> Vec<u8> {
 
 libfuzzer_sys::fuzz_target!(|case: Case| {
     let max_message = case.max_message as usize;
-    let ext = weft_fuzz::conn::ExtChoice::PerFrame { bits: 7, nct: false };
+    let ext = weft_fuzz::conn::ExtChoice::PerFrame {
+        bits: 7,
+        nct: false,
+    };
     let (_, server) = weft_fuzz::conn::negotiate(&ext);
     let cfg = Config::default().max_message_size(max_message);
     let mut s = Session::with_extensions(Role::Server, &cfg, server);
@@ -64,7 +73,11 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
         let base = weft_fuzz::measure_start();
         let r = s.handle_frame(f);
         let stats = weft_fuzz::measure_end(base);
-        assert!(stats.largest <= 2 * max_message + (256 << 10), "allocation of {}", stats.largest);
+        assert!(
+            stats.largest <= 2 * max_message + (256 << 10),
+            "allocation of {}",
+            stats.largest
+        );
         match r {
             Ok(m) => Ok(m),
             Err(e) => {
@@ -72,7 +85,10 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                 assert_eq!(e.close_code().as_u16(), code);
                 if !tainted {
                     assert!(
-                        matches!(e, ProtocolError::Extension { .. } | ProtocolError::MessageTooLarge { .. }),
+                        matches!(
+                            e,
+                            ProtocolError::Extension { .. } | ProtocolError::MessageTooLarge { .. }
+                        ),
                         "honest frames failed: {e:?}"
                     );
                     assert_eq!(code, 1009, "honest frames failed: {e:?}");
@@ -108,7 +124,12 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                         (0, false) => OpCode::Binary,
                         _ => OpCode::Continuation,
                     };
-                    let f = Frame { fin: i + 1 == n, rsv, opcode, payload: Bytes::from(payload) };
+                    let f = Frame {
+                        fin: i + 1 == n,
+                        rsv,
+                        opcode,
+                        payload: Bytes::from(payload),
+                    };
                     result = feed(&mut s, f, tainted);
                     if result.is_err() {
                         break;
@@ -128,7 +149,11 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                     }
                     Ok(other) => panic!("{other:?} for a whole message"),
                     Err(1009) => {
-                        assert!(whole.len() > max_message, "{} <= {max_message}", whole.len());
+                        assert!(
+                            whole.len() > max_message,
+                            "{} <= {max_message}",
+                            whole.len()
+                        );
                         return;
                     }
                     Err(code) => panic!("honest message failed with {code}"),

@@ -26,8 +26,13 @@ static ALLOC: weft_fuzz::CountingAlloc = weft_fuzz::CountingAlloc;
 
 #[derive(Arbitrary, Debug)]
 enum Mode {
-    Valid { level: u8, messages: Vec<(Vec<u8>, Vec<u8>)> },
-    Raw { chunks: Vec<Vec<u8>> },
+    Valid {
+        level: u8,
+        messages: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    Raw {
+        chunks: Vec<Vec<u8>>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -64,7 +69,9 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
         1 => Release::WhenIdle,
         _ => Release::EveryMessage,
     };
-    let pool = case.pooled.then(|| std::sync::Arc::new(ContextPool::new(2)));
+    let pool = case
+        .pooled
+        .then(|| std::sync::Arc::new(ContextPool::new(2)));
     let mut d = Decompressor::new(window, pool, release);
     let run = |d: &mut Decompressor, parts: &[&[u8]]| -> (Result<(), u16>, BytesMut, usize) {
         let mut out = BytesMut::new();
@@ -86,7 +93,12 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
         // one byte that crossed it.
         let limit = if r.is_ok() { budget } else { budget + 1 };
         assert!(out.len() <= limit, "{} > budget {budget}", out.len());
-        assert!(out.capacity() <= budget + 1, "capacity {} > {}", out.capacity(), budget + 1);
+        assert!(
+            out.capacity() <= budget + 1,
+            "capacity {} > {}",
+            out.capacity(),
+            budget + 1
+        );
         assert!(
             stats.largest <= (budget + 1).max(STATE),
             "allocation of {} (budget {budget})",
@@ -96,11 +108,8 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
     };
     match case.mode {
         Mode::Valid { level, messages } => {
-            let mut c = Compress::new_with_window_bits(
-                Compression::new((level % 10) as u32),
-                false,
-                bits,
-            );
+            let mut c =
+                Compress::new_with_window_bits(Compression::new((level % 10) as u32), false, bits);
             for (msg, cuts) in messages.iter().take(8) {
                 let mut z = Vec::with_capacity(msg.len() * 2 + 64);
                 let before = c.total_in();
@@ -166,7 +175,11 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                 // flate2 produced more than the budget: weft must fail
                 // (1009, or 1007 when zlib meets corrupt data in the same
                 // call that reaches the budget).
-                assert!(r.is_err(), "{} inflated bytes > budget {budget}", ref_out.len());
+                assert!(
+                    r.is_err(),
+                    "{} inflated bytes > budget {budget}",
+                    ref_out.len()
+                );
                 return;
             }
             match ref_result {

@@ -29,8 +29,8 @@ use weft_core::ext::{
 };
 use weft_core::proto::WriteBuffer;
 use weft_core::{
-    CloseCode, CloseFrame, CloseState, Config, Connection, FrameHeader, Message, OpCode, Role,
-    Rsv, SendError, Session,
+    CloseCode, CloseFrame, CloseState, Config, Connection, FrameHeader, Message, OpCode, Role, Rsv,
+    SendError, Session,
 };
 use weft_extensions::{MemoryStrategy, PerFrameDeflate, PerMessageDeflate, WindowBits};
 
@@ -558,12 +558,7 @@ pub fn run(role: Role, case: Case) {
             Op::Tick(ms) => {
                 now += Duration::from_millis(ms as u64);
                 for end in [&mut target, &mut peer] {
-                    if end
-                        .conn
-                        .session()
-                        .poll_timeout()
-                        .is_some_and(|d| d <= now)
-                    {
+                    if end.conn.session().poll_timeout().is_some_and(|d| d <= now) {
                         end.conn.session_mut().handle_timeout(now);
                     }
                 }
