@@ -158,6 +158,10 @@ pub struct Case {
     pub ext: ExtChoice,
     /// The target's limits.
     pub limits: Limits,
+    /// Read into exact-size buffers of at most this many bytes, as the
+    /// tokio layer does (`ReadStrategy::ExactSmallReads`), instead of one
+    /// reused buffer.
+    pub exact_small_reads: Option<u16>,
     /// The steps.
     pub ops: Vec<Op>,
 }
@@ -286,6 +290,13 @@ pub fn run(role: Role, case: Case) {
         Role::Server => Role::Client,
     };
     let mut target = End::new(role, &config, target_ext);
+    if let Some(max) = case.exact_small_reads {
+        target
+            .conn
+            .set_read_strategy(weft_core::proto::ReadStrategy::ExactSmallReads {
+                max: max as usize,
+            });
+    }
     let mut peer = End::new(peer_role, &peer_config, peer_ext);
     let start = Instant::now();
     let mut now = start;
@@ -387,7 +398,14 @@ pub fn run(role: Role, case: Case) {
                     chunk as usize
                 };
                 for piece in data.chunks(chunk) {
-                    target_rbuf.extend_from_slice(piece);
+                    match case.exact_small_reads {
+                        // A small read on a drained buffer arrives in an
+                        // allocation of exactly its size.
+                        Some(max) if target_rbuf.is_empty() && piece.len() <= max as usize => {
+                            target_rbuf = BytesMut::from(piece)
+                        }
+                        _ => target_rbuf.extend_from_slice(piece),
+                    }
                     let was_open = target.conn.session().state() == CloseState::Open;
                     // The peer may have sent much more than the limits: count
                     // what actually arrived.
