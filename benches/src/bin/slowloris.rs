@@ -65,6 +65,8 @@ struct Report {
     handshake_timeout_ms: u64,
     opened: usize,
     closed_by_server: usize,
+    /// Attackers that could not connect at all.
+    connect_failed: usize,
     /// Attackers closed before the timeout (should be 0).
     closed_early: usize,
     max_close_after_timeout_ms: f64,
@@ -132,8 +134,8 @@ async fn attacker(
     trickle: bool,
     interval: Duration,
     bound: Duration,
-) -> Option<Duration> {
-    let mut s = connect(addr).await?;
+) -> Result<Duration, &'static str> {
+    let mut s = connect(addr).await.ok_or("connect")?;
     let t = Instant::now();
     let (mut r, mut w) = s.split();
     let read = async {
@@ -163,7 +165,7 @@ async fn attacker(
         }
     })
     .await
-    .ok()
+    .map_err(|_| "not closed")
 }
 
 async fn probe(addr: SocketAddr) -> Option<Duration> {
@@ -245,8 +247,9 @@ fn main() {
                 opened.fetch_add(1, Ordering::Relaxed);
                 attacker(addr, i < args.trickle, interval, bound).await
             }));
-            if i % 200 == 199 {
-                tokio::task::yield_now().await;
+            if i % 100 == 99 {
+                // Stay within the listen backlog.
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         // The server now holds (about) every attacker pending.
@@ -262,10 +265,15 @@ fn main() {
         }
         lat.sort();
         let mut closed = 0;
+        let mut connect_failed = 0;
         let mut early = 0;
         let mut worst = Duration::ZERO;
         for a in attackers {
-            if let Ok(Some(d)) = a.await {
+            let r = a.await.expect("attacker task");
+            if r == Err("connect") {
+                connect_failed += 1;
+            }
+            if let Ok(d) = r {
                 closed += 1;
                 // A little slack: connect and accept are not simultaneous.
                 if d + Duration::from_millis(50) < timeout {
@@ -280,6 +288,7 @@ fn main() {
             handshake_timeout_ms: args.handshake_timeout_ms,
             opened: opened.load(Ordering::Relaxed),
             closed_by_server: closed,
+            connect_failed,
             closed_early: early,
             max_close_after_timeout_ms: (worst.as_secs_f64() - timeout.as_secs_f64()) * 1e3,
             rss_baseline_bytes: baseline,
