@@ -170,6 +170,10 @@ const YIELD_MIN_MESSAGE: usize = 4 << 10;
 /// Reading and writing run in two tasks over the split physical WebSocket,
 /// so a peer that is itself blocked writing can never stop us from reading
 /// (two drivers each waiting for the other to read would deadlock).
+/// References to [`Shared`] the driver itself holds (its own and its read
+/// task's): when no other is left, every handle is gone.
+const DRIVER_REFS: usize = 2;
+
 async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     shared: Arc<Shared>,
     ws: WebSocket<S>,
@@ -243,7 +247,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 let full = batch >= WRITE_BATCH;
                 (
                     st.mux.failure(),
-                    st.close_requested,
+                    // Every handle (client, server, channels) dropped:
+                    // nobody can use the connection any more, so close it
+                    // rather than keep its socket and tasks forever.
+                    st.close_requested || Arc::strong_count(&shared) <= DRIVER_REFS,
                     st.physical_closed,
                     full,
                 )
@@ -288,7 +295,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 /// impls; every call reports [`MuxError`].
 ///
 /// Dropping the handle leaves the channel open; call [`close`](Self::close)
-/// (closing handshake) or [`drop_channel`](Self::drop_channel).
+/// (closing handshake) or [`drop_channel`](Self::drop_channel). Once every
+/// handle of a connection is dropped (its `MuxClient` or `MuxServer`, every
+/// `Channel` and `IncomingChannel`), the physical connection is closed
+/// (1000) within a quarter of a second.
 pub struct Channel {
     shared: Arc<Shared>,
     id: ChannelId,

@@ -307,7 +307,9 @@ pub fn connection_with(
     )
 }
 
+pub mod faults;
 mod proc_status;
 mod rng;
+pub use faults::{FaultLog, FaultStream, Faults};
 pub use proc_status::{ProcStatus, proc_status};
 pub use rng::{Rng, RngCore, SeededRng, rng};

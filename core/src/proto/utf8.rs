@@ -134,4 +134,82 @@ mod tests {
             assert!(v.feed(std::slice::from_ref(b), i + 1 == s.len()).is_ok());
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Text that is mostly valid UTF-8 (every code point length), with
+        /// corruptions: a stray byte, a dropped byte, a swapped pair.
+        fn almost_text() -> impl Strategy<Value = Vec<u8>> {
+            (
+                prop::collection::vec(any::<char>(), 0..40),
+                prop::collection::vec((any::<u8>(), any::<u8>(), 0u8..4), 0..3),
+            )
+                .prop_map(|(chars, edits)| {
+                    let mut b = chars.into_iter().collect::<String>().into_bytes();
+                    for (at, byte, kind) in edits {
+                        if b.is_empty() {
+                            b.push(byte);
+                            continue;
+                        }
+                        let i = at as usize % b.len();
+                        match kind {
+                            0 => b[i] = byte,
+                            1 => {
+                                b.remove(i);
+                            }
+                            2 => b.insert(i, byte),
+                            _ => {
+                                let j = (i + 1) % b.len();
+                                b.swap(i, j);
+                            }
+                        }
+                    }
+                    b
+                })
+        }
+
+        /// Feeds `bytes` split at `cuts` (sorted offsets); Ok iff valid.
+        fn streamed(bytes: &[u8], cuts: &[usize]) -> bool {
+            let mut v = Utf8Validator::new();
+            let mut at = 0;
+            for &c in cuts {
+                if v.feed(&bytes[at..c], false).is_err() {
+                    return false;
+                }
+                at = c;
+            }
+            v.feed(&bytes[at..], true).is_ok()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Streaming validation agrees with `std::str::from_utf8` for
+            /// any bytes split into any number of pieces anywhere.
+            #[test]
+            fn agrees_with_std_on_any_split(
+                bytes in prop_oneof![almost_text(), prop::collection::vec(any::<u8>(), 0..24)],
+                raw_cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let mut cuts: Vec<usize> =
+                    raw_cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+                cuts.sort_unstable();
+                prop_assert_eq!(streamed(&bytes, &cuts), std::str::from_utf8(&bytes).is_ok());
+            }
+
+            /// Fail-fast never rejects early what a continuation could
+            /// still make valid: any prefix of valid text passes with
+            /// `fin = false`.
+            #[test]
+            fn valid_prefixes_are_never_rejected(s in ".{0,40}", cut in any::<prop::sample::Index>()) {
+                let b = s.as_bytes();
+                let k = cut.index(b.len() + 1);
+                let mut v = Utf8Validator::new();
+                prop_assert!(v.feed(&b[..k], false).is_ok());
+                prop_assert!(v.feed(&b[k..], true).is_ok());
+            }
+        }
+    }
 }
