@@ -82,12 +82,23 @@ fn default_broker() -> String {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         eprintln!("broker_bench: building weft-broker ({})", bin.display());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "weft-broker", "--bin", "weft-broker"]);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "weft-broker",
+            "--bin",
+            "weft-broker",
+        ]);
         if release {
             cmd.arg("--release");
         }
         let ok = cmd.status().is_ok_and(|s| s.success());
-        assert!(ok && bin.exists(), "cannot build {}; pass --broker PATH", bin.display());
+        assert!(
+            ok && bin.exists(),
+            "cannot build {}; pass --broker PATH",
+            bin.display()
+        );
     }
     bin.to_string_lossy().into_owned()
 }
