@@ -20,7 +20,8 @@ timeout 900 cargo build --quiet -p weft-examples --examples -p weft-benches --bi
 helped=0
 for bin in examples/echo_server examples/echo_check examples/autobahn_client examples/mux_demo \
     examples/custom_extension examples/axum_broadcast examples/hyper_server \
-    compression echo_rounds idle_memory mux_bench broadcast broker_bench weft weft-broker; do
+    compression echo_rounds idle_memory mux_bench broadcast broker_bench soak slowloris handshake_flood \
+    weft weft-broker; do
     status=0
     out=$(timeout 5 "$TARGET/debug/$bin" --help 2>&1) || status=$?
     if ((status != 0)) || [[ "$out" != *"Usage: ${bin#examples/}"* ]]; then

@@ -32,6 +32,13 @@ pub enum Error {
     /// [`Config::keepalive_timeout`]: crate::Config::keepalive_timeout
     #[error("keepalive timeout: no Pong within {0:?}")]
     KeepaliveTimeout(std::time::Duration),
+    /// [`WebSocket::close`](crate::WebSocket::close) could not write its
+    /// Close within [`Config::close_timeout`] (the peer stopped reading);
+    /// the transport was given up.
+    ///
+    /// [`Config::close_timeout`]: crate::Config::close_timeout
+    #[error("close timeout: the Close could not be written within {0:?}")]
+    CloseTimeout(std::time::Duration),
     /// The server's [`Shutdown::drain`](crate::Shutdown::drain) grace period
     /// ended before this connection closed; it was dropped without flushing.
     #[error("server shutdown: grace period over, connection aborted")]

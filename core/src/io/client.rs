@@ -1,12 +1,12 @@
 //! Opening a client connection.
 
+use super::head::HeadReader;
 use super::{MaybeTlsStream, WebSocket};
 use crate::error::Error;
 use crate::ext::ExtensionFactory;
 use crate::handshake::{ClientHandshake, ClientOptions, HandshakeError, IntoClientRequest, Target};
 use crate::proto::{Config, Role};
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -171,23 +171,18 @@ impl ClientBuilder {
             .await
             .map_err(HandshakeError::from)?;
         stream.flush().await.map_err(HandshakeError::from)?;
-        let mut buf = BytesMut::with_capacity(1024);
+        // Parsed only when a parse can finish (see `head`).
+        let max = self.config.max_handshake_size;
+        let mut head = HeadReader::new(max);
         loop {
-            if buf.capacity() == buf.len() {
-                buf.reserve(1024);
+            head.fill(&mut stream).await?;
+            if !head.parse_due() {
+                continue;
             }
-            let n = stream
-                .read_buf(&mut buf)
-                .await
-                .map_err(HandshakeError::from)?;
-            if n == 0 {
-                return Err(HandshakeError::Eof.into());
-            }
-            let max = self.config.max_handshake_size;
             if let Some((accepted, used)) =
-                hs.handle_response(&buf, max, self.config.max_handshake_headers)?
+                hs.handle_response(head.bytes(), max, self.config.max_handshake_headers)?
             {
-                let leftover = buf.split_off(used);
+                let leftover = head.into_bytes().split_off(used);
                 let ws = WebSocket::from_parts(
                     stream,
                     Role::Client,

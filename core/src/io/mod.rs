@@ -14,6 +14,7 @@
 //! therefore answers a burst of pipelined messages with one vectored write.
 
 mod client;
+mod head;
 mod ops;
 mod prepared;
 mod server;
@@ -315,7 +316,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
                 &SendHints::default(),
             )?;
         }
-        self.flush().await.or_else(ignore_closed)?;
+        // A peer that stopped reading must not hold close() forever: the
+        // close timeout bounds the write of the Close as it bounds the wait
+        // for the peer's answer.
+        let limit = self.close_timeout;
+        match tokio::time::timeout(limit, self.flush()).await {
+            Ok(r) => r.or_else(ignore_closed)?,
+            Err(_) => {
+                self.phase = Phase::Done;
+                let queued = self.write_buf.len();
+                self.write_buf.advance(queued);
+                return Err(Error::CloseTimeout(limit));
+            }
+        }
         while let Some(r) = self.recv().await {
             match r {
                 Ok(_) => {}

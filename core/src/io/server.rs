@@ -1,6 +1,7 @@
 //! Accepting server connections.
 
 use super::WebSocket;
+use super::head::HeadReader;
 use super::ops::{Limit, Permit, ServerLink, ServerStats, Shutdown};
 use crate::error::Error;
 use crate::ext::{ExtensionFactory, Negotiated};
@@ -9,7 +10,7 @@ use crate::handshake::{HandshakeError, ServerOptions};
 use crate::proto::{Config, Role};
 use bytes::BytesMut;
 use std::sync::Arc;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// Accepts a WebSocket on `stream` with default settings.
 pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> Result<WebSocket<S>, Error> {
@@ -268,26 +269,22 @@ impl ServerBuilder {
         ),
         Error,
     > {
-        let mut buf = BytesMut::with_capacity(1024);
+        // Parsed only when a parse can finish: linear in the head's size
+        // however it is cut into reads (see `head`).
+        let mut head = HeadReader::new(self.config.max_handshake_size);
         let (request, used) = loop {
-            if let Some(done) = parse_request(
-                &buf,
-                self.config.max_handshake_size,
-                self.config.max_handshake_headers,
-            )? {
+            if head.parse_due()
+                && let Some(done) = parse_request(
+                    head.bytes(),
+                    self.config.max_handshake_size,
+                    self.config.max_handshake_headers,
+                )?
+            {
                 break done;
             }
-            if buf.capacity() == buf.len() {
-                buf.reserve(1024);
-            }
-            let n = stream
-                .read_buf(&mut buf)
-                .await
-                .map_err(HandshakeError::from)?;
-            if n == 0 {
-                return Err(HandshakeError::Eof.into());
-            }
+            head.fill(stream).await?;
         };
+        let mut buf = head.into_bytes();
         if let Some(hook) = &self.hook
             && let Some(r) = hook(&request)
         {
