@@ -1,11 +1,7 @@
 //! The report end to end: JSON schema, CSV, SVG/HTML as XML, determinism,
 //! byte counts against a real weft connection on loopback, bounded reading.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use test_support::CountingStream;
 use weft_cli::corpus::{self, Direction, Entry, ReadOptions};
 use weft_cli::replay::{ReplayOptions, measure};
 use weft_cli::report::{self, Constraints};
@@ -232,56 +228,6 @@ fn svg_escapes_hostile_names() {
     roxmltree::Document::parse(&svg).expect("still XML");
 }
 
-/// Counts bytes written through it.
-struct Counting<S> {
-    inner: S,
-    written: Arc<AtomicU64>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.written.fetch_add(*n as u64, Ordering::SeqCst);
-        }
-        r
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.written.fetch_add(*n as u64, Ordering::SeqCst);
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 fn to_message(e: &Entry) -> Message {
     if e.text {
         Message::text(String::from_utf8(e.payload.to_vec()).unwrap())
@@ -303,8 +249,6 @@ async fn loopback_bytes(setting: &Setting, entries: &[Entry]) -> (u64, u64) {
         server_b = server_b.extension(SharedFactory(s));
         client_b = client_b.extension(SharedFactory(c));
     }
-    let server_written = Arc::new(AtomicU64::new(0));
-    let client_written = Arc::new(AtomicU64::new(0));
     let received: Vec<Entry> = entries
         .iter()
         .filter(|e| e.dir == Some(Direction::Received))
@@ -314,20 +258,17 @@ async fn loopback_bytes(setting: &Setting, entries: &[Entry]) -> (u64, u64) {
         .iter()
         .filter(|e| e.dir == Some(Direction::Sent))
         .count();
-    let sw = server_written.clone();
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let stream = Counting {
-            inner: tcp,
-            written: sw.clone(),
-        };
+        let stream = CountingStream::new(tcp);
+        let sw = stream.counts();
         let mut ws = server_b.accept(stream).await.unwrap();
-        let after_handshake = sw.load(Ordering::SeqCst);
+        let after_handshake = sw.written();
         for e in &received {
             ws.send(to_message(e)).await.unwrap();
         }
         ws.flush().await.unwrap();
-        let data = sw.load(Ordering::SeqCst) - after_handshake;
+        let data = sw.written() - after_handshake;
         let mut got = 0;
         while got < sent_count {
             match ws.recv().await {
@@ -341,15 +282,13 @@ async fn loopback_bytes(setting: &Setting, entries: &[Entry]) -> (u64, u64) {
         data
     });
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = Counting {
-        inner: tcp,
-        written: client_written.clone(),
-    };
+    let stream = CountingStream::new(tcp);
+    let client_written = stream.counts();
     let (mut ws, _) = client_b
         .connect_on(stream, format!("ws://{addr}/"))
         .await
         .unwrap();
-    let after_handshake = client_written.load(Ordering::SeqCst);
+    let after_handshake = client_written.written();
     let want_received = entries.len() - sent_count;
     // Interleave in corpus order where we can: send all "sent" messages,
     // then read everything the server sent.
@@ -357,7 +296,7 @@ async fn loopback_bytes(setting: &Setting, entries: &[Entry]) -> (u64, u64) {
         ws.send(to_message(e)).await.unwrap();
     }
     ws.flush().await.unwrap();
-    let client_data = client_written.load(Ordering::SeqCst) - after_handshake;
+    let client_data = client_written.written() - after_handshake;
     let mut got = 0;
     while got < want_received {
         match ws.recv().await {

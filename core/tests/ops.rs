@@ -5,13 +5,9 @@
 //! aborted at the deadline).
 
 use bytes::Bytes;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use test_support::{client_frame, tcp_pair};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
+use test_support::{CountingStream, client_frame, tcp_pair};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::net::TcpListener;
 use weft_core::ext::Negotiated;
 use weft_core::handshake::HandshakeError;
@@ -21,47 +17,6 @@ use weft_core::{
 };
 
 const T: Duration = Duration::from_secs(30);
-
-/// A transport that counts the bytes that really pass through it.
-struct Counting<S> {
-    inner: S,
-    read: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Counting<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        r
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Counting<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.written.fetch_add(*n as u64, Ordering::Relaxed);
-        }
-        r
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 fn ws<S: AsyncRead + AsyncWrite + Unpin>(io: S, role: Role, config: &Config) -> WebSocket<S> {
     WebSocket::from_parts(
@@ -77,13 +32,9 @@ fn ws<S: AsyncRead + AsyncWrite + Unpin>(io: S, role: Role, config: &Config) -> 
 #[tokio::test]
 async fn stats_equal_the_bytes_that_crossed_the_pipe() {
     let (a, b) = tokio::io::duplex(4096);
-    let read = Arc::new(AtomicU64::new(0));
-    let written = Arc::new(AtomicU64::new(0));
-    let counted = Counting {
-        inner: b,
-        read: read.clone(),
-        written: written.clone(),
-    };
+    // Counts the bytes that really pass through the server's end.
+    let counted = CountingStream::new(b);
+    let counts = counted.counts();
     // Small frames for the client, so one message goes as several frames.
     let config = Config::default().send_frame_size(1000);
     let mut client = ws(a, Role::Client, &config);
@@ -149,8 +100,8 @@ async fn stats_equal_the_bytes_that_crossed_the_pipe() {
     );
     // The wire: what the server counted is what went through its end of
     // the pipe, and what the client counted the other way round.
-    assert_eq!(s.wire_bytes_received, read.load(Ordering::Relaxed));
-    assert_eq!(s.wire_bytes_sent, written.load(Ordering::Relaxed));
+    assert_eq!(s.wire_bytes_received, counts.read());
+    assert_eq!(s.wire_bytes_sent, counts.written());
     assert_eq!(c.wire_bytes_sent, s.wire_bytes_received);
     assert_eq!(c.wire_bytes_received, s.wire_bytes_sent);
     // Framing only: the wire is a little more than the payload (8 bytes of

@@ -307,9 +307,11 @@ pub fn connection_with(
     )
 }
 
+mod counting;
 pub mod faults;
 mod proc_status;
 mod rng;
+pub use counting::{ByteCounts, CountingStream};
 pub use faults::{FaultLog, FaultStream, Faults};
 pub use proc_status::{ProcStatus, proc_status};
 pub use rng::{Rng, RngCore, SeededRng, rng};
