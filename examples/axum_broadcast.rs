@@ -89,27 +89,6 @@ fn print_stats(hub: &Broadcast, conns: &ServerStats) {
     );
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-}
-
 async fn ws(upgrade: WebSocketUpgrade, hub: Broadcast, conns: ServerStats) -> Response {
     upgrade.on_upgrade(move |mut ws| async move {
         ws.report_stats_to(&conns);
@@ -176,7 +155,7 @@ async fn main() -> std::io::Result<()> {
     let wait = Duration::from_secs(args.shutdown_timeout);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            shutdown_signal().await;
+            weft_examples::shutdown_signal().await;
             let n = closing.shutdown();
             println!("shutting down: closing {n} subscribers with 1001");
             if tokio::time::timeout(wait, closing.wait_empty())

@@ -221,16 +221,6 @@ fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> TlsAcceptor {
     TlsAcceptor::from(Arc::new(config))
 }
 
-/// Completes when SIGTERM or ctrl-c arrives.
-async fn termination() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 async fn serve(args: Args) -> std::io::Result<()> {
     let listener = TcpListener::bind(&args.addr).await?;
     let stats = ServerStats::new();
@@ -258,7 +248,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
         }
         MuxServerBuilder::new(server.clone(), MuxConfig::default(), channel_options)
     });
-    let stop = termination();
+    let stop = weft_examples::shutdown_signal();
     tokio::pin!(stop);
     loop {
         let (stream, _) = tokio::select! {
