@@ -29,68 +29,19 @@ STOP_TIMEOUT=5
 log() { printf '[broadcast_browser %4ds] %s\n' "$SECONDS" "$*" >&2; }
 fail() { echo "broadcast_browser: FAIL ($*)"; exit 1; }
 
-AS_ROOT=(env DEBIAN_FRONTEND=noninteractive)
-((EUID == 0)) || AS_ROOT=(sudo -n "${AS_ROOT[@]}")
-
-BG_PIDS=()
-TMP_DIR=""
-stop() {
-    local pid=$1 i
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-    fi
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local pid
-    for pid in ${BG_PIDS[@]+"${BG_PIDS[@]}"}; do
-        stop "$pid"
-    done
-    [[ -z "$TMP_DIR" ]] || rm -rf "$TMP_DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-SPAWNED=""
-spawn() {
-    local logfile=$1
-    shift
-    setsid "$@" > "$logfile" 2>&1 < /dev/null &
-    SPAWNED=$!
-    BG_PIDS+=("$SPAWNED")
-}
+die() { fail "$*"; }
+# shellcheck source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
+# shellcheck source=lib/browser_deps.sh
+source "$ROOT/scripts/lib/browser_deps.sh"
 
 rm -rf "$LOGS"
 mkdir -p "$LOGS"
 TMP_DIR="$(mktemp -d "${TMPDIR:-/tmp}/weft-broadcast.XXXXXX")"
 
-# --- setup (as scripts/interop.sh) ---------------------------------------------
-if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
-    log "installing nodejs and npm (apt-get)"
-    timeout 300 "${AS_ROOT[@]}" apt-get update -qq
-    timeout 600 "${AS_ROOT[@]}" apt-get install -y -qq nodejs npm > "$LOGS/apt-node.log" 2>&1 \
-        || fail "installing nodejs and npm failed"
-fi
-ws_wanted="$(node -p "require('$HELPERS/package-lock.json').packages['node_modules/ws'].version")"
-ws_installed="$(node -p "require('$HELPERS/node_modules/ws/package.json').version" 2>/dev/null || true)"
-if [[ "$ws_installed" != "$ws_wanted" ]]; then
-    log "installing ws@$ws_wanted into scripts/interop/node_modules (npm ci)"
-    (cd "$HELPERS" && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
-fi
-CHROMIUM="$(command -v chromium || true)"
-if [[ -z "$CHROMIUM" ]]; then
-    log "installing chromium (apt-get)"
-    timeout 300 "${AS_ROOT[@]}" apt-get update -qq
-    timeout 900 "${AS_ROOT[@]}" apt-get install -y -qq chromium > "$LOGS/apt-chromium.log" 2>&1 \
-        || fail "installing chromium failed"
-    CHROMIUM="$(command -v chromium)" || fail "chromium not found after installing it"
-fi
+# --- setup (scripts/lib/browser_deps.sh) ------------------------------------------
+ensure_node_ws
+ensure_chromium
 BIN="${BROADCAST_BIN-}"
 if [[ -z "$BIN" ]]; then
     log "building the axum_broadcast example (release)"

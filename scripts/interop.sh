@@ -62,55 +62,12 @@ STOP_TIMEOUT=5              # a process group exiting after SIGTERM
 log() { printf '[interop %4ds] %s\n' "$SECONDS" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-# Prefix for commands that need root (apt-get): sudo when we are not root.
-AS_ROOT=(env DEBIAN_FRONTEND=noninteractive)
-((EUID == 0)) || AS_ROOT=(sudo -n "${AS_ROOT[@]}")
-
-# Background processes, each the leader of its own process group (setsid),
-# so that stopping one also stops its children (Chromium's helpers).
-BG_PIDS=()
-TMP_DIR=""
-
-# stop PID: SIGTERM to its group, wait up to STOP_TIMEOUT, then SIGKILL;
-# reap it and drop it from BG_PIDS.
-stop() {
-    local pid=$1 i p rest=()
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-        for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-    fi
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for p in ${BG_PIDS[@]+"${BG_PIDS[@]}"}; do
-        [[ "$p" == "$pid" ]] || rest+=("$p")
-    done
-    BG_PIDS=(${rest[@]+"${rest[@]}"})
-}
-
-cleanup() {
-    local pid
-    for pid in ${BG_PIDS[@]+"${BG_PIDS[@]}"}; do
-        stop "$pid"
-    done
-    [[ -z "$TMP_DIR" ]] || rm -rf "$TMP_DIR"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# spawn LOGFILE CMD...: start CMD in the background in its own process group,
-# output to LOGFILE; sets SPAWNED to its pid.
-SPAWNED=""
-spawn() {
-    local logfile=$1
-    shift
-    setsid "$@" > "$logfile" 2>&1 < /dev/null &
-    SPAWNED=$!
-    BG_PIDS+=("$SPAWNED")
-}
+# Background processes, stop/cleanup/spawn and AS_ROOT: scripts/lib/procs.sh;
+# node, ws and chromium: scripts/lib/browser_deps.sh.
+# shellcheck source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
+# shellcheck source=lib/browser_deps.sh
+source "$ROOT/scripts/lib/browser_deps.sh"
 
 # start_server LOGFILE CMD...: spawn a server that binds port 0 and prints
 # "... listening on ws://127.0.0.1:PORT"; sets SERVER_PID and SERVER_PORT.
@@ -359,27 +316,9 @@ if [[ "$installed" != "$WEBSOCKETS_VERSION" ]]; then
     timeout 300 "$PY" -m pip install --quiet --disable-pip-version-check "websockets==$WEBSOCKETS_VERSION"
 fi
 
-if ! command -v node > /dev/null || ! command -v npm > /dev/null; then
-    log "installing nodejs and npm (apt-get)"
-    timeout 300 "${AS_ROOT[@]}" apt-get update -qq
-    timeout 600 "${AS_ROOT[@]}" apt-get install -y -qq nodejs npm > "$LOGS/apt-node.log" 2>&1 \
-        || { tail -n 20 "$LOGS/apt-node.log" >&2; die "installing nodejs and npm failed"; }
-fi
-ws_wanted="$(node -p "require('$HELPERS/package-lock.json').packages['node_modules/ws'].version")"
-ws_installed="$(node -p "require('$HELPERS/node_modules/ws/package.json').version" 2>/dev/null || true)"
-if [[ "$ws_installed" != "$ws_wanted" ]]; then
-    log "installing ws@$ws_wanted into scripts/interop/node_modules (npm ci)"
-    (cd "$HELPERS" && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
-fi
-
-CHROMIUM="$(command -v chromium || true)"
-if [[ -z "$CHROMIUM" ]]; then
-    log "installing chromium (apt-get)"
-    timeout 300 "${AS_ROOT[@]}" apt-get update -qq
-    timeout 900 "${AS_ROOT[@]}" apt-get install -y -qq chromium > "$LOGS/apt-chromium.log" 2>&1 \
-        || { tail -n 20 "$LOGS/apt-chromium.log" >&2; die "installing chromium failed"; }
-    CHROMIUM="$(command -v chromium)" || die "chromium not found after installing it"
-fi
+ensure_node_ws
+ws_wanted=$WS_VERSION
+ensure_chromium
 
 log "building the echo_server and echo_check examples (release)"
 timeout 900 cargo build --release --quiet --example echo_server --example echo_check
