@@ -15,10 +15,10 @@
 //! Also home of [`ExtensionArgs`] (`--extension NAME --param k=v`), shared
 //! with `weft capture` and `weft serve`.
 
-use crate::settings::SharedFactory;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use weft_core::ext::ExtensionFactory;
 use weft_core::{ClientBuilder, CloseCode, Config, Message};
 use weft_extensions::{MemoryStrategy, PerFrameDeflate, PerMessageDeflate, WindowBits};
 
@@ -74,7 +74,7 @@ fn parse_memory(k: &str, v: Option<&str>) -> Result<MemoryStrategy, String> {
 pub fn build_extensions_or(
     args: &ExtensionArgs,
     default: Option<&str>,
-) -> Result<Vec<SharedFactory>, String> {
+) -> Result<Vec<Arc<dyn ExtensionFactory>>, String> {
     let name = match args.extension.as_deref().or(default) {
         None | Some("none") => {
             if !args.params.is_empty() {
@@ -144,12 +144,12 @@ pub fn build_extensions_or(
             ));
         }
     };
-    Ok(vec![SharedFactory(factory)])
+    Ok(vec![factory])
 }
 
 /// [`build_extensions_or`] with permessage-deflate as the default (capture
 /// and serve).
-pub fn build_extensions(args: &ExtensionArgs) -> Result<Vec<SharedFactory>, String> {
+pub fn build_extensions(args: &ExtensionArgs) -> Result<Vec<Arc<dyn ExtensionFactory>>, String> {
     build_extensions_or(args, Some("permessage-deflate"))
 }
 
@@ -366,10 +366,7 @@ async fn run_mux(args: &ConnectArgs, k: usize) -> Result<(), String> {
         .ok()
         .and_then(|u| u.path_and_query().map(|p| p.as_str().to_string()))
         .unwrap_or_else(|| "/".into());
-    let ext: Vec<Arc<dyn weft_core::ext::ExtensionFactory>> = build_extensions_or(&args.ext, None)?
-        .into_iter()
-        .map(|f| f.0)
-        .collect();
+    let ext = build_extensions_or(&args.ext, None)?;
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(u32, Message)>(256);
     let mut inputs = Vec::with_capacity(k);
     let mut tasks = tokio::task::JoinSet::new();

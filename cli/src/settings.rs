@@ -22,50 +22,10 @@
 //! endpoint with those settings.
 
 use std::sync::Arc;
-use weft_core::ext::{Acceptance, Extension, ExtensionFactory, ExtensionHeader, NegotiationError};
+use weft_core::ext::ExtensionFactory;
 use weft_extensions::{
     ContextPool, MemoryStrategy, PerFrameDeflate, PerMessageDeflate, WindowBits,
 };
-
-/// A shared factory usable where an `impl ExtensionFactory` is expected
-/// (`ClientBuilder::extension`, `ServerBuilder::extension`): every method
-/// forwards to the inner factory.
-#[derive(Clone)]
-pub struct SharedFactory(pub Arc<dyn ExtensionFactory>);
-
-impl std::fmt::Debug for SharedFactory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SharedFactory")
-            .field(&self.0.name())
-            .finish()
-    }
-}
-
-impl ExtensionFactory for SharedFactory {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn aliases(&self) -> &[&str] {
-        self.0.aliases()
-    }
-    fn offers(&self) -> Vec<ExtensionHeader> {
-        self.0.offers()
-    }
-    fn accept(
-        &self,
-        response: &ExtensionHeader,
-        accepted: &[Extension],
-    ) -> Result<Extension, NegotiationError> {
-        self.0.accept(response, accepted)
-    }
-    fn negotiate(
-        &self,
-        offer: &ExtensionHeader,
-        accepted: &[Extension],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
-        self.0.negotiate(offer, accepted)
-    }
-}
 
 /// Which extension a setting uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use test_support::CountingStream;
 use weft_cli::corpus::{self, Direction, Entry, ReadOptions};
 use weft_cli::replay::{ReplayOptions, measure};
 use weft_cli::report::{self, Constraints};
-use weft_cli::settings::{self, Setting, SharedFactory};
+use weft_cli::settings::{self, Setting};
 use weft_core::Message;
 
 #[global_allocator]
@@ -246,8 +246,8 @@ async fn loopback_bytes(setting: &Setting, entries: &[Entry]) -> (u64, u64) {
     let mut server_b = weft_core::ServerBuilder::new();
     let mut client_b = weft_core::ClientBuilder::new();
     if let Some((c, s)) = factories {
-        server_b = server_b.extension(SharedFactory(s));
-        client_b = client_b.extension(SharedFactory(c));
+        server_b = server_b.extension(s);
+        client_b = client_b.extension(c);
     }
     let received: Vec<Entry> = entries
         .iter()

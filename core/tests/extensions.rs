@@ -301,3 +301,29 @@ async fn idle_connections_tell_extensions_once() {
     let _ = tokio::time::timeout(std::time::Duration::from_millis(300), s.recv()).await;
     assert_eq!(idled.load(Ordering::Relaxed), 4);
 }
+
+#[tokio::test]
+async fn shared_and_boxed_factories_negotiate_like_the_factory_itself() {
+    // One Arc'd factory handed to two servers, and a Box<dyn> chosen at run
+    // time on the client: both forward every method, so the same extensions
+    // are agreed and the traffic is transformed the same way.
+    let shared: Arc<dyn ExtensionFactory> = Arc::new(ToyFactory::new(Toy::Xor));
+    for _ in 0..2 {
+        let boxed: Box<dyn ExtensionFactory> = Box::new(ToyFactory::new(Toy::Xor));
+        let client = ClientBuilder::new().extension(boxed);
+        let server = ServerBuilder::new().extension(Arc::clone(&shared));
+        let (mut c, mut s) = duplex_pair(client, server).await;
+        assert_eq!(format_extensions(c.extensions()), "x-xor");
+        assert_eq!(format_extensions(s.extensions()), "x-xor");
+        c.send(Message::text("through the shared factory"))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.recv().await.unwrap().unwrap(),
+            Message::text("through the shared factory")
+        );
+    }
+    // The servers are gone: only the test still holds the factory.
+    assert_eq!(Arc::strong_count(&shared), 1);
+    assert_eq!(shared.offers(), ToyFactory::new(Toy::Xor).offers());
+}
