@@ -12,9 +12,10 @@ connection in the order they were accepted (client-to-server and
 server-to-client bytes, handshake included). kosoku runs one case at a
 time (-p 1), so connection N of the server role is the N-th selected case;
 in the client role the case number is in the request line
-(/runCase?case=N), and the case id in kosoku's report. The captures are
-inputs of make_seeds.py and are not committed (fuzz/seeds/README in
-fuzz/README.md explains how to redo them).
+(/runCase?case=N), and the case id in kosoku's report (reports-server/,
+reports-client/ in OUT_DIR). The raw captures are not committed:
+`make_seeds.py --from-capture OUT_DIR` trims them into fuzz/seeds/autobahn/
+(see fuzz/README.md).
 
 Needs kosoku in .venv (scripts/autobahn.sh installs it) and the two
 examples built (cargo build --example echo_server --example autobahn_client).
