@@ -7,5 +7,5 @@
 static ALLOC: weft_fuzz::CountingAlloc = weft_fuzz::CountingAlloc;
 
 libfuzzer_sys::fuzz_target!(|case: weft_fuzz::conn::Case| {
-    weft_fuzz::conn::run(weft_core::Role::Client, case);
+    weft_fuzz::conn::run(weft_core::Role::Client, case).report();
 });

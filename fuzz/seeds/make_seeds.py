@@ -1,8 +1,18 @@
 #!/usr/bin/env python3
 """Writes the committed seed corpora (fuzz/corpus/<target>/) from the spec
 vectors (docs/specs/*.md, section cited per seed) and the unit-test vectors.
-Run from anywhere: python3 fuzz/seeds/make_seeds.py. Idempotent."""
-import os, hashlib
+Run from anywhere: python3 fuzz/seeds/make_seeds.py. Idempotent.
+
+Also writes the seed-ab-* seeds from captured Autobahn traffic
+(fuzz/seeds/autobahn/, see autobahn_seeds.py):
+  --from-capture DIR  first re-trim a capture_autobahn.py output directory
+  --check             then run each connection seed once through the built
+                      targets (cargo +nightly fuzz build -O) and check it
+                      does what its capture did; exit 1 if not"""
+import os, sys, hashlib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import autobahn_seeds
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "corpus")
 h = bytes.fromhex
@@ -140,3 +150,10 @@ phys = {
 for name, hexs in phys.items():
     put("mux_wire", "phys-" + name, h(hexs))
     put("multiplexer", "phys-" + name, h(hexs))
+
+# Captured Autobahn traffic (autobahn_seeds.py).
+if "--from-capture" in sys.argv:
+    autobahn_seeds.from_capture(sys.argv[sys.argv.index("--from-capture") + 1])
+autobahn_seeds.write(put)
+if "--check" in sys.argv:
+    sys.exit(1 if autobahn_seeds.check(ROOT) else 0)

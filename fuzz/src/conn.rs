@@ -269,8 +269,52 @@ fn text_payload(text: bool, payload: Vec<u8>) -> Bytes {
     }
 }
 
+/// What a case did, for checking that a seed exercises what it was made
+/// for (`seeds/make_seeds.py --check`; printed by the connection targets
+/// when `WEFT_FUZZ_SUMMARY` is set).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Data messages the target delivered to its application.
+    pub delivered: usize,
+    /// The close code of the first error the target reported.
+    pub error: Option<u16>,
+    /// The first Close the target sent, as the peer read it: `Some(None)`
+    /// for a Close without a code.
+    pub close_sent: Option<Option<u16>>,
+    /// Data messages the peer received from the target.
+    pub peer_received: usize,
+}
+
+impl Summary {
+    /// One line: `delivered=N error=C close=C peer_received=N` (`-` for none).
+    pub fn line(&self) -> String {
+        let opt = |c: Option<u16>| c.map_or("-".to_string(), |c| c.to_string());
+        format!(
+            "delivered={} error={} close={} peer_received={}",
+            self.delivered,
+            opt(self.error),
+            match self.close_sent {
+                None => "-".to_string(),
+                Some(None) => "none".to_string(),
+                Some(Some(c)) => c.to_string(),
+            },
+            self.peer_received
+        )
+    }
+
+    /// Prints [`Summary::line`] to stderr if `WEFT_FUZZ_SUMMARY` is set
+    /// (read once).
+    pub fn report(&self) {
+        static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *ON.get_or_init(|| std::env::var_os("WEFT_FUZZ_SUMMARY").is_some()) {
+            eprintln!("weft-fuzz-summary {}", self.line());
+        }
+    }
+}
+
 /// Runs one case with the target in `role`.
-pub fn run(role: Role, case: Case) {
+pub fn run(role: Role, case: Case) -> Summary {
+    let mut summary = Summary::default();
     let limits = case.limits;
     let max_frame = limits.max_frame as usize;
     let max_message = limits.max_message as usize;
@@ -415,6 +459,7 @@ pub fn run(role: Role, case: Case) {
                         match target.conn.handle_read(&mut target_rbuf) {
                             Ok(Some(m)) => {
                                 if let Some(d) = data_of(&m) {
+                                    summary.delivered += 1;
                                     let len = match &d {
                                         Sent::Text(t) => {
                                             assert!(std::str::from_utf8(t).is_ok());
@@ -430,6 +475,7 @@ pub fn run(role: Role, case: Case) {
                                 let code = expected_close_code(&e);
                                 assert_eq!(e.close_code().as_u16(), code, "{e:?}");
                                 errored = Some(code);
+                                summary.error.get_or_insert(code);
                                 break;
                             }
                         }
@@ -464,6 +510,7 @@ pub fn run(role: Role, case: Case) {
                                 && !peer_got_close
                             {
                                 peer_got_close = true;
+                                summary.close_sent = Some(c.as_ref().map(|c| c.code.as_u16()));
                                 if let Some(code) = expected_close {
                                     let got = c.as_ref().map(|c| c.code.as_u16());
                                     assert_eq!(got, Some(code), "failing Close carries the code");
@@ -603,4 +650,6 @@ pub fn run(role: Role, case: Case) {
     for (r, a) in received.iter().zip(&accepted) {
         assert_eq!(r, a, "the peer received what the target sent");
     }
+    summary.peer_received = received.len();
+    summary
 }
