@@ -16,10 +16,38 @@ pub enum FallbackRule {
     NonZeroGrant,
 }
 
+/// Which generation of the mux wire format a connection speaks
+/// (docs/specs/mux.md §3 and §4). The two are negotiated with different
+/// extension tokens, so a peer of one is never taken for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MuxVariant {
+    /// The draft-tamplin-hybi-google-mux-03 generation, token
+    /// `x-google-mux`. **Reconstructed** from the earliest public
+    /// implementation (pywebsocket at draft-ietf-hybi-websocket-multiplexing-01);
+    /// the -03 text could not be obtained, so this could not be checked
+    /// against it (see [`crate::wire::variant_a`]). Logical data frames are
+    /// physical frames of their own (the tokio API reads and writes physical
+    /// frames itself), logical control frames travel in
+    /// EncapsulatedControlFrame blocks, and there is **no flow control and
+    /// no channel slot**: [`MuxConfig::max_channels`] bounds the channels
+    /// and a channel holding more than
+    /// [`MuxConfig::max_buffered_per_channel`] unread bytes (or taking the
+    /// connection past [`MuxConfig::max_buffered_total`]) is dropped (3000),
+    /// since the sender cannot be slowed down. No logical-channel extension
+    /// is negotiated (RSV bits are refused on variant A frames).
+    A,
+    /// draft-ietf-hybi-websocket-multiplexing -05 to -08 (pywebsocket and
+    /// Jetty 9), token `mux`. The default.
+    #[default]
+    B,
+}
+
 /// Limits and policies of a multiplexer. Every limit has a safe default.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MuxConfig {
+    /// The wire format. Default [`MuxVariant::B`].
+    pub variant: MuxVariant,
     /// Most logical channels open at once (server: slots are granted up to
     /// this; client: `open_channel` fails past it). Default 10 000.
     pub max_channels: usize,
@@ -82,6 +110,7 @@ pub struct MuxConfig {
 impl Default for MuxConfig {
     fn default() -> Self {
         MuxConfig {
+            variant: MuxVariant::B,
             max_channels: 10_000,
             slots: 64,
             slot_quota: 256 << 10,
@@ -115,6 +144,8 @@ macro_rules! setters {
 }
 
 setters! {
+    /// Sets [`MuxConfig::variant`].
+    variant: MuxVariant,
     /// Sets [`MuxConfig::max_channels`].
     max_channels: usize,
     /// Sets [`MuxConfig::slots`].
