@@ -19,8 +19,8 @@
 
 mod variant_a;
 
-use crate::config::MuxVariant;
 use crate::MuxConfig;
+use crate::config::MuxVariant;
 use crate::mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent};
 use crate::negotiate::{GoogleMuxFactory, MUX, MuxFactory, UnlessMux};
 use crate::wire::{ChannelId, DropCode};

@@ -61,8 +61,8 @@
 //! logical channels negotiate no extension.
 
 use crate::config::{FallbackRule, MuxConfig, MuxVariant};
-use crate::wire::variant_a::{BlockA, DropChannelA, EncapsulatedControlFrame, PhysicalA};
 use crate::handshake::{self, DeltaBase};
+use crate::wire::variant_a::{BlockA, DropChannelA, EncapsulatedControlFrame, PhysicalA};
 use crate::wire::{
     AddChannelRequest, AddChannelResponse, Block, ChannelId, DropChannel, DropCode, Encoding,
     FlowControl, InnerFrame, NewChannelSlot, Physical, WireError, decode_physical,
@@ -670,8 +670,7 @@ impl Multiplexer {
             self.buffered_total -= ch.inbox_bytes;
             self.on_removed(d.channel);
             // Variant A has no acknowledgement code: not answered there.
-            if !self.variant_a() && d.reason.as_ref().map(|r| r.0) != Some(DropCode::ACKNOWLEDGED)
-            {
+            if !self.variant_a() && d.reason.as_ref().map(|r| r.0) != Some(DropCode::ACKNOWLEDGED) {
                 self.push_block(Block::DropChannel(DropChannel {
                     channel: d.channel,
                     reason: Some((DropCode::ACKNOWLEDGED, String::new())),
@@ -1097,7 +1096,11 @@ impl Multiplexer {
             encoding: Encoding::Identity,
             handshake: Bytes::from(text),
         }));
-        let window = if a { MAX_QUOTA } else { self.config.receive_window };
+        let window = if a {
+            MAX_QUOTA
+        } else {
+            self.config.receive_window
+        };
         self.push_block(Block::FlowControl(FlowControl {
             channel,
             quota: window,
@@ -1184,7 +1187,10 @@ impl Multiplexer {
         }
         if a {
             // Variant A: a full 101 response.
-            extra.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+            extra.insert(
+                http::header::UPGRADE,
+                http::HeaderValue::from_static("websocket"),
+            );
             let key = request
                 .headers()
                 .get("sec-websocket-key")

@@ -56,9 +56,7 @@ pub(super) fn host_of(request: &http::Request<()>) -> Result<String, MuxError> {
             .to_str()
             .map_err(|_| physical(HandshakeError::InvalidRequest("Host is not ASCII".into())))?
             .to_owned()),
-        None => Ok(Target::from_uri(request.uri())
-            .map_err(physical)?
-            .authority),
+        None => Ok(Target::from_uri(request.uri()).map_err(physical)?.authority),
     }
 }
 
@@ -162,11 +160,9 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream.flush().await.map_err(io)?;
     let max = config.channel.max_handshake_size;
     let headers = config.channel.max_handshake_headers;
-    let (accepted, leftover) = read_head(&mut stream, max, |b| {
-        hs.handle_response(b, max, headers)
-    })
-    .await
-    .map_err(physical)?;
+    let (accepted, leftover) = read_head(&mut stream, max, |b| hs.handle_response(b, max, headers))
+        .await
+        .map_err(physical)?;
     if !is_variant_a(accepted.extensions.extensions()) {
         return Err(physical(HandshakeError::InvalidResponse(
             "the server did not accept x-google-mux".into(),
