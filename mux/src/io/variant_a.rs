@@ -240,12 +240,14 @@ pub(super) async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         channel_options: builder.channel_options.clone(),
         implicit_protocol: accepted.protocol,
     });
+    // The physical connection's limits are the physical builder's, as for
+    // variant B.
     tokio::spawn(drive(
         shared.clone(),
         stream,
         leftover,
         Role::Server,
-        builder.config.channel.clone(),
+        config,
     ));
     Ok(Accepted::Mux(MuxServer { shared }))
 }
