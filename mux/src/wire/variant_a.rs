@@ -140,6 +140,11 @@ impl RawBlock {
         let (start, len) = if opcode == OP_ENCAPSULATED_CONTROL_FRAME {
             // No length field: the inner frame's header gives its size. Only
             // a 7-bit length can belong to a control frame.
+            if head & 3 != 0 {
+                return Err(WireError::InvalidBlock(
+                    "length bits in EncapsulatedControlFrame",
+                ));
+            }
             let b1 = *buf
                 .get(at + 1)
                 .ok_or(WireError::InvalidBlock("encapsulated frame truncated"))?;
@@ -617,6 +622,7 @@ mod tests {
             "01 80 89 86 00 00 00 00",       // masked
             "01 80 89 7e 00 80",             // longer than 125
             "01 84 89 00",                   // flags
+            "01 81 89 00",                   // S bits
             "00 80 89 00",                   // channel 0
             "01 80 89 06 46 6f",             // payload past the end
             "01 80 89",                      // header cut short
