@@ -533,6 +533,10 @@ impl MuxClient {
     /// driver task. Fails if the server does not accept mux. The request's
     /// `Host` (by default the URL's authority) goes into the encapsulated
     /// requests of new channels.
+    ///
+    /// With [`MuxVariant::A`] in `config` it offers `x-google-mux` instead
+    /// and runs variant A's own frame-level driver; `ws://` only there
+    /// (connect TLS yourself and use [`MuxClient::connect_on`]).
     pub async fn connect(
         request: impl IntoClientRequest,
         config: MuxConfig,

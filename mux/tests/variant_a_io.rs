@@ -365,3 +365,68 @@ async fn variant_a_frame_size_limit_closes_with_1009() {
     );
     assert_eq!(peer.recv().await, None);
 }
+
+/// A variant A request of exactly `size` bytes (padded with a header).
+fn request_of(size: usize) -> Vec<u8> {
+    let head = "GET /mux HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\
+                Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                Sec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: x-google-mux\r\nX-Pad: ";
+    let pad = size - head.len() - 4;
+    format!("{head}{}\r\n\r\n", "a".repeat(pad)).into_bytes()
+}
+
+/// Sends `request` to a variant A server and returns the status line of
+/// its answer and what `accept` returned.
+async fn answer(builder: MuxServerBuilder, request: Vec<u8>, stall: bool) -> (String, bool) {
+    let (mut a, b) = tokio::io::duplex(1 << 16);
+    let accepted = tokio::spawn(async move { builder.accept(b).await.is_ok() });
+    if stall {
+        a.write_all(&request[..request.len() / 2]).await.unwrap();
+    } else {
+        a.write_all(&request).await.unwrap();
+    }
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = bounded("answer", a.read(&mut chunk)).await.unwrap();
+        buf.extend_from_slice(&chunk[..n]);
+        if n == 0 || buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.lines().next().unwrap_or("").to_owned();
+    (status, bounded("accept", accepted).await.unwrap())
+}
+
+#[tokio::test]
+async fn variant_a_handshake_size_limit_at_and_past_it() {
+    let max = weft_core::Config::default().max_handshake_size;
+    let (status, ok) = answer(server(config()), request_of(max), false).await;
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    assert!(ok);
+    let (status, ok) = answer(server(config()), request_of(max + 1), false).await;
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    assert!(!ok);
+}
+
+#[tokio::test]
+async fn variant_a_handshake_timeout_answers_408() {
+    let physical = ServerBuilder::new()
+        .config(weft_core::Config::default().handshake_timeout(Duration::from_millis(200)));
+    let builder = MuxServerBuilder::new(physical, config(), ServerOptions::default());
+    let started = std::time::Instant::now();
+    let (status, ok) = answer(builder, request_of(300), true).await;
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+    assert!(!ok);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn variant_a_connect_refuses_wss() {
+    let r = MuxClient::connect("wss://127.0.0.1:1/", config()).await;
+    let Err(MuxError::WebSocket(e)) = r else {
+        panic!("wss accepted");
+    };
+    assert!(e.to_string().contains("connect_on"), "{e}");
+}

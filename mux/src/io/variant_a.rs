@@ -197,11 +197,15 @@ pub(super) async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let max = config.max_handshake_size;
     let headers = config.max_handshake_headers;
     let handshake = async {
-        let (request, leftover) =
-            read_head(&mut stream, max, |b| parse_request(b, max, headers)).await?;
+        let agreed = read_head(&mut stream, max, |b| parse_request(b, max, headers))
+            .await
+            .and_then(|(request, leftover)| {
+                let accepted = accept_request(&request, options)?;
+                Ok((request, accepted, leftover))
+            });
         let mut out = Vec::new();
-        match accept_request(&request, options) {
-            Ok(mut accepted) => {
+        match agreed {
+            Ok((request, mut accepted, leftover)) => {
                 let response = std::mem::replace(&mut accepted.response, http::Response::new(()));
                 write_response(&response.map(|()| ""), &mut out);
                 stream.write_all(&out).await?;
@@ -209,6 +213,7 @@ pub(super) async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 Ok((request, accepted, leftover))
             }
             Err(e) => {
+                // The plain server's answers: 400, 431, 426, 403, ...
                 write_response(&error_response(&e), &mut out);
                 let _ = stream.write_all(&out).await;
                 let _ = stream.shutdown().await;
@@ -216,10 +221,18 @@ pub(super) async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         }
     };
-    let (request, accepted, leftover) = tokio::time::timeout(config.handshake_timeout, handshake)
-        .await
-        .map_err(|_| physical(HandshakeError::Timeout))?
-        .map_err(physical)?;
+    let (request, accepted, leftover) =
+        match tokio::time::timeout(config.handshake_timeout, handshake).await {
+            Ok(r) => r.map_err(physical)?,
+            Err(_) => {
+                // 408, as the plain server answers a handshake that took too long.
+                let mut out = Vec::new();
+                write_response(&error_response(&HandshakeError::Timeout), &mut out);
+                let _ = stream.write_all(&out).await;
+                let _ = stream.shutdown().await;
+                return Err(physical(HandshakeError::Timeout));
+            }
+        };
     if !is_variant_a(accepted.extensions.extensions()) {
         return Ok(Accepted::Plain(WebSocket::from_parts(
             stream,
