@@ -430,3 +430,74 @@ async fn variant_a_connect_refuses_wss() {
     };
     assert!(e.to_string().contains("connect_on"), "{e}");
 }
+
+async fn pair() -> (MuxClient, weft_mux::MuxServer) {
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let builder = server(config());
+    let srv = tokio::spawn(async move { builder.accept(b).await });
+    let client = MuxClient::connect_on(a, "ws://localhost/mux", config())
+        .await
+        .unwrap();
+    let Ok(Accepted::Mux(server)) = srv.await.unwrap() else {
+        panic!("mux accepted");
+    };
+    (client, server)
+}
+
+#[tokio::test]
+async fn variant_a_dropping_every_handle_closes_the_connection() {
+    // The client's handles.
+    let (client, mut server) = pair().await;
+    let _implicit = server.next_channel().await.unwrap().accept().unwrap();
+    drop(client);
+    let end = tokio::time::timeout(Duration::from_secs(5), server.next_channel()).await;
+    assert!(
+        matches!(end, Ok(None)),
+        "the server's connection stayed open"
+    );
+    // The server's handles.
+    let (client, server) = pair().await;
+    let mut implicit = client.implicit_channel();
+    drop(server);
+    let end = tokio::time::timeout(Duration::from_secs(5), implicit.recv()).await;
+    assert!(
+        matches!(end, Ok(None | Some(Err(_)))),
+        "the client's channel did not end: {end:?}"
+    );
+}
+
+#[tokio::test]
+async fn variant_a_drop_channel_and_rejection_through_the_tokio_api() {
+    let (client, mut server) = pair().await;
+    let serve = tokio::spawn(async move {
+        // Channel 1, then /yes (accepted, then dropped), then /no (rejected).
+        let _one = server.next_channel().await.unwrap().accept().unwrap();
+        let yes = server.next_channel().await.unwrap();
+        assert_eq!(yes.request().uri().path(), "/yes");
+        let yes = yes.accept().unwrap();
+        let no = server.next_channel().await.unwrap();
+        assert_eq!(no.request().uri().path(), "/no");
+        no.reject(http::StatusCode::NOT_FOUND).unwrap();
+        yes.drop_channel(weft_mux::DropCode(3000));
+        server
+    });
+    let mut yes = client.open_channel("/yes", &[], vec![]).await.unwrap();
+    let no = client.open_channel("/no", &[], vec![]).await;
+    assert!(
+        matches!(no, Err(MuxError::Rejected(s)) if s == 404),
+        "{no:?}"
+    );
+    assert!(bounded("drop", yes.recv()).await.is_none());
+    assert!(
+        matches!(
+            yes.end(),
+            Some(ChannelEnd::DroppedByPeer(Some((
+                weft_mux::DropCode(3000),
+                _
+            ))))
+        ),
+        "{:?}",
+        yes.end()
+    );
+    let _server = bounded("serve", serve).await.unwrap();
+}

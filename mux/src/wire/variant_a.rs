@@ -51,6 +51,22 @@
 //! - RSV bits on a physical frame: 2001 (the -01 implementation rejected
 //!   them; logical extensions that need RSV bits cannot run on variant A).
 //!
+//! # Decided where the evidence is silent
+//!
+//! - Physical Close, Ping and Pong are plain RFC 6455 control frames of the
+//!   physical connection, without a channel ID (the -01 implementation
+//!   required channel 0 in front of any control opcode but never handled
+//!   physical control frames; a Close code behind a channel byte would be
+//!   unreadable to any WebSocket stack). A failed physical connection sends
+//!   DropChannel(0, `M` = 1) and then Close 1011, as in variant B.
+//! - Control blocks travel in one unfragmented binary frame. An objective
+//!   channel ID must be minimal when decoding is strict, like every
+//!   channel ID; a length field need not be (it is unambiguous). Encoders
+//!   always write the shortest forms.
+//! - DropChannel is not acknowledged (variant B's 3008 has no variant A
+//!   counterpart, and an acknowledgement of an acknowledgement could loop
+//!   with an unknown peer).
+//!
 //! # Drop reasons
 //!
 //! Variant A predates numeric drop codes: DropChannel has a "mux error"
