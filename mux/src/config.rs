@@ -53,9 +53,15 @@ pub struct MuxConfig {
     pub max_channels: usize,
     /// Server: slots granted when the connection starts and kept topped up
     /// to. Default 64.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub slots: u64,
     /// Server: the client's initial send quota on each new channel (carried by
     /// NewChannelSlot). Default 256 KiB (see [`receive_window`](Self::receive_window)).
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub slot_quota: u64,
     /// Quota granted to the peer on each channel and kept replenished: the
     /// per-channel receive window. Default 256 KiB: consumed quota is
@@ -65,9 +71,15 @@ pub struct MuxConfig {
     /// no extra physical message. The window is a number, not a buffer: it
     /// costs an idle channel nothing, and bounds what an honest peer can have
     /// in flight on one channel.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub receive_window: u64,
     /// Client: the `quota` offered in the handshake, the server's initial
     /// send quota on channel 1. Default 256 KiB.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub implicit_quota: u64,
     /// Largest inner frame payload sent; a longer frame is cut so other
     /// channels can interleave. Default 64 KiB (tens of microseconds of
@@ -83,11 +95,20 @@ pub struct MuxConfig {
     /// Reject non-minimal channel IDs (2002). Default true.
     pub strict_channel_ids: bool,
     /// How the delta base evolves.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub delta_base: DeltaBase,
     /// How to read NewChannelSlot's fallback flag.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub fallback_rule: FallbackRule,
     /// Most slots a client accepts in total (more fails with 2008).
     /// Default 2^32.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub max_slots: u64,
     /// Limits of each logical channel's session (message and frame sizes,
     /// close timeout).

@@ -586,3 +586,54 @@ fn variant_a_random_frames_never_panic() {
         }
     }
 }
+
+#[test]
+fn variant_a_control_frame_between_fragments_of_a_message() {
+    let (_, mut s) = pair(config());
+    let mut ecf_ping = vec![0x00];
+    BlockA::EncapsulatedControlFrame(weft_mux::wire::variant_a::EncapsulatedControlFrame {
+        channel: ch(1),
+        opcode: OpCode::Ping,
+        payload: Bytes::from_static(b"mid"),
+    })
+    .encode(&mut ecf_ping);
+    for f in [
+        Frame {
+            fin: false,
+            rsv: Rsv::empty(),
+            opcode: OpCode::Text,
+            payload: Bytes::from_static(b"\x01ab"),
+        },
+        Frame::new(OpCode::Binary, ecf_ping),
+        Frame {
+            fin: true,
+            rsv: Rsv::empty(),
+            opcode: OpCode::Continuation,
+            payload: Bytes::from_static(b"\x01cd"),
+        },
+    ] {
+        s.handle_frame(f);
+    }
+    assert_eq!(
+        drain(&mut s, ch(1)),
+        vec![
+            Message::Ping(Bytes::from_static(b"mid")),
+            Message::text("abcd")
+        ]
+    );
+    assert!(s.failure().is_none());
+}
+
+#[test]
+fn variant_b_frames_must_be_whole_messages() {
+    // The frame API of a variant B multiplexer cannot be fed physical
+    // fragments (they would be read as separate messages): 2001.
+    let mut b = Multiplexer::server(MuxConfig::default(), &physical_request(), 0);
+    b.handle_frame(Frame {
+        fin: false,
+        rsv: Rsv::empty(),
+        opcode: OpCode::Binary,
+        payload: Bytes::from_static(b"\x01\x81a"),
+    });
+    assert_eq!(b.failure(), Some(DropCode(2001)));
+}
