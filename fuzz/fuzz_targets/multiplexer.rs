@@ -10,6 +10,10 @@
 //! drop code (2000-2999) that is the one `failure()` returns; the
 //! allocations stay within the configured buffer limits plus what the
 //! fuzzer supplied.
+//!
+//! Both wire formats: `variant_a` runs the pair in variant A (physical
+//! frames with their own FIN and opcode, no flow control), with the same
+//! invariants (a channel dropped at the buffer limit received a prefix).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -19,10 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_core::ext::{ExtensionFactory, SendHints};
 use weft_core::handshake::ServerOptions;
-use weft_core::{Config, Message, Utf8Bytes};
+use weft_core::{Config, Frame, Message, Utf8Bytes};
 use weft_extensions::PerMessageDeflate;
 use weft_mux::wire::decode_physical;
-use weft_mux::{ChannelId, DropCode, Multiplexer, MuxConfig, MuxEvent};
+use weft_mux::wire::variant_a::decode_physical_a;
+use weft_mux::{ChannelId, DropCode, Multiplexer, MuxConfig, MuxEvent, MuxVariant};
 
 #[global_allocator]
 static ALLOC: weft_fuzz::CountingAlloc = weft_fuzz::CountingAlloc;
@@ -78,6 +83,7 @@ struct Case {
     buffered: u16,
     slots: u8,
     max_message: u16,
+    variant_a: bool,
     ops: Vec<Op>,
 }
 
@@ -126,10 +132,17 @@ impl Side {
         }
     }
 
-    fn output(&mut self, queue: &mut VecDeque<Bytes>) {
-        while let Some(m) = self.mux.poll_transmit() {
-            decode_physical(&m, true).expect("emitted messages are valid");
-            queue.push_back(m);
+    fn output(&mut self, queue: &mut VecDeque<Frame>) {
+        let a = self.mux.config().variant == MuxVariant::A;
+        while let Some(f) = self.mux.poll_transmit_frame() {
+            if a {
+                decode_physical_a(f.fin, f.rsv, f.opcode, &f.payload, true)
+                    .expect("emitted frames are valid");
+            } else {
+                assert!(f.fin && f.opcode == weft_core::OpCode::Binary);
+                decode_physical(&f.payload, true).expect("emitted messages are valid");
+            }
+            queue.push_back(f);
         }
     }
 }
@@ -145,6 +158,9 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
     cfg.slots = case.slots as u64 % 8;
     cfg.max_channels = 16;
     cfg.channel = Config::default().max_message_size(case.max_message as usize + 1);
+    if case.variant_a {
+        cfg.variant = MuxVariant::A;
+    }
     let request = http::Request::builder()
         .uri("/")
         .header("host", "example.com")
@@ -165,8 +181,8 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
         failed: None,
     };
     let options = ServerOptions::default().extension(PerMessageDeflate::new());
-    let mut to_server: VecDeque<Bytes> = VecDeque::new();
-    let mut to_client: VecDeque<Bytes> = VecDeque::new();
+    let mut to_server: VecDeque<Frame> = VecDeque::new();
+    let mut to_client: VecDeque<Frame> = VecDeque::new();
     let mut sent: HashMap<(bool, u32), Vec<Vec<u8>>> = HashMap::new();
     let mut injected = false;
     let mut supplied = 0usize;
@@ -259,8 +275,8 @@ libfuzzer_sys::fuzz_target!(|case: Case| {
                     false => (&mut to_client, &mut client),
                 };
                 for _ in 0..n {
-                    let Some(m) = queue.pop_front() else { break };
-                    side.mux.handle_message(Message::Binary(m));
+                    let Some(f) = queue.pop_front() else { break };
+                    side.mux.handle_frame(f);
                     side.events();
                 }
             }

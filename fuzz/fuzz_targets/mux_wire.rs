@@ -6,11 +6,79 @@
 //! the same blocks; a physical message's channel ID and inner header
 //! re-encode to its prefix; channel IDs and numbers round-trip; every
 //! error has the drop code docs/specs/mux.md §4.8 names for it.
+//!
+//! Variant A (weft_mux::wire::variant_a), with the first byte as the
+//! physical frame's FIN/RSV/opcode byte and the rest as its payload: raw and
+//! interpreted control blocks re-encode to blocks that decode the same
+//! (byte-exact when the length fields were minimal), a data frame's payload
+//! is the rest after its channel ID, and every error has its drop code.
 #![no_main]
 
 use bytes::Bytes;
 use weft_mux::ChannelId;
+use weft_core::{OpCode, Rsv};
+use weft_mux::wire::variant_a::{BlockA, PhysicalA, RawBlock, decode_physical_a};
 use weft_mux::wire::{Block, Physical, WireError, decode_physical, encode_inner_header, number};
+
+fn expected_drop_code_a(e: &WireError) -> u16 {
+    match e {
+        WireError::BadPhysicalFrame(_) => 2001,
+        WireError::ChannelIdTruncated | WireError::NonMinimalChannelId => 2002,
+        WireError::UnknownOpcode(op) => {
+            assert!([2, 5, 6, 7].contains(op));
+            2004
+        }
+        WireError::InvalidBlock(_) => 2005,
+        WireError::UnknownRequestEncoding(_) => 2010,
+        WireError::UnknownResponseEncoding(_) => 2012,
+        other => panic!("unmapped variant A wire error {other:?}"),
+    }
+}
+
+fn variant_a(data: &[u8]) {
+    if let Ok(raw) = RawBlock::decode_all(data, false) {
+        let mut out = Vec::new();
+        for b in &raw {
+            b.encode(&mut out);
+        }
+        assert!(out.len() <= data.len());
+        assert_eq!(RawBlock::decode_all(&out, true).expect("re-encoding decodes"), raw);
+        if out.len() == data.len() && RawBlock::decode_all(data, true).is_ok() {
+            assert_eq!(out, data);
+        }
+    }
+    match BlockA::decode_all(data, true) {
+        Ok(blocks) => {
+            let mut out = Vec::new();
+            for b in &blocks {
+                b.encode(&mut out);
+            }
+            assert_eq!(BlockA::decode_all(&out, true).expect("re-encoding decodes"), blocks);
+        }
+        Err(e) => assert_eq!(e.drop_code().0, expected_drop_code_a(&e)),
+    }
+    let Some((&head, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(opcode) = OpCode::from_u8(head & 0x0f) else {
+        return;
+    };
+    let payload = Bytes::copy_from_slice(rest);
+    let rsv = Rsv::from_bits_truncate(head);
+    let fin = head & 0x80 != 0;
+    match decode_physical_a(fin, rsv, opcode, &payload, true) {
+        Ok(PhysicalA::Control(_)) => {
+            assert!(fin && opcode == OpCode::Binary && rsv.is_empty() && rest[0] == 0);
+        }
+        Ok(PhysicalA::Frame(f)) => {
+            assert!(rsv.is_empty() && !opcode.is_control());
+            let (id, n) = ChannelId::decode(rest, true).unwrap();
+            assert_eq!((f.channel, f.fin, f.opcode), (id, fin, opcode.as_u8()));
+            assert_eq!(&f.payload[..], &rest[n..]);
+        }
+        Err(e) => assert_eq!(e.drop_code().0, expected_drop_code_a(&e)),
+    }
+}
 
 fn expected_drop_code(e: &WireError) -> u16 {
     match e {
@@ -37,6 +105,7 @@ fn encode_all(blocks: &[Block]) -> Vec<u8> {
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    variant_a(data);
     match Block::decode_all(data, true) {
         Ok(blocks) => assert_eq!(encode_all(&blocks), data, "{blocks:?}"),
         Err(e) => assert_eq!(e.drop_code().0, expected_drop_code(&e)),

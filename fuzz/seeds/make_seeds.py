@@ -151,6 +151,23 @@ for name, hexs in phys.items():
     put("mux_wire", "phys-" + name, h(hexs))
     put("multiplexer", "phys-" + name, h(hexs))
 
+# mux.md §3.3 variant A blocks, and whole frames as mux_wire reads them for
+# variant A (first byte: the physical FIN/RSV/opcode byte; no length byte).
+variant_a = {
+    "block-acr-flags7": "01 1c 0d" + "".join(" %02x" % c for c in b"Hello, world!"),
+    "block-acresp-256": "02 21 01 00" + " 61" * 256,
+    "block-ecf-close": "01 80 88 06 46 6f 6f 42 61 72",
+    "block-ecf-nofin": "01 80 08 06 46 6f 6f 42 61 72",
+    "frame-acresp": "82 00 01 20 06 46 6f 6f 42 61 72",
+    "frame-acresp-rejected-delta": "82 00 02 34 05 48 65 6c 6c 6f",
+    "frame-drop": "82 00 01 60 00",
+    "frame-drop-mux-error": "82 00 01 70 05 65 72 72 6f 72",
+    "frame-ecf-close": "82 00 01 80 88 06 46 6f 6f 42 61 72",
+    "frame-text-ch1": "81 01 48 65 6c 6c 6f",
+}
+for name, hexs in variant_a.items():
+    put("mux_wire", "variant-a-" + name, h(hexs))
+
 # Captured Autobahn traffic (autobahn_seeds.py).
 if "--from-capture" in sys.argv:
     autobahn_seeds.from_capture(sys.argv[sys.argv.index("--from-capture") + 1])

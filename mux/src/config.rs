@@ -16,18 +16,52 @@ pub enum FallbackRule {
     NonZeroGrant,
 }
 
+/// Which generation of the mux wire format a connection speaks
+/// (docs/specs/mux.md §3 and §4). The two are negotiated with different
+/// extension tokens, so a peer of one is never taken for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MuxVariant {
+    /// The draft-tamplin-hybi-google-mux-03 generation, token
+    /// `x-google-mux`. **Reconstructed** from the earliest public
+    /// implementation (pywebsocket at draft-ietf-hybi-websocket-multiplexing-01);
+    /// the -03 text could not be obtained, so this could not be checked
+    /// against it (see [`crate::wire::variant_a`]). Logical data frames are
+    /// physical frames of their own (the tokio API reads and writes physical
+    /// frames itself), logical control frames travel in
+    /// EncapsulatedControlFrame blocks, and there is **no flow control and
+    /// no channel slot**: [`MuxConfig::max_channels`] bounds the channels
+    /// and a channel holding more than
+    /// [`MuxConfig::max_buffered_per_channel`] unread bytes (or taking the
+    /// connection past [`MuxConfig::max_buffered_total`]) is dropped (3000),
+    /// since the sender cannot be slowed down. No logical-channel extension
+    /// is negotiated (RSV bits are refused on variant A frames).
+    A,
+    /// draft-ietf-hybi-websocket-multiplexing -05 to -08 (pywebsocket and
+    /// Jetty 9), token `mux`. The default.
+    #[default]
+    B,
+}
+
 /// Limits and policies of a multiplexer. Every limit has a safe default.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct MuxConfig {
+    /// The wire format. Default [`MuxVariant::B`].
+    pub variant: MuxVariant,
     /// Most logical channels open at once (server: slots are granted up to
     /// this; client: `open_channel` fails past it). Default 10 000.
     pub max_channels: usize,
     /// Server: slots granted when the connection starts and kept topped up
     /// to. Default 64.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub slots: u64,
     /// Server: the client's initial send quota on each new channel (carried by
     /// NewChannelSlot). Default 256 KiB (see [`receive_window`](Self::receive_window)).
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub slot_quota: u64,
     /// Quota granted to the peer on each channel and kept replenished: the
     /// per-channel receive window. Default 256 KiB: consumed quota is
@@ -37,9 +71,15 @@ pub struct MuxConfig {
     /// no extra physical message. The window is a number, not a buffer: it
     /// costs an idle channel nothing, and bounds what an honest peer can have
     /// in flight on one channel.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub receive_window: u64,
     /// Client: the `quota` offered in the handshake, the server's initial
     /// send quota on channel 1. Default 256 KiB.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub implicit_quota: u64,
     /// Largest inner frame payload sent; a longer frame is cut so other
     /// channels can interleave. Default 64 KiB (tens of microseconds of
@@ -55,11 +95,20 @@ pub struct MuxConfig {
     /// Reject non-minimal channel IDs (2002). Default true.
     pub strict_channel_ids: bool,
     /// How the delta base evolves.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub delta_base: DeltaBase,
     /// How to read NewChannelSlot's fallback flag.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub fallback_rule: FallbackRule,
     /// Most slots a client accepts in total (more fails with 2008).
     /// Default 2^32.
+    ///
+    /// Variant B only (variant A has no flow control, slots or delta
+    /// encoding).
     pub max_slots: u64,
     /// Limits of each logical channel's session (message and frame sizes,
     /// close timeout).
@@ -82,6 +131,7 @@ pub struct MuxConfig {
 impl Default for MuxConfig {
     fn default() -> Self {
         MuxConfig {
+            variant: MuxVariant::B,
             max_channels: 10_000,
             slots: 64,
             slot_quota: 256 << 10,
@@ -115,6 +165,8 @@ macro_rules! setters {
 }
 
 setters! {
+    /// Sets [`MuxConfig::variant`].
+    variant: MuxVariant,
     /// Sets [`MuxConfig::max_channels`].
     max_channels: usize,
     /// Sets [`MuxConfig::slots`].

@@ -17,9 +17,12 @@
 //! echoing 64 KiB messages this took one connection from 0.4 to about 1.4
 //! times the throughput of 100 separate connections (mux_bench).
 
+mod variant_a;
+
 use crate::MuxConfig;
+use crate::config::MuxVariant;
 use crate::mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent};
-use crate::negotiate::{MUX, MuxFactory, UnlessMux, X_GOOGLE_MUX};
+use crate::negotiate::{GoogleMuxFactory, MUX, MuxFactory, UnlessMux};
 use crate::wire::{ChannelId, DropCode};
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -530,10 +533,17 @@ impl MuxClient {
     /// driver task. Fails if the server does not accept mux. The request's
     /// `Host` (by default the URL's authority) goes into the encapsulated
     /// requests of new channels.
+    ///
+    /// With [`MuxVariant::A`] in `config` it offers `x-google-mux` instead
+    /// and runs variant A's own frame-level driver; `ws://` only there
+    /// (connect TLS yourself and use [`MuxClient::connect_on`]).
     pub async fn connect(
         request: impl IntoClientRequest,
         config: MuxConfig,
     ) -> Result<MuxClient, MuxError> {
+        if config.variant == MuxVariant::A {
+            return variant_a::connect(request, config).await;
+        }
         let physical = |e: HandshakeError| MuxError::WebSocket(e.into());
         let request = request.into_client_request().map_err(physical)?;
         let host = match request.headers().get(http::header::HOST) {
@@ -554,17 +564,23 @@ impl MuxClient {
         Self::start(ws, &host, config)
     }
 
-    /// Starts multiplexing over an already negotiated physical connection.
+    /// Starts multiplexing over an already negotiated physical connection
+    /// (variant B only: a [`WebSocket`] carries messages, and variant A
+    /// needs the physical frames; use [`MuxClient::connect_on`] for it).
     pub fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         ws: WebSocket<S>,
         host: &str,
         config: MuxConfig,
     ) -> Result<MuxClient, MuxError> {
-        if !ws
-            .extensions()
-            .iter()
-            .any(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
-        {
+        if config.variant == MuxVariant::A {
+            return Err(MuxError::WebSocket(
+                HandshakeError::InvalidRequest(
+                    "variant A cannot run over a WebSocket; use MuxClient::connect_on".into(),
+                )
+                .into(),
+            ));
+        }
+        if !ws.extensions().iter().any(|e| e.name == MUX) {
             return Err(MuxError::WebSocket(
                 HandshakeError::InvalidResponse("the server did not accept mux".into()).into(),
             ));
@@ -746,6 +762,14 @@ impl MuxServerBuilder {
     /// and chooses its subprotocol as the plain server would (both decided
     /// by the core's
     /// [`negotiate_request`](weft_core::handshake::server::negotiate_request)).
+    ///
+    /// `config.variant` decides the mux token served: `mux` (B) or
+    /// `x-google-mux` (A); the other is declined, so its clients connect
+    /// without mux and refuse the connection. A variant A server runs the
+    /// physical handshake itself (it needs the raw stream afterwards): it
+    /// applies `physical`'s handshake options, limits, handshake timeout and
+    /// extensions, but not its connection limit, stats, shutdown or
+    /// `on_request` hook, and its connections have no keepalive.
     pub fn new(
         physical: ServerBuilder,
         config: MuxConfig,
@@ -760,7 +784,10 @@ impl MuxServerBuilder {
         }
         let mut options = physical_options.clone();
         let plain = std::mem::take(&mut options.extensions);
-        options.extensions.push(Arc::new(MuxFactory { quota: 0 }));
+        match config.variant {
+            MuxVariant::A => options.extensions.push(Arc::new(GoogleMuxFactory)),
+            MuxVariant::B => options.extensions.push(Arc::new(MuxFactory { quota: 0 })),
+        }
         for f in plain {
             options.extensions.push(Arc::new(UnlessMux(f)));
         }
@@ -786,12 +813,11 @@ impl MuxServerBuilder {
         &self,
         stream: S,
     ) -> Result<Accepted<S>, MuxError> {
+        if self.config.variant == MuxVariant::A {
+            return variant_a::accept(self, stream).await;
+        }
         let (ws, request) = self.physical.accept_with_request(stream).await?;
-        if !ws
-            .extensions()
-            .iter()
-            .any(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
-        {
+        if !ws.extensions().iter().any(|e| e.name == MUX) {
             return Ok(Accepted::Plain(ws));
         }
         let quota = request
@@ -801,7 +827,7 @@ impl MuxServerBuilder {
             .filter_map(|v| v.to_str().ok())
             .filter_map(|v| parse_extensions([v]).ok())
             .flatten()
-            .find(|e| e.name == MUX || e.name == X_GOOGLE_MUX)
+            .find(|e| e.name == MUX)
             .and_then(|e| {
                 e.get("quota")
                     .and_then(|p| p.value.as_deref()?.parse().ok())

@@ -5,6 +5,12 @@
 //! draft-ietf-hybi-websocket-multiplexing -05 to -08 ("variant B" of our
 //! spec digest, `docs/specs/mux.md`, as pywebsocket and Jetty 9 implement it).
 //!
+//! [`MuxVariant::A`] selects the older google-mux-03 generation (token
+//! `x-google-mux`) instead. It is **reconstructed from the earliest public
+//! evidence** (pywebsocket at draft-ietf-hybi-websocket-multiplexing-01) and
+//! could not be checked against the -03 text, which was not obtainable; see
+//! [`wire::variant_a`] for what it does and what it refuses.
+//!
 //! ## Architecture
 //!
 //! - [`wire`]: channel IDs, numbers, the inner frame header and one module
@@ -36,10 +42,10 @@ mod mux;
 pub mod negotiate;
 pub mod wire;
 
-pub use config::{FallbackRule, MuxConfig};
+pub use config::{FallbackRule, MuxConfig, MuxVariant};
 pub use handshake::DeltaBase;
 pub use mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent};
-pub use negotiate::{MuxFactory, MuxNegotiated, UnlessMux};
+pub use negotiate::{GoogleMuxFactory, MuxFactory, MuxNegotiated, UnlessMux};
 pub use wire::{ChannelId, DropCode};
 
 #[cfg(feature = "tokio")]

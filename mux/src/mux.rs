@@ -42,9 +42,27 @@
 //! inner frame (at most `max_inner_frame` bytes) and moves the channel to the
 //! back, so a channel streaming a large message never holds others up for
 //! more than one inner frame each. Control blocks go first.
+//!
+//! # Variant A
+//!
+//! With [`MuxVariant::A`](crate::MuxVariant::A) the same channel machinery
+//! speaks the reconstructed google-mux-03 format
+//! ([`crate::wire::variant_a`]): the I/O layer exchanges physical *frames*
+//! ([`Multiplexer::handle_frame`], [`Multiplexer::poll_transmit_frame`]),
+//! a logical data frame is one physical frame with its own FIN and opcode,
+//! logical control frames travel in EncapsulatedControlFrame blocks, and
+//! blocks are encoded in variant A's layout. There is no flow control and
+//! no slot: quotas are unlimited, no FlowControl or NewChannelSlot is sent,
+//! and a channel whose unread messages pass the buffer limits is dropped
+//! (3000) instead of being slowed down. DropChannel is not acknowledged
+//! (variant A has no acknowledgement code). Encapsulated handshakes are
+//! full ones (`Upgrade`, `Sec-WebSocket-Key`, `Sec-WebSocket-Version`, and
+//! `Sec-WebSocket-Accept` in the response, which the client checks), and
+//! logical channels negotiate no extension.
 
-use crate::config::{FallbackRule, MuxConfig};
+use crate::config::{FallbackRule, MuxConfig, MuxVariant};
 use crate::handshake::{self, DeltaBase};
+use crate::wire::variant_a::{BlockA, DropChannelA, EncapsulatedControlFrame, PhysicalA};
 use crate::wire::{
     AddChannelRequest, AddChannelResponse, Block, ChannelId, DropChannel, DropCode, Encoding,
     FlowControl, InnerFrame, NewChannelSlot, Physical, WireError, decode_physical,
@@ -182,6 +200,8 @@ enum State {
 struct Opening {
     factories: Vec<Arc<dyn ExtensionFactory>>,
     protocols: Vec<String>,
+    /// Variant A: the `Sec-WebSocket-Accept` the response must carry.
+    accept: Option<String>,
 }
 
 struct Channel {
@@ -202,6 +222,15 @@ struct Channel {
     ending: Option<DropCode>,
     opening: Option<Box<Opening>>,
     request: Option<Box<http::Request<()>>>,
+}
+
+/// The ordinary quotas of a new channel, or unlimited ones in variant A
+/// (which has no flow control).
+fn quotas(variant: MuxVariant, send: u64, recv: u64) -> (u64, u64) {
+    match variant {
+        MuxVariant::A => (MAX_QUOTA, MAX_QUOTA),
+        MuxVariant::B => (send, recv),
+    }
 }
 
 impl Channel {
@@ -296,7 +325,8 @@ impl Multiplexer {
     pub fn client(config: MuxConfig, host: &str) -> Self {
         let mut m = Multiplexer::new(Role::Client, config);
         m.host = host.to_owned();
-        let mut ch = Channel::new(State::Open, 0, m.config.implicit_quota);
+        let (send, recv) = quotas(m.config.variant, 0, m.config.implicit_quota);
+        let mut ch = Channel::new(State::Open, send, recv);
         ch.session = Some(Session::new(Role::Client, &m.config.channel));
         m.channels.insert(1, ch);
         m
@@ -309,9 +339,14 @@ impl Multiplexer {
         let mut m = Multiplexer::new(Role::Server, config);
         m.delta_base = request.headers().clone();
         let window = m.config.receive_window;
-        let mut ch = Channel::new(State::Open, quota, window);
+        let (send, recv) = quotas(m.config.variant, quota, window);
+        let mut ch = Channel::new(State::Open, send, recv);
         ch.session = Some(Session::new(Role::Server, &m.config.channel));
         m.channels.insert(1, ch);
+        if m.variant_a() {
+            // Variant A has no flow control and no slots: nothing to start with.
+            return m;
+        }
         m.push_block(Block::FlowControl(FlowControl {
             channel: ChannelId::IMPLICIT,
             quota: window,
@@ -357,8 +392,23 @@ impl Multiplexer {
         self.channels.get(&channel.get()).map(|c| c.send_quota)
     }
 
+    fn variant_a(&self) -> bool {
+        self.config.variant == MuxVariant::A
+    }
+
+    /// Queues a control block, in the layout of the configured variant.
+    /// Variant A has no FlowControl or NewChannelSlot: those are not sent.
     fn push_block(&mut self, block: Block) {
-        block.encode(&mut self.control);
+        if !self.variant_a() {
+            return block.encode(&mut self.control);
+        }
+        let a = match block {
+            Block::AddChannelRequest(b) => BlockA::AddChannelRequest(b),
+            Block::AddChannelResponse(b) => BlockA::AddChannelResponse(b),
+            Block::DropChannel(d) => BlockA::DropChannel(DropChannelA::from_drop_channel(&d)),
+            Block::FlowControl(_) | Block::NewChannelSlot(_) => return,
+        };
+        a.encode(&mut self.control);
     }
 
     fn schedule(&mut self, id: u32) {
@@ -417,6 +467,9 @@ impl Multiplexer {
     /// Server: grants slots so that open channels plus outstanding slots
     /// reach `min(slots, max_channels - open)`.
     fn top_up_slots(&mut self) {
+        if self.variant_a() {
+            return;
+        }
         let room = (self.config.max_channels as u64).saturating_sub(self.channels.len() as u64);
         let target = self.config.slots.min(room);
         if self.granted < target && (self.granted <= target / 2 || self.granted == 0) {
@@ -433,15 +486,84 @@ impl Multiplexer {
 
     // ------------------------------------------------------------------ input
 
-    /// Handles one physical message (text messages fail the connection).
+    /// Handles one physical message (variant B: text messages fail the
+    /// connection).
+    ///
+    /// Variant A: the message is taken as one unfragmented physical frame.
+    /// Use [`handle_frame`](Self::handle_frame) there: a transport that
+    /// reassembles fragmented physical messages cannot carry variant A,
+    /// whose fragments of different channels interleave.
     pub fn handle_message(&mut self, msg: Message) {
         if self.failed.is_some() {
             return;
         }
         match msg {
+            Message::Binary(b) if self.variant_a() => {
+                self.handle_frame(Frame::new(OpCode::Binary, b));
+            }
+            Message::Text(t) if self.variant_a() => {
+                self.handle_frame(Frame::new(OpCode::Text, t.into_bytes()));
+            }
             Message::Binary(b) => self.handle_binary(b),
             Message::Text(_) => self.fail(WireError::TextMessage.drop_code()),
             _ => {}
+        }
+    }
+
+    /// Handles one physical data frame (text, binary or continuation).
+    /// Physical Close, Ping and Pong belong to the I/O layer and are
+    /// ignored here.
+    ///
+    /// Variant A: every frame is decoded on its own (docs/specs/mux.md
+    /// §3.1). Variant B carries messages, not frames: a binary frame with
+    /// FIN is a whole message; any other frame fails the connection (2001),
+    /// so a variant B transport reassembles fragmented messages and calls
+    /// [`handle_message`](Self::handle_message).
+    pub fn handle_frame(&mut self, frame: Frame) {
+        if self.failed.is_some() || frame.opcode.is_control() {
+            return;
+        }
+        if !self.variant_a() {
+            return match (frame.opcode, frame.fin) {
+                (OpCode::Binary, true) if frame.rsv.is_empty() => self.handle_binary(frame.payload),
+                _ => self.fail(WireError::TextMessage.drop_code()),
+            };
+        }
+        let strict = self.config.strict_channel_ids;
+        match crate::wire::variant_a::decode_physical_a(
+            frame.fin,
+            frame.rsv,
+            frame.opcode,
+            &frame.payload,
+            strict,
+        ) {
+            Err(e) => self.fail(e.drop_code()),
+            Ok(PhysicalA::Frame(f)) => self.handle_inner(f),
+            Ok(PhysicalA::Control(blocks)) => {
+                for block in blocks {
+                    if self.failed.is_some() {
+                        return;
+                    }
+                    match block {
+                        BlockA::AddChannelRequest(b) => {
+                            self.handle_block(Block::AddChannelRequest(b))
+                        }
+                        BlockA::AddChannelResponse(b) => {
+                            self.handle_block(Block::AddChannelResponse(b))
+                        }
+                        BlockA::DropChannel(d) => {
+                            self.handle_block(Block::DropChannel(d.to_drop_channel()))
+                        }
+                        BlockA::EncapsulatedControlFrame(f) => self.handle_inner(InnerFrame {
+                            channel: f.channel,
+                            fin: true,
+                            rsv: Rsv::empty(),
+                            opcode: f.opcode.as_u8(),
+                            payload: f.payload,
+                        }),
+                    }
+                }
+            }
         }
     }
 
@@ -547,7 +669,8 @@ impl Multiplexer {
         if let Some(ch) = self.channels.remove(&d.channel.get()) {
             self.buffered_total -= ch.inbox_bytes;
             self.on_removed(d.channel);
-            if d.reason.as_ref().map(|r| r.0) != Some(DropCode::ACKNOWLEDGED) {
+            // Variant A has no acknowledgement code: not answered there.
+            if !self.variant_a() && d.reason.as_ref().map(|r| r.0) != Some(DropCode::ACKNOWLEDGED) {
                 self.push_block(Block::DropChannel(DropChannel {
                     channel: d.channel,
                     reason: Some((DropCode::ACKNOWLEDGED, String::new())),
@@ -565,7 +688,19 @@ impl Multiplexer {
         if id == 0 || self.channels.contains_key(&id) {
             return self.fail(DropCode::CHANNEL_EXISTS);
         }
-        if self.granted == 0 {
+        if self.variant_a() {
+            // No slots in variant A: the channel limit refuses, with 503.
+            if self.channels.len() >= self.config.max_channels {
+                return self.push_block(Block::AddChannelResponse(AddChannelResponse {
+                    channel: req.channel,
+                    rejected: true,
+                    encoding: Encoding::Identity,
+                    handshake: Bytes::from(handshake::build_rejection(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                    )),
+                }));
+            }
+        } else if self.granted == 0 {
             // Like pywebsocket, only this channel is refused.
             self.push_block(Block::DropChannel(DropChannel {
                 channel: req.channel,
@@ -573,7 +708,7 @@ impl Multiplexer {
             }));
             return;
         }
-        self.granted -= 1;
+        self.granted = self.granted.saturating_sub(1);
         let parsed = handshake::parse_request(
             &req.handshake,
             req.encoding,
@@ -599,7 +734,8 @@ impl Multiplexer {
         {
             self.delta_base = request.headers().clone();
         }
-        let mut ch = Channel::new(State::Pending, 0, self.config.slot_quota);
+        let (send, recv) = quotas(self.config.variant, 0, self.config.slot_quota);
+        let mut ch = Channel::new(State::Pending, send, recv);
         ch.request = Some(Box::new(request.clone()));
         self.channels.insert(id, ch);
         self.events.push_back(MuxEvent::ChannelRequested {
@@ -633,6 +769,16 @@ impl Multiplexer {
             return;
         }
         let parsed = parsed.expect("checked above");
+        if let Some(want) = &opening.accept {
+            let got = parsed
+                .headers
+                .get("sec-websocket-accept")
+                .and_then(|v| v.to_str().ok());
+            if got.map(str::trim) != Some(want.as_str()) {
+                // Not an answer to our request.
+                return self.drop_channel(resp.channel, DropCode::LOGICAL_FAILED);
+            }
+        }
         let negotiated = parse_extensions(parsed.extensions.iter().map(String::as_str))
             .map_err(|e| e.to_string())
             .and_then(|elements| {
@@ -723,6 +869,14 @@ impl Multiplexer {
                 ch.inbox_bytes += len;
                 ch.inbox.push_back(msg);
                 self.buffered_total += len;
+                if self.config.variant == MuxVariant::A
+                    && (ch.inbox_bytes > self.config.max_buffered_per_channel
+                        || self.buffered_total > self.config.max_buffered_total)
+                {
+                    // No flow control to slow the sender down: the channel
+                    // that went past the limit is dropped.
+                    return self.drop_unread(f.channel);
+                }
                 if !ch.signalled {
                     ch.signalled = true;
                     self.events.push_back(MuxEvent::Readable(f.channel));
@@ -740,6 +894,24 @@ impl Multiplexer {
         self.schedule(id);
         self.after_input(id);
         self.maybe_finish(id);
+    }
+
+    /// Variant A: drops a channel whose unread messages passed the buffer
+    /// limits (3000, "receive buffer limit"), discarding them.
+    fn drop_unread(&mut self, channel: ChannelId) {
+        if let Some(ch) = self.channels.remove(&channel.get()) {
+            self.buffered_total -= ch.inbox_bytes;
+            self.on_removed(channel);
+            let code = DropCode::LOGICAL_FAILED;
+            self.push_block(Block::DropChannel(DropChannel {
+                channel,
+                reason: Some((code, "receive buffer limit".into())),
+            }));
+            self.events.push_back(MuxEvent::ChannelClosed {
+                channel,
+                end: ChannelEnd::Dropped(code),
+            });
+        }
     }
 
     /// Returns consumed receive allowance to the peer unless too much is
@@ -778,6 +950,10 @@ impl Multiplexer {
         let Some(ch) = self.channels.get(&id) else {
             return false;
         };
+        if self.variant_a() {
+            // No flow control: nothing is ever returned.
+            return false;
+        }
         let window = ch.recv_allowance + ch.unreturned;
         ch.unreturned > 0
             && ch.unreturned >= window / 4
@@ -872,34 +1048,59 @@ impl Multiplexer {
         if self.channels.len() >= self.config.max_channels {
             return Err(MuxError::TooManyChannels);
         }
-        let Some((count, quota)) = self.slot_quotas.front_mut() else {
-            return Err(MuxError::NoSlot);
+        let a = self.variant_a();
+        let quota = if a {
+            MAX_QUOTA
+        } else {
+            let Some((count, quota)) = self.slot_quotas.front_mut() else {
+                return Err(MuxError::NoSlot);
+            };
+            let quota = *quota;
+            *count -= 1;
+            if *count == 0 {
+                self.slot_quotas.pop_front();
+            }
+            self.slots -= 1;
+            quota
         };
-        let quota = *quota;
-        *count -= 1;
-        if *count == 0 {
-            self.slot_quotas.pop_front();
-        }
-        self.slots -= 1;
         let mut id = self.next_id;
         while self.channels.contains_key(&id) {
             id = if id >= ChannelId::MAX { 2 } else { id + 1 };
         }
         self.next_id = if id >= ChannelId::MAX { 2 } else { id + 1 };
         let channel = ChannelId::new(id).expect("IDs wrap below the maximum");
+        let (extensions, accept, headers) = if a {
+            // Variant A: a full opening handshake, and no channel extension
+            // (its frames cannot carry RSV bits).
+            let key = weft_core::handshake::generate_key();
+            let accept = weft_core::handshake::accept_key(&key);
+            let mut full = vec![
+                ("Upgrade".to_owned(), "websocket".to_owned()),
+                ("Sec-WebSocket-Key".to_owned(), key),
+                ("Sec-WebSocket-Version".to_owned(), "13".to_owned()),
+            ];
+            full.extend_from_slice(headers);
+            (Vec::new(), Some(accept), full)
+        } else {
+            (extensions, None, headers.to_vec())
+        };
         let text = handshake::build_request(
             &self.host,
             path,
             protocols,
             &client_offers(&extensions),
-            headers,
+            &headers,
         );
         self.push_block(Block::AddChannelRequest(AddChannelRequest {
             channel,
             encoding: Encoding::Identity,
             handshake: Bytes::from(text),
         }));
-        let window = self.config.receive_window;
+        let window = if a {
+            MAX_QUOTA
+        } else {
+            self.config.receive_window
+        };
         self.push_block(Block::FlowControl(FlowControl {
             channel,
             quota: window,
@@ -908,6 +1109,7 @@ impl Multiplexer {
         ch.opening = Some(Box::new(Opening {
             factories: extensions,
             protocols: protocols.to_vec(),
+            accept,
         }));
         self.channels.insert(id, ch);
         Ok(channel)
@@ -971,8 +1173,10 @@ impl Multiplexer {
             }
         };
         let mut kept = Negotiated::none();
+        let a = self.variant_a();
         for (h, e) in extensions.into_parts() {
-            if e.granularity() != Granularity::PerFrame {
+            // Variant A frames carry no RSV bits: no channel extension at all.
+            if !a && e.granularity() != Granularity::PerFrame {
                 let _ = kept.push(h, e);
             }
         }
@@ -980,6 +1184,23 @@ impl Multiplexer {
         let mut extra = http::HeaderMap::new();
         if let Some(add) = &options.response_headers {
             add(&request, &mut extra);
+        }
+        if a {
+            // Variant A: a full 101 response.
+            extra.insert(
+                http::header::UPGRADE,
+                http::HeaderValue::from_static("websocket"),
+            );
+            let key = request
+                .headers()
+                .get("sec-websocket-key")
+                .and_then(|k| k.to_str().ok());
+            if let Some(accept) = key
+                .map(|k| weft_core::handshake::accept_key(k.trim()))
+                .and_then(|v| http::HeaderValue::from_str(&v).ok())
+            {
+                extra.insert("sec-websocket-accept", accept);
+            }
         }
         let text = handshake::build_response(protocol.as_deref(), kept.headers(), &extra);
         let accepted = ChannelAccepted {
@@ -1133,7 +1354,21 @@ impl Multiplexer {
     /// The next physical binary message to send, if any: pending control
     /// blocks (with any deferred FlowControl) first, then one inner frame of
     /// the next channel in turn.
+    ///
+    /// This is variant B's output. In variant A it gives only the payload
+    /// of the next physical frame, without its opcode and FIN: use
+    /// [`poll_transmit_frame`](Self::poll_transmit_frame) there.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        self.poll_transmit_frame().map(|f| f.payload)
+    }
+
+    /// The next physical frame to send, if any (same order as
+    /// [`poll_transmit`](Self::poll_transmit)). Variant B: always a binary
+    /// frame with FIN, one whole message. Variant A: a binary frame of
+    /// control blocks, or a logical data frame with its own FIN and opcode
+    /// (docs/specs/mux.md §3.1). The I/O layer adds the physical header and,
+    /// as a client, the mask.
+    pub fn poll_transmit_frame(&mut self) -> Option<Frame> {
         if !self.fc_deferred.is_empty() && self.failed.is_none() {
             self.flush_deferred();
         }
@@ -1141,20 +1376,20 @@ impl Multiplexer {
             let mut msg = Vec::with_capacity(1 + self.control.len());
             msg.push(0);
             msg.append(&mut self.control);
-            return Some(Bytes::from(msg));
+            return Some(Frame::new(OpCode::Binary, msg));
         }
         if self.failed.is_some() {
             return None;
         }
         while let Some(id) = self.ready.pop_front() {
-            if let Some(msg) = self.transmit_from(id) {
-                return Some(msg);
+            if let Some(frame) = self.transmit_from(id) {
+                return Some(frame);
             }
         }
         None
     }
 
-    fn transmit_from(&mut self, id: u32) -> Option<Bytes> {
+    fn transmit_from(&mut self, id: u32) -> Option<Frame> {
         let max_inner = self.config.max_inner_frame.max(1);
         let ch = self.channels.get_mut(&id)?;
         ch.scheduled = false;
@@ -1190,15 +1425,39 @@ impl Multiplexer {
         let last = frame.payload.is_empty();
         ch.send_quota -= take as u64 + opening;
         let channel = ChannelId::new(id).expect("valid");
+        let variant = self.config.variant;
         let mut msg = Vec::with_capacity(5 + piece.len());
-        encode_inner_header(
-            channel,
-            frame.fin && last,
-            frame.rsv,
-            frame.opcode,
-            &mut msg,
-        );
-        msg.extend_from_slice(&piece);
+        let (fin, opcode) = match variant {
+            MuxVariant::B => {
+                encode_inner_header(
+                    channel,
+                    frame.fin && last,
+                    frame.rsv,
+                    frame.opcode,
+                    &mut msg,
+                );
+                (true, OpCode::Binary)
+            }
+            MuxVariant::A if frame.opcode.is_control() => {
+                // A logical control frame: an EncapsulatedControlFrame block.
+                msg.push(0);
+                BlockA::EncapsulatedControlFrame(EncapsulatedControlFrame {
+                    channel,
+                    opcode: frame.opcode,
+                    payload: piece.clone(),
+                })
+                .encode(&mut msg);
+                (true, OpCode::Binary)
+            }
+            MuxVariant::A => {
+                // A logical data frame: a physical frame of its own.
+                channel.encode(&mut msg);
+                (frame.fin && last, frame.opcode)
+            }
+        };
+        if !(variant == MuxVariant::A && frame.opcode.is_control()) {
+            msg.extend_from_slice(&piece);
+        }
         if !last {
             ch.sending = Some(Frame {
                 fin: frame.fin,
@@ -1213,6 +1472,11 @@ impl Multiplexer {
         } else {
             self.maybe_finish(id);
         }
-        Some(Bytes::from(msg))
+        Some(Frame {
+            fin,
+            rsv: Rsv::empty(),
+            opcode,
+            payload: Bytes::from(msg),
+        })
     }
 }

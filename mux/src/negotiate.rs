@@ -1,8 +1,16 @@
 //! Negotiating `mux` on the physical connection (docs/specs/mux.md §2).
 //!
 //! The client offers `mux; quota=N`: N (0 ≤ N < 2^32) becomes the server's
-//! initial send quota on the implicit channel 1. The server answers `mux`
-//! (with the token the client used; `x-google-mux` is accepted as an alias).
+//! initial send quota on the implicit channel 1. The server answers `mux`.
+//!
+//! The two wire formats have their own tokens, so they cannot be confused:
+//! [`MuxFactory`] (variant B) negotiates only `mux`, [`GoogleMuxFactory`]
+//! (variant A) only `x-google-mux` (the name Jetty 7/8's google-mux-02 stub
+//! and the 2011 proposal used; the digest, §2, could not confirm the
+//! registered -03 name). A server of one variant declines the other's
+//! offer, so a client of the other variant gets no mux and refuses the
+//! connection. `x-google-mux` used to be accepted as an alias of `mux`: it
+//! no longer is, since a peer offering it expects variant A framing.
 //!
 //! Extensions listed *before* `mux` would apply to logical channels and ones
 //! *after* it to the physical connection. This implementation negotiates
@@ -11,12 +19,13 @@
 //! keeps history-based compression off a physical connection that carries
 //! mux (it would share one context across channels: an information leak).
 
+use crate::config::MuxVariant;
 use std::sync::Arc;
 use weft_core::ext::{Acceptance, Extension, ExtensionFactory, ExtensionHeader, NegotiationError};
 
-/// The extension token.
+/// The extension token of variant B.
 pub const MUX: &str = "mux";
-/// An older alias accepted from clients.
+/// The extension token of variant A.
 pub const X_GOOGLE_MUX: &str = "x-google-mux";
 
 /// Negotiates `mux` in either role. `quota` is what a client offers.
@@ -32,6 +41,8 @@ pub struct MuxFactory {
 pub struct MuxNegotiated {
     /// The token agreed.
     pub token: String,
+    /// The wire format the token stands for.
+    pub variant: MuxVariant,
     /// The quota the client offered (the server's initial send quota on
     /// channel 1).
     pub quota: u64,
@@ -66,9 +77,6 @@ impl ExtensionFactory for MuxFactory {
     fn name(&self) -> &str {
         MUX
     }
-    fn aliases(&self) -> &[&str] {
-        &[X_GOOGLE_MUX]
-    }
     fn offers(&self) -> Vec<ExtensionHeader> {
         vec![
             ExtensionHeader::new(MUX)
@@ -95,6 +103,7 @@ impl ExtensionFactory for MuxFactory {
         let token = response.name.clone();
         Ok(MuxNegotiated {
             token,
+            variant: MuxVariant::B,
             quota: self.quota,
         }
         .into_extension())
@@ -114,7 +123,73 @@ impl ExtensionFactory for MuxFactory {
         let response = ExtensionHeader::new(token.clone());
         Ok(Some((
             response,
-            MuxNegotiated { token, quota }.into_extension(),
+            MuxNegotiated {
+                token,
+                variant: MuxVariant::B,
+                quota,
+            }
+            .into_extension(),
+        )))
+    }
+}
+
+/// Negotiates variant A, `x-google-mux`, in either role. It has no
+/// parameters: variant A has no flow control, so there is no quota to
+/// offer, and an offer with parameters (whose meaning at -03 is unknown) is
+/// declined rather than guessed at. Like [`MuxFactory`], the server declines
+/// when an extension was accepted before it, and the client refuses such an
+/// answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GoogleMuxFactory;
+
+impl GoogleMuxFactory {
+    fn negotiated() -> Extension {
+        MuxNegotiated {
+            token: X_GOOGLE_MUX.to_owned(),
+            variant: MuxVariant::A,
+            quota: 0,
+        }
+        .into_extension()
+    }
+}
+
+impl ExtensionFactory for GoogleMuxFactory {
+    fn name(&self) -> &str {
+        X_GOOGLE_MUX
+    }
+    fn offers(&self) -> Vec<ExtensionHeader> {
+        vec![ExtensionHeader::new(X_GOOGLE_MUX)]
+    }
+    fn accept(
+        &self,
+        response: &ExtensionHeader,
+        accepted: &[Extension],
+    ) -> Result<Extension, NegotiationError> {
+        if !accepted.is_empty() {
+            return Err(NegotiationError::rejected(
+                X_GOOGLE_MUX,
+                "logical-channel extensions before mux are not supported",
+            ));
+        }
+        if !response.params.is_empty() {
+            return Err(NegotiationError::rejected(
+                X_GOOGLE_MUX,
+                "unexpected parameters in the answer",
+            ));
+        }
+        Ok(Self::negotiated())
+    }
+    fn negotiate(
+        &self,
+        offer: &ExtensionHeader,
+        accepted: &[Extension],
+    ) -> Result<Option<Acceptance>, NegotiationError> {
+        if !accepted.is_empty() || !offer.params.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some((
+            ExtensionHeader::new(X_GOOGLE_MUX),
+            Self::negotiated(),
         )))
     }
 }
@@ -178,12 +253,56 @@ mod tests {
             let n = server_negotiate(&server, &parse_extensions([bad]).unwrap()).unwrap();
             assert!(n.headers().is_empty(), "{bad}");
         }
+        // Variant A's token is not an alias of variant B's.
         let n = server_negotiate(&server, &parse_extensions(["x-google-mux"]).unwrap()).unwrap();
-        assert_eq!(format_extensions(n.headers()), "x-google-mux");
+        assert_eq!(format_extensions(n.headers()), "");
+        assert!(find_mux(n.extensions()).is_none());
         let client: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(MuxFactory { quota: 65536 })];
         assert_eq!(format_extensions(&client[0].offers()), "mux; quota=65536");
         assert!(client_accept(&client, &parse_extensions(["mux"]).unwrap()).is_ok());
         assert!(client_accept(&client, &parse_extensions(["mux; quota=1"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn variant_a_negotiation_keeps_the_variants_apart() {
+        let a_server: Vec<Arc<dyn ExtensionFactory>> = vec![
+            Arc::new(GoogleMuxFactory),
+            Arc::new(UnlessMux(Arc::new(weft_core_test_ext()))),
+        ];
+        let n = server_negotiate(
+            &a_server,
+            &parse_extensions(["x-google-mux, x-test"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(format_extensions(n.headers()), "x-google-mux");
+        let m = find_mux(n.extensions()).unwrap();
+        assert_eq!((m.variant, m.token.as_str()), (MuxVariant::A, X_GOOGLE_MUX));
+        // A variant A server declines a variant B offer, and parameters it
+        // cannot interpret, and anything before it.
+        for declined in [
+            "mux; quota=8192",
+            "mux",
+            "x-google-mux; quota=1",
+            "x-test, x-google-mux",
+        ] {
+            let n = server_negotiate(&a_server, &parse_extensions([declined]).unwrap()).unwrap();
+            assert!(find_mux(n.extensions()).is_none(), "{declined}");
+        }
+        let a_client: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(GoogleMuxFactory)];
+        assert_eq!(format_extensions(&a_client[0].offers()), "x-google-mux");
+        let ok = client_accept(&a_client, &parse_extensions(["x-google-mux"]).unwrap()).unwrap();
+        assert_eq!(find_mux(ok.extensions()).unwrap().variant, MuxVariant::A);
+        // Answers it did not offer: refused, so the physical handshake fails.
+        assert!(client_accept(&a_client, &parse_extensions(["mux"]).unwrap()).is_err());
+        assert!(
+            client_accept(
+                &a_client,
+                &parse_extensions(["x-google-mux; quota=1"]).unwrap()
+            )
+            .is_err()
+        );
+        let b_client: Vec<Arc<dyn ExtensionFactory>> = vec![Arc::new(MuxFactory { quota: 1 })];
+        assert!(client_accept(&b_client, &parse_extensions(["x-google-mux"]).unwrap()).is_err());
     }
 
     /// A stand-in physical extension that accepts `x-test`.

@@ -11,6 +11,10 @@
 //!
 //! Channel 0 carries control blocks instead (`00` then blocks back to
 //! back). One file per block type, each with its byte vectors.
+//!
+//! [`variant_a`] holds the older variant A format (the google-mux-03
+//! generation, reconstructed; see its docs), which reuses the channel IDs,
+//! the request and response block types and the errors of this module.
 
 mod add_channel_request;
 mod add_channel_response;
@@ -19,6 +23,7 @@ mod drop_channel;
 mod flow_control;
 mod new_channel_slot;
 pub mod number;
+pub mod variant_a;
 
 pub use add_channel_request::AddChannelRequest;
 pub use add_channel_response::AddChannelResponse;
@@ -47,6 +52,10 @@ pub enum WireError {
     /// A physical text message (2001).
     #[error("text message on a mux connection")]
     TextMessage,
+    /// Variant A: a physical frame that cannot carry mux data (RSV bits,
+    /// control blocks in a text or fragmented frame) (2001).
+    #[error("invalid encapsulating frame: {0}")]
+    BadPhysicalFrame(&'static str),
     /// The channel ID is cut short (2002).
     #[error("channel ID truncated")]
     ChannelIdTruncated,
@@ -74,7 +83,7 @@ impl WireError {
     /// The drop code that fails the physical connection.
     pub fn drop_code(&self) -> DropCode {
         DropCode(match self {
-            WireError::TextMessage => 2001,
+            WireError::TextMessage | WireError::BadPhysicalFrame(_) => 2001,
             WireError::ChannelIdTruncated | WireError::NonMinimalChannelId => 2002,
             WireError::MissingInnerHeader => 2003,
             WireError::UnknownOpcode(_) => 2004,
