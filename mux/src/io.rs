@@ -22,7 +22,7 @@ mod variant_a;
 use crate::MuxConfig;
 use crate::config::MuxVariant;
 use crate::mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent};
-use crate::negotiate::{GoogleMuxFactory, MUX, MuxFactory, UnlessMux};
+use crate::negotiate::{GoogleMuxFactory, MuxFactory, UnlessMux, is_variant_b_token};
 use crate::wire::{ChannelId, DropCode};
 use futures_core::Stream;
 use futures_sink::Sink;
@@ -580,7 +580,7 @@ impl MuxClient {
                 .into(),
             ));
         }
-        if !ws.extensions().iter().any(|e| e.name == MUX) {
+        if !ws.extensions().iter().any(|e| is_variant_b_token(&e.name)) {
             return Err(MuxError::WebSocket(
                 HandshakeError::InvalidResponse("the server did not accept mux".into()).into(),
             ));
@@ -817,7 +817,7 @@ impl MuxServerBuilder {
             return variant_a::accept(self, stream).await;
         }
         let (ws, request) = self.physical.accept_with_request(stream).await?;
-        if !ws.extensions().iter().any(|e| e.name == MUX) {
+        if !ws.extensions().iter().any(|e| is_variant_b_token(&e.name)) {
             return Ok(Accepted::Plain(ws));
         }
         let quota = request
@@ -827,7 +827,7 @@ impl MuxServerBuilder {
             .filter_map(|v| v.to_str().ok())
             .filter_map(|v| parse_extensions([v]).ok())
             .flatten()
-            .find(|e| e.name == MUX)
+            .find(|e| is_variant_b_token(&e.name))
             .and_then(|e| {
                 e.get("quota")
                     .and_then(|p| p.value.as_deref()?.parse().ok())

@@ -1,10 +1,12 @@
 //! Negotiating `mux` on the physical connection (docs/specs/mux.md §2).
 //!
 //! The client offers `mux; quota=N`: N (0 ≤ N < 2^32) becomes the server's
-//! initial send quota on the implicit channel 1. The server answers `mux`.
+//! initial send quota on the implicit channel 1. The server answers with the
+//! token the client offered: `mux`, or `mux_DO_NOT_USE`, the only token
+//! pywebsocket (variant B's reference implementation) speaks (§11.1).
 //!
 //! The two wire formats have their own tokens, so they cannot be confused:
-//! [`MuxFactory`] (variant B) negotiates only `mux`, [`GoogleMuxFactory`]
+//! [`MuxFactory`] (variant B) negotiates only `mux` and `mux_DO_NOT_USE`, [`GoogleMuxFactory`]
 //! (variant A) only `x-google-mux` (the name Jetty 7/8's google-mux-02 stub
 //! and the 2011 proposal used; the digest, §2, could not confirm the
 //! registered -03 name). A server of one variant declines the other's
@@ -27,6 +29,16 @@ use weft_core::ext::{Acceptance, Extension, ExtensionFactory, ExtensionHeader, N
 pub const MUX: &str = "mux";
 /// The extension token of variant A.
 pub const X_GOOGLE_MUX: &str = "x-google-mux";
+/// The token pywebsocket, the reference implementation of variant B,
+/// negotiates (docs/specs/mux.md §11.1); a variant B server answers it as
+/// an alias of [`MUX`], with the token the client offered.
+pub const MUX_DO_NOT_USE: &str = "mux_DO_NOT_USE";
+
+/// True for a variant B token ([`MUX`] or its alias [`MUX_DO_NOT_USE`]),
+/// ASCII case-insensitively as extension tokens compare.
+pub fn is_variant_b_token(name: &str) -> bool {
+    name.eq_ignore_ascii_case(MUX) || name.eq_ignore_ascii_case(MUX_DO_NOT_USE)
+}
 
 /// Negotiates `mux` in either role. `quota` is what a client offers.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +88,9 @@ impl MuxNegotiated {
 impl ExtensionFactory for MuxFactory {
     fn name(&self) -> &str {
         MUX
+    }
+    fn aliases(&self) -> &[&str] {
+        &[MUX_DO_NOT_USE]
     }
     fn offers(&self) -> Vec<ExtensionHeader> {
         vec![
@@ -242,6 +257,17 @@ mod tests {
         .unwrap();
         assert_eq!(format_extensions(n.headers()), "mux");
         assert_eq!(find_mux(n.extensions()).unwrap().quota, 8192);
+        // pywebsocket's token is answered as offered, and is variant B.
+        let n = server_negotiate(
+            &server,
+            &parse_extensions(["mux_DO_NOT_USE; quota=5"]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(format_extensions(n.headers()), "mux_DO_NOT_USE");
+        let m = find_mux(n.extensions()).unwrap();
+        assert_eq!((m.variant, m.quota), (MuxVariant::B, 5));
+        assert!(is_variant_b_token("MUX_do_not_use") && is_variant_b_token("Mux"));
+        assert!(!is_variant_b_token(X_GOOGLE_MUX));
         let n = server_negotiate(&server, &parse_extensions(["x-test, mux"]).unwrap()).unwrap();
         assert_eq!(format_extensions(n.headers()), "x-test");
         for bad in [

@@ -401,3 +401,53 @@ async fn channels_are_sinks_and_streams_with_one_error_type() {
     .unwrap();
     assert!(matches!(r, MuxError::Failed(_)), "{r}");
 }
+
+/// Offers pywebsocket's token, `mux_DO_NOT_USE`, and accepts the answer.
+struct PywebsocketToken;
+
+impl ExtensionFactory for PywebsocketToken {
+    fn name(&self) -> &str {
+        weft_mux::negotiate::MUX_DO_NOT_USE
+    }
+    fn offers(&self) -> Vec<weft_core::ext::ExtensionHeader> {
+        vec![weft_core::ext::ExtensionHeader::new(self.name())]
+    }
+    fn accept(
+        &self,
+        _: &weft_core::ext::ExtensionHeader,
+        _: &[weft_core::ext::Extension],
+    ) -> Result<weft_core::ext::Extension, weft_core::ext::NegotiationError> {
+        Ok(weft_core::ext::Extension::passthrough())
+    }
+}
+
+#[tokio::test]
+async fn pywebsockets_token_is_variant_b_answered_as_offered() {
+    // docs/specs/mux.md §11.1: pywebsocket negotiates only `mux_DO_NOT_USE`.
+    let config = MuxConfig::default();
+    let addr = echo_server(config.clone()).await;
+    let (ws, _) = weft_core::ClientBuilder::new()
+        .extension(PywebsocketToken)
+        .connect(&format!("ws://{addr}/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        weft_core::ext::format_extensions(ws.extensions()),
+        "mux_DO_NOT_USE"
+    );
+    let client = MuxClient::start(ws, &addr.to_string(), config).unwrap();
+    let mut ch = tokio::time::timeout(T, client.open_channel("/py", &[], vec![]))
+        .await
+        .unwrap()
+        .unwrap();
+    ch.send(Message::text("over mux_DO_NOT_USE")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(T, ch.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        Message::text("over mux_DO_NOT_USE")
+    );
+    client.close();
+}
