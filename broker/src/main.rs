@@ -50,7 +50,7 @@ struct Args {
     /// Message ids remembered per destination to drop duplicate SENDs (0: off).
     #[arg(long, default_value_t = MemoryConfig::default().dedupe_window)]
     dedupe_window: usize,
-    /// Most destinations.
+    /// Most destinations (Redis: of the key prefix, across all nodes).
     #[arg(long, default_value_t = MemoryConfig::default().max_destinations)]
     max_destinations: usize,
     /// Largest message body, in bytes.
@@ -110,6 +110,7 @@ async fn main() -> std::process::ExitCode {
             max_queue: args.max_queue,
             max_credit: args.max_credit,
             dedupe_window: args.dedupe_window,
+            max_destinations: args.max_destinations,
             redeliver_after: if redeliver.is_zero() {
                 RedisConfig::default().redeliver_after
             } else {
