@@ -2,21 +2,29 @@
 //! nodes share them and a node can die without losing what it acknowledged.
 //!
 //! ```text
-//!  SEND ──> Lua script (pipelined, atomic): seen id? queue full?
-//!           XADD {prefix}:q:/queue/NAME * id <message-id> h <headers> b <body>
-//!           remember the id: SADD {prefix}:dedupe:<destination>, RPUSH
-//!           {prefix}:dedupe-order:<destination>, forget the oldest past
-//!           dedupe_window
+//!  SEND ──> the node's writer task (one per node, fed by every connection)
+//!           takes all writes waiting (up to 512, 1 MiB of bodies) as one
+//!           batch, one pipeline, one round trip:
+//!    EVALSHA send-script, once for the batch's SENDs, per destination:
+//!           destination known, or room under max_destinations?
+//!           SMISMEMBER the batch's ids in {prefix}:dedupe:<destination>
+//!           queue: XLEN once, then per message: full? else XADD
+//!             {prefix}:q:/queue/NAME * id <message-id> h <headers> b <body>
+//!           topic: trim what every live subscription has read, XADD the
+//!             rest while the furthest-behind one has room (see below)
+//!           SADD + RPUSH the new ids once, LPOP + SREM what left the window
+//!    XACK + XDEL, once per stream for all the batch's ACKs
+//!    XCLAIM per NACK
 //!           ──> RECEIPT  (the message is in Redis before the producer hears of it)
-//!           One writer task per connection pipelines its SENDs, XACKs and
-//!           XCLAIMs in batches of up to 128, in order; at most
-//!           max_in_flight are queued before the connection stops reading.
+//!           While one batch is in Redis the next one gathers (group commit).
+//!           A connection has at most max_in_flight writes queued before it
+//!           stops reading frames.
 //!
 //!  queue subscription = one consumer of the group `{group}` on the stream,
 //!  named node-connection-subscription; one reader task per subscription,
 //!  on its own Redis connection (it blocks):
 //!     loop: wait for credit
-//!           XAUTOCLAIM ... min-idle redeliver_after COUNT credit  (redelivered: true)
+//!           XAUTOCLAIM ... min-idle redeliver_after COUNT 32  (redelivered: true)
 //!           XREADGROUP GROUP {group} <consumer> COUNT credit BLOCK poll ... >
 //!           ──> outbox ──wake──> connection task ──> MESSAGE
 //!  ACK   ──> XACK + XDEL (the stream only holds unsettled messages);
@@ -30,20 +38,32 @@
 //!           redeliver_after another node's XAUTOCLAIM takes them; the
 //!           empty consumers are deleted later (forget_consumers_after)
 //!
-//!  topic subscription: XREAD from the stream's last id at SUBSCRIBE (no
-//!  group: every subscription on every node sees every message); the
-//!  stream is trimmed to about max_queue entries.
+//!  topic subscription: registered (one script, atomic with reading the
+//!  stream's last id) in {prefix}:tpos:<topic> (its read position) and
+//!  {prefix}:tlive:<topic> (when Redis last heard from it); its reader
+//!  XREADs from that position and records how far it has read in the same
+//!  round trip as its next XREAD (and every redeliver_after / 4 while it
+//!  has no credit). A SEND trims the entries every live subscription has
+//!  read and is refused with 300 when the furthest-behind one already has
+//!  max_queue entries it has not read: never trimmed away unread, as the
+//!  memory backend refuses rather than drops. A subscription not heard
+//!  from for redeliver_after (its node killed) is forgotten by the next
+//!  SEND; with no live subscription a topic SEND stores nothing.
 //! ```
 //!
 //! Differences from the memory backend (PROTOCOL.md §5):
 //! - deduplication (the last `dedupe_window` ids per destination, as in
-//!   memory) is shared by all nodes;
+//!   memory) is shared by all nodes; ids pushed out of the window by the
+//!   batch they arrive in still count as seen within that batch;
 //! - a queue's `max_queue` counts its unsettled messages (waiting *and*
 //!   delivered but not acknowledged), since both live in the stream;
-//! - `max_destinations` is not enforced (Redis holds the keys);
-//! - topics are trimmed to about `max_queue` entries: a topic subscriber
-//!   further behind than that misses the trimmed messages (topics are not
-//!   durable in either backend);
+//! - `max_destinations` counts the destinations of every node on the key
+//!   prefix (the set `{prefix}:destinations`);
+//! - a topic's `max_queue` counts the entries its furthest-behind live
+//!   subscription has not read (memory: each subscription's backlog);
+//!   messages a subscription has read sit in its node, up to its credit
+//!   window, and end with that node (topics are not durable in either
+//!   backend);
 //! - a Redis failure answers requests with ERROR 501 (unavailable) and
 //!   readers retry until Redis is back; nothing acknowledged is lost while
 //!   Redis keeps its data.
@@ -134,8 +154,11 @@ impl Default for RedisConfig {
 /// until some consumer's XAUTOCLAIM takes them.
 const RETURNED: &str = "returned";
 
-/// Entries taken per XAUTOCLAIM or XPENDING page.
+/// Entries taken per XREADGROUP, XREAD or XPENDING page.
 const PAGE: usize = 256;
+
+/// Entries taken per XAUTOCLAIM.
+const CLAIM_PAGE: usize = 32;
 
 /// The SEND script, for a whole batch of SENDs (from every connection of
 /// a node) in one call, grouped by destination.
@@ -611,7 +634,7 @@ impl State {
 ///
 /// Writes (SEND, and the XACK / XCLAIM of ACK and NACK) go to the node's
 /// writer task in order, which batches them with those of the node's other
-/// connections (see [`writer`]), so many SENDs cost one Redis round trip
+/// connections (see the [module docs](self)), so many SENDs cost one Redis round trip
 /// and one script call, not one each; their results come back as
 /// [`Completion`]s. Order is kept: one writer, one connection, batches in
 /// sequence.
@@ -1490,12 +1513,16 @@ impl Reader {
         // XAUTOCLAIM every `poll` (or a quarter of the idle time if that is
         // shorter), not before every read: it is a round trip.
         let every = c.poll.min(c.redeliver_after / 4);
+        // A small page: XAUTOCLAIM scans up to ten times its COUNT of the
+        // group's pending entries, which a busy queue has thousands of; a
+        // full page runs the next one at once.
+        let page = want.min(CLAIM_PAGE);
         let n = if self.last_claim.is_none_or(|t| t.elapsed() >= every) {
-            self.claim(want).await?
+            self.claim(page).await?
         } else {
             0
         };
-        if n >= want {
+        if n >= page {
             return Ok(());
         }
         let v: Value = redis::cmd("XREADGROUP")

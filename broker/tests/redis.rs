@@ -844,7 +844,10 @@ async fn max_destinations_counts_every_node_and_refuses_one_past() {
             .unwrap();
         assert_eq!(n, 2);
         // The refused ones were not created.
-        assert_eq!(xlen(&url, &format!("{}:q:/queue/three", rc.key_prefix)).await, 0);
+        assert_eq!(
+            xlen(&url, &format!("{}:q:/queue/three", rc.key_prefix)).await,
+            0
+        );
     })
     .await;
     a.kill();
@@ -953,7 +956,10 @@ async fn topics_keep_what_a_live_subscriber_has_not_read_and_refuse_past_max_que
                 }
             }
         }
-        assert!(held <= 4, "the slow subscriber's backlog is bounded ({held})");
+        assert!(
+            held <= 4,
+            "the slow subscriber's backlog is bounded ({held})"
+        );
         b.kill();
         let t0 = std::time::Instant::now();
         let e = p.send(topic, "after-kill").await.unwrap_err();

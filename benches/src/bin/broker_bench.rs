@@ -152,7 +152,10 @@ fn redis_commandstats(port: u16) -> Option<std::collections::BTreeMap<String, (u
     let mut m = std::collections::BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         // cmdstat_xadd:calls=123,usec=456,usec_per_call=3.7,...
-        let Some((name, rest)) = line.trim().strip_prefix("cmdstat_").and_then(|l| l.split_once(':'))
+        let Some((name, rest)) = line
+            .trim()
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
         else {
             continue;
         };
