@@ -24,7 +24,8 @@
 //!  named node-connection-subscription; one reader task per subscription,
 //!  on its own Redis connection (it blocks):
 //!     loop: wait for credit
-//!           XAUTOCLAIM ... min-idle redeliver_after COUNT 32  (redelivered: true)
+//!           XAUTOCLAIM ... min-idle redeliver_after COUNT 32  (redelivered: true;
+//!             one reader of the node per stream every poll, not every one)
 //!           XREADGROUP GROUP {group} <consumer> COUNT credit BLOCK poll ... >
 //!           ──> outbox ──wake──> connection task ──> MESSAGE
 //!  ACK   ──> XACK + XDEL (the stream only holds unsettled messages);
@@ -390,6 +391,15 @@ struct Shared {
     topic_subscribe: redis::Script,
     touch: redis::Script,
     claim_destination: redis::Script,
+    /// Per queue stream: when a reader of this node last ran XAUTOCLAIM
+    /// (`None`: its page was full, claim again at once), and the cursor.
+    claims: Mutex<Claims>,
+}
+
+type Claims = HashMap<String, (Option<Instant>, String)>;
+
+fn lock_claims(m: &Mutex<Claims>) -> MutexGuard<'_, Claims> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The keys of one destination.
@@ -505,6 +515,7 @@ impl RedisBroker {
                 topic_subscribe: redis::Script::new(TOPIC_SUBSCRIBE_SCRIPT),
                 touch: redis::Script::new(TOPIC_TOUCH_SCRIPT),
                 claim_destination: redis::Script::new(CLAIM_DESTINATION_SCRIPT),
+                claims: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -900,8 +911,6 @@ impl RedisSession {
             consumer,
             notify,
             last: start,
-            claim_cursor: "0-0".to_owned(),
-            last_claim: None,
             touched: None,
         };
         self.readers
@@ -1435,10 +1444,6 @@ struct Reader {
     notify: Arc<Notify>,
     /// Topics: the last id read. Queues: `>`.
     last: String,
-    claim_cursor: String,
-    /// When the last XAUTOCLAIM ran, unless it filled its page (then the
-    /// next one runs at once).
-    last_claim: Option<Instant>,
     /// Topics: when the read position was last recorded in Redis, and
     /// which one.
     touched: Option<(Instant, String)>,
@@ -1517,10 +1522,34 @@ impl Reader {
         // group's pending entries, which a busy queue has thousands of; a
         // full page runs the next one at once.
         let page = want.min(CLAIM_PAGE);
-        let n = if self.last_claim.is_none_or(|t| t.elapsed() >= every) {
-            self.claim(page).await?
-        } else {
-            0
+        // One reader per stream and node claims per period: XAUTOCLAIM
+        // costs Redis the same for each, and one finds them all.
+        let cursor = {
+            let mut claims = lock_claims(&shared.claims);
+            let e = claims
+                .entry(self.key.clone())
+                .or_insert_with(|| (None, "0-0".to_owned()));
+            if e.0.is_none_or(|t| t.elapsed() >= every) {
+                e.0 = Some(Instant::now());
+                Some(e.1.clone())
+            } else {
+                None
+            }
+        };
+        let n = match cursor {
+            Some(cursor) => {
+                let (n, next) = self.claim(page, &cursor).await?;
+                let mut claims = lock_claims(&shared.claims);
+                if let Some(e) = claims.get_mut(&self.key) {
+                    e.1 = next;
+                    if n >= page {
+                        // A full page: the next reader claims at once.
+                        e.0 = None;
+                    }
+                }
+                n
+            }
+            None => 0,
         };
         if n >= page {
             return Ok(());
@@ -1543,8 +1572,9 @@ impl Reader {
         Ok(())
     }
 
-    /// Takes over up to `want` entries idle past the limit; how many.
-    async fn claim(&mut self, want: usize) -> Result<usize, RedisError> {
+    /// Takes over up to `want` entries idle past the limit, scanning from
+    /// `cursor`; how many, and where the next scan starts.
+    async fn claim(&mut self, want: usize, cursor: &str) -> Result<(usize, String), RedisError> {
         let c = &self.shared.config;
         // First take over messages idle past the limit (dead consumers,
         // consumers that never ack, NACKed or returned entries).
@@ -1553,13 +1583,13 @@ impl Reader {
             .arg(&c.group)
             .arg(&self.consumer)
             .arg(c.redeliver_after.as_millis() as u64)
-            .arg(&self.claim_cursor)
+            .arg(cursor)
             .arg("COUNT")
             .arg(want)
             .query_async(&mut self.conn)
             .await?;
         let parts = array(&v);
-        self.claim_cursor = parts
+        let next = parts
             .first()
             .and_then(bulk)
             .and_then(|b| String::from_utf8(b.to_vec()).ok())
@@ -1582,9 +1612,8 @@ impl Reader {
             settle_entries(&mut self.conn, &self.key, &c.group, &gone).await?;
         }
         let n = claimed.len();
-        self.last_claim = (n < want).then(Instant::now);
         self.book(claimed, true);
-        Ok(n)
+        Ok((n, next))
     }
 
     /// True when the topic position should be recorded again: it moved,
