@@ -1027,3 +1027,88 @@ async fn a_topic_without_subscribers_keeps_nothing() {
     .await;
     a.kill();
 }
+
+#[tokio::test]
+async fn concurrent_sends_batched_together_keep_order_dedupe_and_the_limit() {
+    let Some(url) = redis_url("concurrent_sends_batched_together_keep_order_dedupe_and_the_limit")
+    else {
+        return;
+    };
+    let rc = RedisConfig {
+        max_queue: 25,
+        ..config(30_000)
+    };
+    let a = node(&url, &rc).await;
+    within(async {
+        let c = Client::connect(&a.url()).await.unwrap();
+        let f = |dest: &str, id: &str| SendFrame {
+            destination: weft_broker::Destination::new(dest).unwrap(),
+            message_id: MessageId::new(id).unwrap(),
+            headers: Headers::new(),
+            body: bytes::Bytes::from(id.to_owned()),
+        };
+        // Every SEND in flight at once, so the node's writer takes many in
+        // one batch: x0 x0 x1 x1 ... x9 x9 x10 ... x39 to /queue/x (each of
+        // the first ten twice), y0..y9 to /queue/y in between. The test
+        // runtime is single-threaded and runs spawned tasks in order, and
+        // `send_frame` queues its frame before it first waits, so this is
+        // the order on the wire.
+        let mut sends = Vec::new();
+        for i in 0..40 {
+            let copies = if i < 10 { 2 } else { 1 };
+            for _ in 0..copies {
+                let c = c.clone();
+                let fr = f("/queue/x", &format!("x{i}"));
+                sends.push((
+                    format!("x{i}"),
+                    tokio::spawn(async move { c.send_frame(fr).await }),
+                ));
+            }
+            if i % 4 == 0 {
+                let c = c.clone();
+                let fr = f("/queue/y", &format!("y{}", i / 4));
+                sends.push((
+                    format!("y{}", i / 4),
+                    tokio::spawn(async move { c.send_frame(fr).await }),
+                ));
+            }
+        }
+        let mut refused = Vec::new();
+        for (id, h) in sends {
+            match h.await.unwrap() {
+                Ok(()) => {}
+                Err(e) => {
+                    assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{id}: {e}");
+                    refused.push(id);
+                }
+            }
+        }
+        // 25 distinct ids fit (duplicates take no room): x25..x39 refused.
+        let expect: Vec<String> = (25..40).map(|i| format!("x{i}")).collect();
+        assert_eq!(refused, expect);
+        let key = format!("{}:q:/queue/x", rc.key_prefix);
+        assert_eq!(xlen(&url, &key).await, 25);
+        let mut sx = c
+            .subscribe("/queue/x", SubscribeOptions::client_ack(64))
+            .await
+            .unwrap();
+        for i in 0..25 {
+            let d = recv(&mut sx).await;
+            assert_eq!(body_str(&d), format!("x{i}"), "stored once each, in order");
+            sx.ack(&d).unwrap();
+        }
+        quiet(&mut sx, 100).await;
+        let mut sy = c
+            .subscribe("/queue/y", SubscribeOptions::client_ack(64))
+            .await
+            .unwrap();
+        for i in 0..10 {
+            let d = recv(&mut sy).await;
+            assert_eq!(body_str(&d), format!("y{i}"));
+            sy.ack(&d).unwrap();
+        }
+        quiet(&mut sy, 50).await;
+    })
+    .await;
+    a.kill();
+}
