@@ -94,8 +94,9 @@ pub struct RedisConfig {
     /// The consumer group of queues (default `weft`).
     pub group: String,
     /// Unsettled messages of one queue (waiting or unacknowledged) before
-    /// SENDs are refused with 300; topics are trimmed to about this many.
-    /// Default 10,000.
+    /// SENDs are refused with 300; for a topic, the messages its
+    /// furthest-behind live subscription has not read (past it SENDs are
+    /// refused too: never trimmed away unread). Default 10,000.
     pub max_queue: usize,
     /// Largest credit window of one subscription (default 1024).
     pub max_credit: u32,
