@@ -17,8 +17,8 @@
 //!   driver task ── WebSocket (weft-core) ────────> | Connection::dispatch ──> backend::Session
 //!     ^  RECEIPT / ERROR -> waiting caller         |                            ├─ Memory: lock ─> memory::Core
 //!     |  MESSAGE -> Subscription stream            | <── take_outbox ── wakeup ──┤
-//!     |                                            | <── Completion (RECEIPT) ──┴─ Redis: writer task (pipelined
-//!     └─────────────────── WebSocket <──────────── feed MESSAGE / RECEIPT / ERROR   XADD/XACK), reader task per
+//!     |                                            | <── Completion (RECEIPT) ──┴─ Redis: one writer task per node
+//!     └─────────────────── WebSocket <──────────── feed MESSAGE / RECEIPT / ERROR   (batched SEND script, XACK), reader task per
 //!                                                                                    subscription (XREADGROUP,
 //!                                                                                    XAUTOCLAIM)
 //! ```
@@ -39,7 +39,8 @@
 //! - [`redis`]: the Redis backend: a stream per destination, a consumer
 //!   group per queue, XACK + XDEL on ACK, XAUTOCLAIM of deliveries idle
 //!   past `redeliver_after` (a killed node's, or a consumer's that never
-//!   acks), writes pipelined per connection.
+//!   acks), the writes of all of a node's connections batched by one writer
+//!   task (one SEND script call, one XACK + XDEL per stream per batch).
 //! - [`server`]: accepts connections with weft's `ServerBuilder`
 //!   (subprotocol negotiation; a request offering neither token is refused
 //!   with HTTP 400 by an `on_request` hook, because `protocols` alone would

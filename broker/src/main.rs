@@ -50,7 +50,7 @@ struct Args {
     /// Message ids remembered per destination to drop duplicate SENDs (0: off).
     #[arg(long, default_value_t = MemoryConfig::default().dedupe_window)]
     dedupe_window: usize,
-    /// Most destinations.
+    /// Most destinations (Redis: of the key prefix, across all nodes).
     #[arg(long, default_value_t = MemoryConfig::default().max_destinations)]
     max_destinations: usize,
     /// Largest message body, in bytes.
@@ -59,6 +59,12 @@ struct Args {
     /// Seconds a shutdown waits for connections to close.
     #[arg(long, default_value_t = 5)]
     shutdown_grace: u64,
+    /// Runtime worker threads [default: one per CPU]. 1 runs everything on
+    /// the main thread (tokio's current-thread runtime), which saves the
+    /// cross-thread wakeups when the node shares few cores with Redis and
+    /// other nodes.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
 }
 
 async fn shutdown_signal() {
@@ -83,9 +89,30 @@ async fn shutdown_signal() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    let runtime = match args.threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n.into())
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(run(args)),
+        Err(e) => {
+            eprintln!("weft-broker: cannot start the runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> std::process::ExitCode {
     let redeliver = Duration::from_millis(args.redeliver_after_ms);
     let config = ServerConfig {
         memory: MemoryConfig {
@@ -110,6 +137,7 @@ async fn main() -> std::process::ExitCode {
             max_queue: args.max_queue,
             max_credit: args.max_credit,
             dedupe_window: args.dedupe_window,
+            max_destinations: args.max_destinations,
             redeliver_after: if redeliver.is_zero() {
                 RedisConfig::default().redeliver_after
             } else {

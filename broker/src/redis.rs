@@ -2,21 +2,30 @@
 //! nodes share them and a node can die without losing what it acknowledged.
 //!
 //! ```text
-//!  SEND ──> Lua script (pipelined, atomic): seen id? queue full?
-//!           XADD {prefix}:q:/queue/NAME * id <message-id> h <headers> b <body>
-//!           remember the id: SADD {prefix}:dedupe:<destination>, RPUSH
-//!           {prefix}:dedupe-order:<destination>, forget the oldest past
-//!           dedupe_window
+//!  SEND ──> the node's writer task (one per node, fed by every connection)
+//!           takes all writes waiting (up to 512, 1 MiB of bodies) as one
+//!           batch, one pipeline, one round trip:
+//!    EVALSHA send-script, once for the batch's SENDs, per destination:
+//!           destination known, or room under max_destinations?
+//!           SMISMEMBER the batch's ids in {prefix}:dedupe:<destination>
+//!           queue: XLEN once, then per message: full? else XADD
+//!             {prefix}:q:/queue/NAME * id <message-id> h <headers> b <body>
+//!           topic: trim what every live subscription has read, XADD the
+//!             rest while the furthest-behind one has room (see below)
+//!           SADD + RPUSH the new ids once, LPOP + SREM what left the window
+//!    XACK + XDEL, once per stream for all the batch's ACKs
+//!    XCLAIM per NACK
 //!           ──> RECEIPT  (the message is in Redis before the producer hears of it)
-//!           One writer task per connection pipelines its SENDs, XACKs and
-//!           XCLAIMs in batches of up to 128, in order; at most
-//!           max_in_flight are queued before the connection stops reading.
+//!           While one batch is in Redis the next one gathers (group commit).
+//!           A connection has at most max_in_flight writes queued before it
+//!           stops reading frames.
 //!
 //!  queue subscription = one consumer of the group `{group}` on the stream,
 //!  named node-connection-subscription; one reader task per subscription,
 //!  on its own Redis connection (it blocks):
 //!     loop: wait for credit
-//!           XAUTOCLAIM ... min-idle redeliver_after COUNT credit  (redelivered: true)
+//!           XAUTOCLAIM ... min-idle redeliver_after COUNT 32  (redelivered: true;
+//!             one reader of the node per stream every poll, not every one)
 //!           XREADGROUP GROUP {group} <consumer> COUNT credit BLOCK poll ... >
 //!           ──> outbox ──wake──> connection task ──> MESSAGE
 //!  ACK   ──> XACK + XDEL (the stream only holds unsettled messages);
@@ -30,20 +39,32 @@
 //!           redeliver_after another node's XAUTOCLAIM takes them; the
 //!           empty consumers are deleted later (forget_consumers_after)
 //!
-//!  topic subscription: XREAD from the stream's last id at SUBSCRIBE (no
-//!  group: every subscription on every node sees every message); the
-//!  stream is trimmed to about max_queue entries.
+//!  topic subscription: registered (one script, atomic with reading the
+//!  stream's last id) in {prefix}:tpos:<topic> (its read position) and
+//!  {prefix}:tlive:<topic> (when Redis last heard from it); its reader
+//!  XREADs from that position and records how far it has read in the same
+//!  round trip as its next XREAD (and every redeliver_after / 4 while it
+//!  has no credit). A SEND trims the entries every live subscription has
+//!  read and is refused with 300 when the furthest-behind one already has
+//!  max_queue entries it has not read: never trimmed away unread, as the
+//!  memory backend refuses rather than drops. A subscription not heard
+//!  from for redeliver_after (its node killed) is forgotten by the next
+//!  SEND; with no live subscription a topic SEND stores nothing.
 //! ```
 //!
 //! Differences from the memory backend (PROTOCOL.md §5):
 //! - deduplication (the last `dedupe_window` ids per destination, as in
-//!   memory) is shared by all nodes;
+//!   memory) is shared by all nodes; ids pushed out of the window by the
+//!   batch they arrive in still count as seen within that batch;
 //! - a queue's `max_queue` counts its unsettled messages (waiting *and*
 //!   delivered but not acknowledged), since both live in the stream;
-//! - `max_destinations` is not enforced (Redis holds the keys);
-//! - topics are trimmed to about `max_queue` entries: a topic subscriber
-//!   further behind than that misses the trimmed messages (topics are not
-//!   durable in either backend);
+//! - `max_destinations` counts the destinations of every node on the key
+//!   prefix (the set `{prefix}:destinations`);
+//! - a topic's `max_queue` counts the entries its furthest-behind live
+//!   subscription has not read (memory: each subscription's backlog);
+//!   messages a subscription has read sit in its node, up to its credit
+//!   window, and end with that node (topics are not durable in either
+//!   backend);
 //! - a Redis failure answers requests with ERROR 501 (unavailable) and
 //!   readers retry until Redis is back; nothing acknowledged is lost while
 //!   Redis keeps its data.
@@ -60,7 +81,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -73,8 +94,9 @@ pub struct RedisConfig {
     /// The consumer group of queues (default `weft`).
     pub group: String,
     /// Unsettled messages of one queue (waiting or unacknowledged) before
-    /// SENDs are refused with 300; topics are trimmed to about this many.
-    /// Default 10,000.
+    /// SENDs are refused with 300; for a topic, the messages its
+    /// furthest-behind live subscription has not read (past it SENDs are
+    /// refused too: never trimmed away unread). Default 10,000.
     pub max_queue: usize,
     /// Largest credit window of one subscription (default 1024).
     pub max_credit: u32,
@@ -85,7 +107,9 @@ pub struct RedisConfig {
     /// How long a delivered message may stay unacknowledged before another
     /// consumer (on any node) takes it over: the `min-idle-time` of
     /// XAUTOCLAIM. This is also how long the messages of a killed node's
-    /// consumers wait before they are redelivered. Default 30 s.
+    /// consumers wait before they are redelivered, and how long a topic
+    /// subscription may go unheard (its node killed or cut off from Redis)
+    /// before SENDs stop keeping the topic's messages for it. Default 30 s.
     pub redeliver_after: Duration,
     /// How long one blocking read waits before the reader looks for idle
     /// messages to take over again (default 100 ms).
@@ -103,6 +127,12 @@ pub struct RedisConfig {
     /// frames until Redis catches up, so a fast producer is held back by
     /// TCP instead of growing the broker's memory. Default 1024.
     pub max_in_flight: usize,
+    /// Most destinations of the key prefix, counted across every node in
+    /// the set `{prefix}:destinations` (default 10,000, as in memory). A
+    /// SEND or SUBSCRIBE that would create one more is refused with 300.
+    /// Destinations are never removed by the broker (as in memory); an
+    /// operator frees one by deleting its keys and its member of that set.
+    pub max_destinations: usize,
 }
 
 impl Default for RedisConfig {
@@ -117,6 +147,7 @@ impl Default for RedisConfig {
             poll: Duration::from_millis(100),
             forget_consumers_after: Duration::from_secs(60),
             max_in_flight: 1024,
+            max_destinations: 10_000,
         }
     }
 }
@@ -125,31 +156,162 @@ impl Default for RedisConfig {
 /// until some consumer's XAUTOCLAIM takes them.
 const RETURNED: &str = "returned";
 
-/// Entries taken per XAUTOCLAIM or XPENDING page.
+/// Entries taken per XREADGROUP, XREAD or XPENDING page.
 const PAGE: usize = 256;
 
-/// The SEND script: dedupe check, queue limit, XADD, dedupe mark. Returns
-/// 1 (stored), 0 (duplicate) or -1 (queue full).
+/// Entries taken per XAUTOCLAIM.
+const CLAIM_PAGE: usize = 32;
+
+/// The SEND script, for a whole batch of SENDs (from every connection of
+/// a node) in one call, grouped by destination.
+///
+/// KEYS[1] is the set of destinations; then five keys per destination:
+/// its stream, dedupe set, dedupe order list, and (topics) the hash of its
+/// live subscriptions' read positions and the sorted set of when each was
+/// last heard from. ARGV: dedupe window, max_queue, max_destinations, the
+/// topic subscription timeout (ms), the number of destinations; then per
+/// destination its name, `q` or `t`, the number of messages n, and n
+/// triples (message id, headers, body) in the order they arrived.
+///
+/// Returns one code per message, in that order: 1 stored, 0 duplicate, -1
+/// queue full (for a topic: a live subscription's backlog is full), -2
+/// over max_destinations.
+///
+/// Per destination it costs a fixed handful of commands (destination
+/// check, SMISMEMBER, XLEN or the topic trim, SADD, RPUSH, LPOP, SREM) and
+/// one XADD per message, where one script call per message cost all of
+/// them per message. The dedupe window is updated once per batch: an id
+/// that the same batch pushes out of the window still counts as seen
+/// within the batch (stricter than one at a time, never looser).
 const SEND_SCRIPT: &str = r"
 local win = tonumber(ARGV[1])
-if win > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[4]) == 1 then return 0 end
-local max = tonumber(ARGV[2])
-if ARGV[3] == 'q' then
-  if max > 0 and redis.call('XLEN', KEYS[1]) >= max then return -1 end
-  redis.call('XADD', KEYS[1], '*', 'id', ARGV[4], 'h', ARGV[5], 'b', ARGV[6])
-else
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', max, '*', 'id', ARGV[4], 'h', ARGV[5], 'b', ARGV[6])
+local maxq = tonumber(ARGV[2])
+local maxd = tonumber(ARGV[3])
+local timeout = tonumber(ARGV[4])
+local ngroups = tonumber(ARGV[5])
+local out = {}
+local a = 6
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
 end
-if win > 0 then
-  redis.call('SADD', KEYS[2], ARGV[4])
-  if redis.call('RPUSH', KEYS[3], ARGV[4]) > win then
-    redis.call('SREM', KEYS[2], redis.call('LPOP', KEYS[3]))
+for g = 0, ngroups - 1 do
+  local k = 1 + g * 5
+  local stream, dedupe, order, tpos, tlive = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5]
+  local dest, kind, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  local first = a + 3
+  a = first + 3 * n
+  local known = redis.call('SISMEMBER', KEYS[1], dest) == 1
+  if not known and redis.call('SCARD', KEYS[1]) >= maxd then
+    for i = 1, n do out[#out + 1] = -2 end
+  else
+    if not known then redis.call('SADD', KEYS[1], dest) end
+    local seen = {}
+    if win > 0 then
+      local ids = {}
+      for i = 0, n - 1 do ids[#ids + 1] = ARGV[first + 3 * i] end
+      local m = redis.call('SMISMEMBER', dedupe, unpack(ids))
+      for i, v in ipairs(m) do if v == 1 then seen[ids[i]] = true end end
+    end
+    local len = 0
+    local store = true
+    if kind == 'q' then
+      len = redis.call('XLEN', stream)
+    else
+      -- Topic: forget subscriptions not heard from within the timeout,
+      -- trim what every live one has read, count what the furthest
+      -- behind has not. No live subscription: nobody is owed the message.
+      local t = redis.call('TIME')
+      local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+      for _, s in ipairs(redis.call('ZRANGEBYSCORE', tlive, '-inf', now - timeout)) do
+        redis.call('HDEL', tpos, s)
+        redis.call('ZREM', tlive, s)
+      end
+      local min_ms, min_seq = nil, nil
+      for _, p in ipairs(redis.call('HVALS', tpos)) do
+        local ms, seq = parse(p)
+        if ms and (min_ms == nil or ms < min_ms or (ms == min_ms and seq < min_seq)) then
+          min_ms, min_seq = ms, seq
+        end
+      end
+      if min_ms == nil then
+        store = false
+        if redis.call('XLEN', stream) > 0 then redis.call('XTRIM', stream, 'MAXLEN', 0) end
+      else
+        redis.call('XTRIM', stream, 'MINID', string.format('%d-%d', min_ms, min_seq + 1))
+        len = redis.call('XLEN', stream)
+      end
+    end
+    local added = {}
+    for i = 0, n - 1 do
+      local id = ARGV[first + 3 * i]
+      if seen[id] then
+        out[#out + 1] = 0
+      elseif maxq > 0 and len >= maxq then
+        out[#out + 1] = -1
+      else
+        if store then
+          redis.call('XADD', stream, '*', 'id', id, 'h', ARGV[first + 3 * i + 1], 'b', ARGV[first + 3 * i + 2])
+          len = len + 1
+        end
+        if win > 0 then
+          seen[id] = true
+          added[#added + 1] = id
+        end
+        out[#out + 1] = 1
+      end
+    end
+    if #added > 0 then
+      redis.call('SADD', dedupe, unpack(added))
+      local l = redis.call('RPUSH', order, unpack(added))
+      if l > win then
+        redis.call('SREM', dedupe, unpack(redis.call('LPOP', order, l - win)))
+      end
+    end
   end
 end
+return out
+";
+
+/// KEYS[1] destinations, KEYS[2] stream, KEYS[3] positions, KEYS[4]
+/// liveness; ARGV[1] destination, ARGV[2] max_destinations, ARGV[3] the
+/// subscription's name: registers a topic subscription at the stream's
+/// last entry, atomically (no SEND can trim past it in between). Returns
+/// the id it starts after, or -2 over max_destinations.
+const TOPIC_SUBSCRIBE_SCRIPT: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -2 end
+  redis.call('SADD', KEYS[1], ARGV[1])
+end
+local last = '0-0'
+local e = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+if #e > 0 then last = e[1][1] end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[3], ARGV[3], last)
+redis.call('ZADD', KEYS[4], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[3])
+return last
+";
+
+/// KEYS[1] positions, KEYS[2] liveness; ARGV[1] subscription, ARGV[2] the
+/// last id it read: records a topic subscription's progress and that it
+/// is alive.
+const TOPIC_TOUCH_SCRIPT: &str = r"
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[1])
 return 1
 ";
 
-/// A Redis write queued by a session for its writer task.
+/// KEYS[1] destinations; ARGV[1] destination, ARGV[2] max_destinations:
+/// 1 if the destination exists or was created, -2 over the limit.
+const CLAIM_DESTINATION_SCRIPT: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -2 end
+redis.call('SADD', KEYS[1], ARGV[1])
+return 1
+";
+
+/// A Redis write queued by a session for the node's writer task.
 enum Op {
     /// A SEND for the script.
     Send(SendFrame),
@@ -168,9 +330,30 @@ enum Op {
         entry: String,
         delivery_id: u64,
     },
+    /// Answered once every write queued before it is done (a closing
+    /// session waits for its ACKs before it returns its entries).
+    Flush(oneshot::Sender<()>),
 }
 
-/// The result of a write a session deferred to its writer task.
+impl Op {
+    /// The bytes it adds to a batch, roughly (bodies dominate).
+    fn bytes(&self) -> usize {
+        match self {
+            Op::Send(f) => f.body.len() + 64,
+            _ => 64,
+        }
+    }
+}
+
+/// One queued write: what, where its outcome goes, and the session's
+/// in-flight permit it holds until then.
+struct Job {
+    op: Op,
+    done: mpsc::UnboundedSender<Completion>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// The result of a write a session deferred to the writer task.
 #[derive(Debug)]
 pub enum Completion {
     /// A SEND is stored (or refused): its RECEIPT or ERROR can go out.
@@ -181,7 +364,19 @@ pub enum Completion {
 }
 
 /// Most writes in one pipeline.
-const BATCH: usize = 128;
+const BATCH: usize = 512;
+
+/// Bodies in one pipeline before the writer stops adding to it (a batch
+/// always takes at least one write).
+const BATCH_BYTES: usize = 1 << 20;
+
+/// What the writer task needs. Not [`Shared`]: the task ends when the
+/// last session and broker handle (which hold the sender) are gone.
+struct WriterCtx {
+    conn: ConnectionManager,
+    config: RedisConfig,
+    send: redis::Script,
+}
 
 /// Shared by the sessions of one node.
 struct Shared {
@@ -190,9 +385,58 @@ struct Shared {
     config: RedisConfig,
     node: String,
     next_conn: AtomicU64,
-    send: redis::Script,
+    /// The writer task's queue.
+    jobs: mpsc::UnboundedSender<Job>,
     return_all: redis::Script,
     forget: redis::Script,
+    topic_subscribe: redis::Script,
+    touch: redis::Script,
+    claim_destination: redis::Script,
+    /// Per queue stream: when a reader of this node last ran XAUTOCLAIM
+    /// (`None`: its page was full, claim again at once), and the cursor.
+    claims: Mutex<Claims>,
+}
+
+type Claims = HashMap<String, (Option<Instant>, String)>;
+
+fn lock_claims(m: &Mutex<Claims>) -> MutexGuard<'_, Claims> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The keys of one destination.
+struct Keys {
+    stream: String,
+    dedupe: String,
+    order: String,
+    /// Topics: read position of each live subscription (a hash).
+    positions: String,
+    /// Topics: when each subscription was last heard from (a sorted set,
+    /// Redis time in ms).
+    live: String,
+}
+
+impl Keys {
+    fn new(prefix: &str, d: &Destination) -> Keys {
+        Keys {
+            stream: stream_key(prefix, d),
+            dedupe: format!("{prefix}:dedupe:{d}"),
+            order: format!("{prefix}:dedupe-order:{d}"),
+            positions: format!("{prefix}:tpos:{d}"),
+            live: format!("{prefix}:tlive:{d}"),
+        }
+    }
+}
+
+/// The set of every destination of the prefix (for `max_destinations`).
+fn destinations_key(prefix: &str) -> String {
+    format!("{prefix}:destinations")
+}
+
+fn too_many_destinations(max: usize) -> Refusal {
+    Refusal {
+        code: ErrorCode::QUEUE_FULL,
+        message: format!("the broker holds its limit of {max} destinations"),
+    }
 }
 
 /// A Redis backend: a cheap-to-clone handle shared by the server's
@@ -247,6 +491,18 @@ impl RedisBroker {
         let mut conn = manager(&client, Duration::from_secs(5)).await?;
         let send = redis::Script::new(SEND_SCRIPT);
         send.load_async(&mut conn).await?;
+        // The writer shares the node's multiplexed connection: its traffic
+        // also finds (and repairs) a connection broken by a Redis restart
+        // before a SUBSCRIBE needs it.
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer(
+            WriterCtx {
+                conn: conn.clone(),
+                config: config.clone(),
+                send,
+            },
+            jobs_rx,
+        ));
         Ok(RedisBroker {
             shared: Arc::new(Shared {
                 client,
@@ -254,9 +510,13 @@ impl RedisBroker {
                 config,
                 node: format!("{:016x}", rand::random::<u64>()),
                 next_conn: AtomicU64::new(1),
-                send,
+                jobs,
                 return_all: redis::Script::new(RETURN_ALL_SCRIPT),
                 forget: redis::Script::new(FORGET_SCRIPT),
+                topic_subscribe: redis::Script::new(TOPIC_SUBSCRIBE_SCRIPT),
+                touch: redis::Script::new(TOPIC_TOUCH_SCRIPT),
+                claim_destination: redis::Script::new(CLAIM_DESTINATION_SCRIPT),
+                claims: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -275,14 +535,11 @@ impl RedisBroker {
     /// (if it has room) whenever the connection's outbox gains a delivery.
     pub fn open(&self, wake: mpsc::Sender<()>) -> RedisSession {
         let n = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (ops, ops_rx) = mpsc::unbounded_channel();
         let (done_tx, done) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(writer(self.shared.clone(), ops_rx, done_tx));
         RedisSession {
-            ops: Some(ops),
+            done_tx,
             permits: Arc::new(Semaphore::new(self.shared.config.max_in_flight.max(1))),
             done,
-            writer: Some(writer),
             shared: self.shared.clone(),
             name: format!("{}-{n}", self.shared.node),
             state: Arc::new(Mutex::new(State {
@@ -387,20 +644,20 @@ impl State {
 
 /// The backend side of one connection on the Redis backend.
 ///
-/// Writes (SEND, and the XACK / XCLAIM of ACK and NACK) go to the
-/// session's writer task in order and are pipelined in batches of up to
-/// 128, so a producer with many SENDs in flight costs one Redis round trip
-/// per batch, not per message; their results come back as
+/// Writes (SEND, and the XACK / XCLAIM of ACK and NACK) go to the node's
+/// writer task in order, which batches them with those of the node's other
+/// connections (see the [module docs](self)), so many SENDs cost one Redis round trip
+/// and one script call, not one each; their results come back as
 /// [`Completion`]s. Order is kept: one writer, one connection, batches in
 /// sequence.
 pub struct RedisSession {
-    ops: Option<mpsc::UnboundedSender<(Op, Option<OwnedSemaphorePermit>)>>,
+    /// Where the writer sends this session's outcomes.
+    done_tx: mpsc::UnboundedSender<Completion>,
     /// One per queued write until the writer has sent it to Redis and
     /// back. The connection task drains the completions after every frame
     /// it handles, so they are bounded by this too.
     permits: Arc<Semaphore>,
     done: mpsc::UnboundedReceiver<Completion>,
-    writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     name: String,
     state: Arc<Mutex<State>>,
@@ -513,10 +770,16 @@ impl RedisSession {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        if let Some(ops) = &self.ops {
-            // The writer only ends when the session does.
-            let _ = ops.send((op, Some(permit)));
-        }
+        self.submit(op, Some(permit));
+    }
+
+    fn submit(&self, op: Op, permit: Option<OwnedSemaphorePermit>) {
+        // The writer only ends when every session and handle is gone.
+        let _ = self.shared.jobs.send(Job {
+            op,
+            done: self.done_tx.clone(),
+            _permit: permit,
+        });
     }
 
     /// Queues a SEND for the writer (waiting while `max_in_flight` writes
@@ -552,8 +815,23 @@ impl RedisSession {
         let mut conn = self.conn();
         // Where a reader starts: queues read the group from the beginning
         // of what is unsettled; topics from the last entry now.
+        let consumer = format!("{}-{}", self.name, f.subscription);
+        let dests = destinations_key(&self.config().key_prefix);
+        let max_dest = self.config().max_destinations;
         let start = match f.destination.kind() {
             DestinationKind::Queue => {
+                let ok: i64 = self
+                    .shared
+                    .claim_destination
+                    .key(&dests)
+                    .arg(f.destination.as_str())
+                    .arg(max_dest)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                if ok == -2 {
+                    return Err(too_many_destinations(max_dest));
+                }
                 let r: Result<Value, RedisError> = redis::cmd("XGROUP")
                     .arg("CREATE")
                     .arg(&key)
@@ -579,21 +857,28 @@ impl RedisSession {
                 ">".to_owned()
             }
             DestinationKind::Topic => {
-                let v: Value = redis::cmd("XREVRANGE")
-                    .arg(&key)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut conn)
+                // Registered at the stream's end in one script: from now
+                // on no SEND trims what this subscription has not read.
+                let k = Keys::new(&self.config().key_prefix, &f.destination);
+                let v: Value = self
+                    .shared
+                    .topic_subscribe
+                    .key(&dests)
+                    .key(&key)
+                    .key(&k.positions)
+                    .key(&k.live)
+                    .arg(f.destination.as_str())
+                    .arg(max_dest)
+                    .arg(&consumer)
+                    .invoke_async(&mut conn)
                     .await
                     .map_err(unavailable)?;
-                array(&v)
-                    .first()
-                    .and_then(|e| array(e).first())
-                    .and_then(bulk)
-                    .and_then(|b| String::from_utf8(b.to_vec()).ok())
-                    .unwrap_or_else(|| "0-0".to_owned())
+                match v {
+                    Value::Int(-2) => return Err(too_many_destinations(max_dest)),
+                    v => bulk(&v)
+                        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+                        .unwrap_or_else(|| "0-0".to_owned()),
+                }
             }
         };
         let reader_conn = manager(
@@ -603,7 +888,6 @@ impl RedisSession {
         .await
         .map_err(unavailable)?;
         let notify = Arc::new(Notify::new());
-        let consumer = format!("{}-{}", self.name, f.subscription);
         lock(&self.state).subs.insert(
             f.subscription.clone(),
             SubState {
@@ -628,8 +912,7 @@ impl RedisSession {
             consumer,
             notify,
             last: start,
-            claim_cursor: "0-0".to_owned(),
-            last_claim: None,
+            touched: None,
         };
         self.readers
             .insert(f.subscription, tokio::spawn(reader.run()));
@@ -757,9 +1040,7 @@ impl RedisSession {
         let out = std::mem::take(&mut st.outbox);
         // ack: auto queue deliveries count as delivered now: settle them
         // (without a permit: they are bounded by the credit windows).
-        if !st.auto.is_empty()
-            && let Some(ops) = &self.ops
-        {
+        if !st.auto.is_empty() {
             for d in &out {
                 if let Some((_, entry)) = st.auto.remove(&d.delivery_id) {
                     let key = stream_key(&self.shared.config.key_prefix, &d.message.destination);
@@ -769,7 +1050,7 @@ impl RedisSession {
                         delivery_id: d.delivery_id,
                         report: false,
                     };
-                    let _ = ops.send((op, None));
+                    self.submit(op, None);
                 }
             }
         }
@@ -800,6 +1081,19 @@ impl RedisSession {
         };
         let Some(s) = s else { return Ok(()) };
         if s.destination.kind() == DestinationKind::Topic {
+            // No longer holds the topic's trimming back.
+            let k = Keys::new(&self.config().key_prefix, &s.destination);
+            let _: Value = redis::pipe()
+                .cmd("HDEL")
+                .arg(&k.positions)
+                .arg(&s.consumer)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&k.live)
+                .arg(&s.consumer)
+                .ignore()
+                .query_async(&mut self.conn())
+                .await?;
             return Ok(());
         }
         // Everything this consumer holds in Redis (delivered, in the
@@ -826,10 +1120,9 @@ impl RedisSession {
     /// `redeliver_after`, as for a killed node.
     pub async fn close(mut self) {
         // Let the queued writes finish first (ACKs before the returns).
-        self.ops = None;
-        if let Some(w) = self.writer.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
-        }
+        let (tx, rx) = oneshot::channel();
+        self.submit(Op::Flush(tx), None);
+        let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
         let subs: Vec<SubscriptionId> = lock(&self.state).subs.keys().cloned().collect();
         for s in subs {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.close_sub(&s)).await;
@@ -842,112 +1135,128 @@ impl Drop for RedisSession {
         for r in self.readers.values() {
             r.abort();
         }
-        if let Some(w) = &self.writer {
-            w.abort();
-        }
     }
 }
 
-/// A session's writer task: takes the queued writes in order, up to
-/// [`BATCH`] at a time, and sends each batch as one pipeline.
-async fn writer(
-    shared: Arc<Shared>,
-    mut ops: mpsc::UnboundedReceiver<(Op, Option<OwnedSemaphorePermit>)>,
-    done: mpsc::UnboundedSender<Completion>,
-) {
-    let mut conn = shared.conn.clone();
-    let mut batch = Vec::with_capacity(BATCH);
-    while let Some(op) = ops.recv().await {
-        batch.push(op);
-        while batch.len() < BATCH {
-            match ops.try_recv() {
-                Ok(op) => batch.push(op),
+/// The node's writer task: takes the queued writes of every connection in
+/// the order they were queued, as many as are waiting (up to [`BATCH`]
+/// writes or [`BATCH_BYTES`] of bodies), and sends each batch as one
+/// pipeline: one SEND script call for all its SENDs, one XACK and one XDEL
+/// per stream for all its ACKs, one XCLAIM per NACK.
+///
+/// Batches are sent one at a time, so while one is in Redis the next one
+/// gathers (group commit): under light load a SEND goes alone at once,
+/// under heavy load batches grow and Redis does less work per message.
+/// Before taking a batch the writer yields once to the scheduler, so
+/// connections that were ready to run queue their writes too (a linger of
+/// one scheduling round, never a timer).
+///
+/// Order: one task, one Redis connection, batches in sequence, and the
+/// script stores a destination's messages in the order they were queued,
+/// so one connection's SENDs to one destination are stored in order.
+async fn writer(mut w: WriterCtx, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(BATCH);
+    while let Some(job) = jobs.recv().await {
+        let mut bytes = job.op.bytes();
+        batch.push(job);
+        tokio::task::yield_now().await;
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    bytes += job.op.bytes();
+                    batch.push(job);
+                }
                 Err(_) => break,
             }
         }
-        let mut result = write_batch(&shared, &mut conn, &batch).await;
+        let mut result = write_batch(&w, &batch).await;
         if let Err(e) = &result
             && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
         {
             // Redis restarted without the script: load it and retry. SENDs
             // of the batch that were stored are dropped as duplicates.
-            let _ = shared.send.load_async(&mut conn).await;
-            result = write_batch(&shared, &mut conn, &batch).await;
+            let _ = w.send.load_async(&mut w.conn).await;
+            result = write_batch(&w, &batch).await;
         }
-        let c = &shared.config;
+        let c = &w.config;
         match result {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
-                for (op, _permit) in batch.drain(..) {
-                    if let Op::Send(f) = op {
-                        let r = match outcomes.next() {
-                            Some(1) => Ok(SendOutcome::Stored),
-                            Some(0) => Ok(SendOutcome::Duplicate),
-                            Some(_) => Err(Refusal {
-                                code: ErrorCode::QUEUE_FULL,
-                                message: format!(
-                                    "{} holds its limit of {} unsettled messages",
-                                    f.destination, c.max_queue
-                                ),
-                            }),
-                            None => Err(Refusal {
-                                code: ErrorCode::INTERNAL,
-                                message: "Redis returned no result for the SEND".to_owned(),
-                            }),
-                        };
-                        let _ = done.send(Completion::Send(f.message_id, r));
+                for job in batch.drain(..) {
+                    match job.op {
+                        Op::Send(f) => {
+                            let r = match outcomes.next() {
+                                Some(1) => Ok(SendOutcome::Stored),
+                                Some(0) => Ok(SendOutcome::Duplicate),
+                                Some(-1) => Err(Refusal {
+                                    code: ErrorCode::QUEUE_FULL,
+                                    message: match f.destination.kind() {
+                                        DestinationKind::Queue => format!(
+                                            "{} holds its limit of {} unsettled messages",
+                                            f.destination, c.max_queue
+                                        ),
+                                        DestinationKind::Topic => format!(
+                                            "a subscription of {} has its limit of {} \
+                                             messages not yet received",
+                                            f.destination, c.max_queue
+                                        ),
+                                    },
+                                }),
+                                Some(-2) => Err(too_many_destinations(c.max_destinations)),
+                                _ => Err(Refusal {
+                                    code: ErrorCode::INTERNAL,
+                                    message: "Redis returned no result for the SEND".to_owned(),
+                                }),
+                            };
+                            let _ = job.done.send(Completion::Send(f.message_id, r));
+                        }
+                        Op::Flush(tx) => {
+                            let _ = tx.send(());
+                        }
+                        Op::Settle { .. } | Op::Return { .. } => {}
                     }
                 }
             }
             Err(e) => {
-                for (op, _permit) in batch.drain(..) {
+                for job in batch.drain(..) {
                     let r = unavailable(e.clone());
-                    let c = match op {
+                    let c = match job.op {
                         Op::Send(f) => Completion::Send(f.message_id, Err(r)),
                         Op::Settle { report: false, .. } => continue,
                         Op::Settle { delivery_id, .. } | Op::Return { delivery_id, .. } => {
                             Completion::Settle(delivery_id, r)
                         }
+                        Op::Flush(tx) => {
+                            let _ = tx.send(());
+                            continue;
+                        }
                     };
-                    let _ = done.send(c);
+                    let _ = job.done.send(c);
                 }
             }
         }
     }
 }
 
-/// One pipeline for a batch; the SEND script's results, in order.
-async fn write_batch(
-    shared: &Shared,
-    conn: &mut ConnectionManager,
-    batch: &[(Op, Option<OwnedSemaphorePermit>)],
-) -> Result<Vec<i64>, RedisError> {
-    let c = &shared.config;
+/// One pipeline for a batch; the SEND script's codes, one per SEND in the
+/// order of the batch.
+async fn write_batch(w: &WriterCtx, batch: &[Job]) -> Result<Vec<i64>, RedisError> {
+    let c = &w.config;
     let idle = returned_idle(c.redeliver_after);
     let mut pipe = redis::pipe();
+    // The batch's SENDs by destination, in order of first appearance, each
+    // with the positions of its SENDs in the batch.
+    let mut groups: Vec<(&Destination, Vec<usize>)> = Vec::new();
     let mut settles: Vec<(&String, Vec<&String>)> = Vec::new();
-    for (op, _) in batch {
-        match op {
+    let mut sends = 0;
+    for job in batch {
+        match &job.op {
             Op::Send(f) => {
-                let key = stream_key(&c.key_prefix, &f.destination);
-                let dedupe = format!("{}:dedupe:{}", c.key_prefix, f.destination);
-                let order = format!("{}:dedupe-order:{}", c.key_prefix, f.destination);
-                let kind = match f.destination.kind() {
-                    DestinationKind::Queue => "q",
-                    DestinationKind::Topic => "t",
-                };
-                pipe.cmd("EVALSHA")
-                    .arg(shared.send.get_hash())
-                    .arg(3)
-                    .arg(key)
-                    .arg(dedupe)
-                    .arg(order)
-                    .arg(c.dedupe_window)
-                    .arg(c.max_queue)
-                    .arg(kind)
-                    .arg(f.message_id.as_str())
-                    .arg(encode_headers(&f.headers))
-                    .arg(f.body.as_ref());
+                match groups.iter_mut().find(|(d, _)| **d == f.destination) {
+                    Some((_, v)) => v.push(sends),
+                    None => groups.push((&f.destination, vec![sends])),
+                }
+                sends += 1;
             }
             Op::Settle { key, entry, .. } => {
                 // One XACK and one XDEL per stream for the whole batch.
@@ -968,6 +1277,46 @@ async fn write_batch(
                     .arg("JUSTID")
                     .ignore();
             }
+            Op::Flush(_) => {}
+        }
+    }
+    if sends > 0 {
+        let frames: Vec<&SendFrame> = batch
+            .iter()
+            .filter_map(|j| match &j.op {
+                Op::Send(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let cmd = pipe.cmd("EVALSHA");
+        cmd.arg(w.send.get_hash())
+            .arg(1 + 5 * groups.len())
+            .arg(destinations_key(&c.key_prefix));
+        for (d, _) in &groups {
+            let k = Keys::new(&c.key_prefix, d);
+            cmd.arg(k.stream)
+                .arg(k.dedupe)
+                .arg(k.order)
+                .arg(k.positions)
+                .arg(k.live);
+        }
+        cmd.arg(c.dedupe_window)
+            .arg(c.max_queue)
+            .arg(c.max_destinations)
+            .arg(c.redeliver_after.as_millis() as u64)
+            .arg(groups.len());
+        for (d, members) in &groups {
+            let kind = match d.kind() {
+                DestinationKind::Queue => "q",
+                DestinationKind::Topic => "t",
+            };
+            cmd.arg(d.as_str()).arg(kind).arg(members.len());
+            for &i in members {
+                let f = frames[i];
+                cmd.arg(f.message_id.as_str())
+                    .arg(encode_headers(&f.headers))
+                    .arg(f.body.as_ref());
+            }
         }
     }
     for (key, ids) in settles {
@@ -981,12 +1330,24 @@ async fn write_batch(
             .arg(&ids)
             .ignore();
     }
-    if batch.iter().all(|(op, _)| !matches!(op, Op::Send(_))) {
-        // Only ignored commands: the reply is empty.
-        let _: Value = pipe.query_async(conn).await?;
+    if sends == 0 {
+        // Only ignored commands (or none): the reply is empty.
+        if !pipe.is_empty() {
+            let _: Value = pipe.query_async(&mut w.conn.clone()).await?;
+        }
         return Ok(Vec::new());
     }
-    pipe.query_async(conn).await
+    // The script's codes come grouped by destination: put them back in
+    // the batch's order.
+    let (grouped,): (Vec<i64>,) = pipe.query_async(&mut w.conn.clone()).await?;
+    let mut codes = vec![i64::MIN; sends];
+    let mut it = grouped.into_iter();
+    for (_, members) in &groups {
+        for &i in members {
+            codes[i] = it.next().unwrap_or(i64::MIN);
+        }
+    }
+    Ok(codes)
 }
 
 /// The idle time given to returned entries: past the limit, so the next
@@ -1084,10 +1445,9 @@ struct Reader {
     notify: Arc<Notify>,
     /// Topics: the last id read. Queues: `>`.
     last: String,
-    claim_cursor: String,
-    /// When the last XAUTOCLAIM ran, unless it filled its page (then the
-    /// next one runs at once).
-    last_claim: Option<Instant>,
+    /// Topics: when the read position was last recorded in Redis, and
+    /// which one.
+    touched: Option<(Instant, String)>,
 }
 
 impl Reader {
@@ -1114,6 +1474,13 @@ impl Reader {
             let credit = match self.credit() {
                 None => return,
                 Some(0) => {
+                    // A topic subscription out of credit still tells Redis
+                    // it is alive (and how far it has read), or SENDs
+                    // would take it for gone and trim what it is owed.
+                    if self.destination.kind() == DestinationKind::Topic && self.touch_due() {
+                        let r = self.touch().await;
+                        self.reload_if_needed(&r).await;
+                    }
                     // Woken by CREDIT, ACK, NACK; the timeout rechecks.
                     let _ =
                         tokio::time::timeout(self.shared.config.poll, self.notify.notified()).await;
@@ -1125,6 +1492,7 @@ impl Reader {
                 DestinationKind::Queue => self.read_queue(credit).await,
                 DestinationKind::Topic => self.read_topic(credit).await,
             };
+            self.reload_if_needed(&r).await;
             match r {
                 Ok(()) => backoff = Duration::from_millis(50),
                 Err(_) => {
@@ -1151,12 +1519,40 @@ impl Reader {
         // XAUTOCLAIM every `poll` (or a quarter of the idle time if that is
         // shorter), not before every read: it is a round trip.
         let every = c.poll.min(c.redeliver_after / 4);
-        let n = if self.last_claim.is_none_or(|t| t.elapsed() >= every) {
-            self.claim(want).await?
-        } else {
-            0
+        // A small page: XAUTOCLAIM scans up to ten times its COUNT of the
+        // group's pending entries, which a busy queue has thousands of; a
+        // full page runs the next one at once.
+        let page = want.min(CLAIM_PAGE);
+        // One reader per stream and node claims per period: XAUTOCLAIM
+        // costs Redis the same for each, and one finds them all.
+        let cursor = {
+            let mut claims = lock_claims(&shared.claims);
+            let e = claims
+                .entry(self.key.clone())
+                .or_insert_with(|| (None, "0-0".to_owned()));
+            if e.0.is_none_or(|t| t.elapsed() >= every) {
+                e.0 = Some(Instant::now());
+                Some(e.1.clone())
+            } else {
+                None
+            }
         };
-        if n >= want {
+        let n = match cursor {
+            Some(cursor) => {
+                let (n, next) = self.claim(page, &cursor).await?;
+                let mut claims = lock_claims(&shared.claims);
+                if let Some(e) = claims.get_mut(&self.key) {
+                    e.1 = next;
+                    if n >= page {
+                        // A full page: the next reader claims at once.
+                        e.0 = None;
+                    }
+                }
+                n
+            }
+            None => 0,
+        };
+        if n >= page {
             return Ok(());
         }
         let v: Value = redis::cmd("XREADGROUP")
@@ -1177,8 +1573,9 @@ impl Reader {
         Ok(())
     }
 
-    /// Takes over up to `want` entries idle past the limit; how many.
-    async fn claim(&mut self, want: usize) -> Result<usize, RedisError> {
+    /// Takes over up to `want` entries idle past the limit, scanning from
+    /// `cursor`; how many, and where the next scan starts.
+    async fn claim(&mut self, want: usize, cursor: &str) -> Result<(usize, String), RedisError> {
         let c = &self.shared.config;
         // First take over messages idle past the limit (dead consumers,
         // consumers that never ack, NACKed or returned entries).
@@ -1187,13 +1584,13 @@ impl Reader {
             .arg(&c.group)
             .arg(&self.consumer)
             .arg(c.redeliver_after.as_millis() as u64)
-            .arg(&self.claim_cursor)
+            .arg(cursor)
             .arg("COUNT")
             .arg(want)
             .query_async(&mut self.conn)
             .await?;
         let parts = array(&v);
-        self.claim_cursor = parts
+        let next = parts
             .first()
             .and_then(bulk)
             .and_then(|b| String::from_utf8(b.to_vec()).ok())
@@ -1216,23 +1613,70 @@ impl Reader {
             settle_entries(&mut self.conn, &self.key, &c.group, &gone).await?;
         }
         let n = claimed.len();
-        self.last_claim = (n < want).then(Instant::now);
         self.book(claimed, true);
-        Ok(n)
+        Ok((n, next))
     }
 
+    /// True when the topic position should be recorded again: it moved,
+    /// or a quarter of the liveness timeout passed.
+    fn touch_due(&self) -> bool {
+        let every = self.shared.config.redeliver_after / 4;
+        self.touched
+            .as_ref()
+            .is_none_or(|(at, pos)| *pos != self.last || at.elapsed() >= every)
+    }
+
+    /// Adds the topic position record to `pipe`.
+    fn add_touch(&self, pipe: &mut redis::Pipeline) {
+        let k = Keys::new(&self.shared.config.key_prefix, &self.destination);
+        pipe.cmd("EVALSHA")
+            .arg(self.shared.touch.get_hash())
+            .arg(2)
+            .arg(k.positions)
+            .arg(k.live)
+            .arg(&self.consumer)
+            .arg(&self.last)
+            .ignore();
+    }
+
+    async fn touch(&mut self) -> Result<(), RedisError> {
+        let mut pipe = redis::pipe();
+        self.add_touch(&mut pipe);
+        let _: Value = pipe.query_async(&mut self.conn).await?;
+        self.touched = Some((Instant::now(), self.last.clone()));
+        Ok(())
+    }
+
+    /// Loads the scripts again after a NOSCRIPT (Redis restarted).
+    async fn reload_if_needed(&mut self, r: &Result<(), RedisError>) {
+        if let Err(e) = r
+            && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        {
+            let _ = self.shared.touch.load_async(&mut self.conn).await;
+        }
+    }
+
+    /// Reads a topic; the position read so far is recorded in the same
+    /// round trip (see [`RedisConfig::redeliver_after`] for the liveness).
     async fn read_topic(&mut self, credit: u32) -> Result<(), RedisError> {
         let c = &self.shared.config;
-        let v: Value = redis::cmd("XREAD")
+        let mut pipe = redis::pipe();
+        let touching = self.touch_due();
+        if touching {
+            self.add_touch(&mut pipe);
+        }
+        pipe.cmd("XREAD")
             .arg("COUNT")
             .arg((credit as usize).min(PAGE))
             .arg("BLOCK")
             .arg(c.poll.as_millis() as u64)
             .arg("STREAMS")
             .arg(&self.key)
-            .arg(&self.last)
-            .query_async(&mut self.conn)
-            .await?;
+            .arg(&self.last);
+        let (v,): (Value,) = pipe.query_async(&mut self.conn).await?;
+        if touching {
+            self.touched = Some((Instant::now(), self.last.clone()));
+        }
         let entries = parse_read(&v, &self.destination);
         if let Some((id, _)) = entries.last() {
             self.last = id.clone();

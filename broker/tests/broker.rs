@@ -773,6 +773,13 @@ fn binary_help_exits_zero() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--backend must be"));
+    // No threads at all is a usage error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft-broker"))
+        .args(["--addr", "127.0.0.1:0", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -790,7 +797,16 @@ fn binary_help_exits_zero() {
 async fn binary_serves_and_stops_on_sigterm() {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_weft-broker"))
-        .args(["--addr", "127.0.0.1:0", "--shutdown-grace", "2"])
+        // One thread (the current-thread runtime): serving and signals work
+        // there too; scripts/broker.sh runs the default multi-thread one.
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            "2",
+            "--threads",
+            "1",
+        ])
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()

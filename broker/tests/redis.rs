@@ -510,10 +510,27 @@ async fn the_credit_window_holds_back_a_slow_consumer() {
     a.kill();
 }
 
+/// A private `redis-server`, killed when dropped (also when a test step
+/// panics, so a failed run leaves no server behind).
+struct PrivateRedis(std::process::Child);
+
+impl PrivateRedis {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Starts a private `redis-server` with an append-only file synced on every
 /// write, so a restart keeps what was acknowledged.
-fn private_redis(dir: &std::path::Path, port: u16) -> std::process::Child {
-    std::process::Command::new(
+fn private_redis(dir: &std::path::Path, port: u16) -> PrivateRedis {
+    let child = std::process::Command::new(
         std::env::var("WEFT_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned()),
     )
     .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
@@ -529,8 +546,10 @@ fn private_redis(dir: &std::path::Path, port: u16) -> std::process::Child {
     .arg(dir)
     .args(["--daemonize", "no"])
     .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
     .spawn()
-    .expect("redis-server runs")
+    .expect("redis-server runs");
+    PrivateRedis(child)
 }
 
 async fn wait_for_redis(url: &str) {
@@ -568,8 +587,7 @@ async fn redis_going_away_gives_501_and_the_node_recovers() {
     let result = within(async {
         let c = Client::connect(&a.url()).await.unwrap();
         let before = c.send("/queue/durable", "before").await.unwrap();
-        redis.kill().unwrap();
-        redis.wait().unwrap();
+        redis.stop();
         let e = c.send("/queue/durable", "while down").await.unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::UNAVAILABLE), "{e}");
         redis = private_redis(&dir, port);
@@ -598,8 +616,7 @@ async fn redis_going_away_gives_501_and_the_node_recovers() {
     })
     .await;
     a.kill();
-    let _ = redis.kill();
-    let _ = redis.wait();
+    redis.stop();
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -774,4 +791,324 @@ async fn auto_deliveries_never_handed_to_the_connection_go_back() {
         c.close().await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn max_destinations_counts_every_node_and_refuses_one_past() {
+    let Some(url) = redis_url("max_destinations_counts_every_node_and_refuses_one_past") else {
+        return;
+    };
+    let rc = RedisConfig {
+        max_destinations: 2,
+        ..config(30_000)
+    };
+    let (a, b) = (node(&url, &rc).await, node(&url, &rc).await);
+    within(async {
+        let ca = Client::connect(&a.url()).await.unwrap();
+        let cb = Client::connect(&b.url()).await.unwrap();
+        ca.send("/queue/one", "1").await.unwrap();
+        // The second destination, on the other node: at the limit.
+        let mut s = cb
+            .subscribe("/topic/two", SubscribeOptions::auto_ack(4))
+            .await
+            .unwrap();
+        // One past, by SEND and by SUBSCRIBE, on either node.
+        let e = ca.send("/queue/three", "3").await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{e}");
+        let e = cb.send("/topic/three", "3").await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{e}");
+        let e = ca
+            .subscribe("/queue/four", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{e}");
+        let e = cb
+            .subscribe("/topic/four", SubscribeOptions::client_ack(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{e}");
+        // The existing ones keep working.
+        cb.send("/queue/one", "1b").await.unwrap();
+        ca.send("/topic/two", "2").await.unwrap();
+        assert_eq!(body_str(&recv(&mut s).await), "2");
+        let mut q = ca
+            .subscribe("/queue/one", SubscribeOptions::client_ack(4))
+            .await
+            .unwrap();
+        assert_eq!(body_str(&recv(&mut q).await), "1");
+        assert_eq!(body_str(&recv(&mut q).await), "1b");
+        let n: i64 = redis::cmd("SCARD")
+            .arg(format!("{}:destinations", rc.key_prefix))
+            .query_async(&mut redis_conn(&url).await)
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        // The refused ones were not created.
+        assert_eq!(
+            xlen(&url, &format!("{}:q:/queue/three", rc.key_prefix)).await,
+            0
+        );
+    })
+    .await;
+    a.kill();
+    b.kill();
+}
+
+/// The read positions of a topic's live subscriptions in Redis.
+async fn topic_positions(url: &str, prefix: &str, topic: &str) -> Vec<String> {
+    redis::cmd("HVALS")
+        .arg(format!("{prefix}:tpos:{topic}"))
+        .query_async(&mut redis_conn(url).await)
+        .await
+        .unwrap()
+}
+
+/// Waits until every live subscription of the topic has recorded a read
+/// position past `0-0` (the start of an empty stream), i.e. past what it
+/// has been delivered.
+async fn wait_positions_moved(url: &str, prefix: &str, topic: &str, from: &[String]) {
+    for _ in 0..250 {
+        let now = topic_positions(url, prefix, topic).await;
+        if !now.is_empty() && now.iter().all(|p| !from.contains(p)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the topic subscriptions did not record their positions");
+}
+
+#[tokio::test]
+async fn topics_keep_what_a_live_subscriber_has_not_read_and_refuse_past_max_queue() {
+    let Some(url) =
+        redis_url("topics_keep_what_a_live_subscriber_has_not_read_and_refuse_past_max_queue")
+    else {
+        return;
+    };
+    let rc = RedisConfig {
+        max_queue: 3,
+        ..config(1500)
+    };
+    let (a, b) = (node(&url, &rc).await, node(&url, &rc).await);
+    within(async {
+        let topic = "/topic/slow";
+        // A slow subscriber on B (window of one, not acking yet) and a fast
+        // one on A.
+        let cs = Client::connect(&b.url()).await.unwrap();
+        let mut slow = cs
+            .subscribe(topic, SubscribeOptions::client_ack(1))
+            .await
+            .unwrap();
+        let cf = Client::connect(&a.url()).await.unwrap();
+        let mut fast = cf
+            .subscribe(topic, SubscribeOptions::auto_ack(64))
+            .await
+            .unwrap();
+        let start = topic_positions(&url, &rc.key_prefix, topic).await;
+        assert_eq!(start.len(), 2, "both subscriptions are registered");
+        let p = Client::connect(&a.url()).await.unwrap();
+        p.send(topic, "t0").await.unwrap();
+        let d0 = recv(&mut slow).await;
+        assert_eq!(body_str(&d0), "t0");
+        assert_eq!(body_str(&recv(&mut fast).await), "t0");
+        wait_positions_moved(&url, &rc.key_prefix, topic, &start).await;
+        // The slow one has t0 and no credit: three more are kept for it
+        // (max_queue), the fourth is refused, not trimmed away.
+        for m in ["t1", "t2", "t3"] {
+            p.send(topic, m).await.unwrap();
+        }
+        let e = p.send(topic, "t4").await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{e}");
+        let key = format!("{}:t:{topic}", rc.key_prefix);
+        assert_eq!(xlen(&url, &key).await, 3, "t0 trimmed, t1..t3 kept");
+        // Once it reads on, there is room again.
+        slow.ack(&d0).unwrap();
+        let d1 = recv(&mut slow).await;
+        assert_eq!(body_str(&d1), "t1");
+        let mut stored = false;
+        for _ in 0..100 {
+            if p.send(topic, "t4").await.is_ok() {
+                stored = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(stored, "t4 is accepted once the slow subscriber moved on");
+        slow.ack(&d1).unwrap();
+        // Nothing was lost for either subscriber.
+        for m in ["t2", "t3", "t4"] {
+            let d = recv(&mut slow).await;
+            assert_eq!(body_str(&d), m);
+            slow.ack(&d).unwrap();
+        }
+        for m in ["t1", "t2", "t3", "t4"] {
+            assert_eq!(body_str(&recv(&mut fast).await), m);
+        }
+        quiet(&mut fast, 50).await;
+        // Fill the slow one's backlog again, then kill its node: it holds
+        // the topic back until the timeout (redeliver_after), not forever.
+        let mut held = 0;
+        for i in 0..10 {
+            match p.send(topic, format!("k{i}")).await {
+                Ok(_) => held += 1,
+                Err(e) => {
+                    assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{e}");
+                    break;
+                }
+            }
+        }
+        assert!(
+            held <= 4,
+            "the slow subscriber's backlog is bounded ({held})"
+        );
+        b.kill();
+        let t0 = std::time::Instant::now();
+        let e = p.send(topic, "after-kill").await.unwrap_err();
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{e}");
+        let mut stored = false;
+        for _ in 0..200 {
+            if p.send(topic, "after-timeout").await.is_ok() {
+                stored = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(stored, "a dead subscriber stops holding the topic back");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(500),
+            "not before about the timeout ({:?})",
+            t0.elapsed()
+        );
+        assert_eq!(topic_positions(&url, &rc.key_prefix, topic).await.len(), 1);
+    })
+    .await;
+    a.kill();
+}
+
+#[tokio::test]
+async fn a_topic_without_subscribers_keeps_nothing() {
+    let Some(url) = redis_url("a_topic_without_subscribers_keeps_nothing") else {
+        return;
+    };
+    let rc = RedisConfig {
+        max_queue: 3,
+        ..config(30_000)
+    };
+    let a = node(&url, &rc).await;
+    within(async {
+        let p = Client::connect(&a.url()).await.unwrap();
+        for i in 0..10 {
+            p.send("/topic/void", format!("v{i}")).await.unwrap();
+        }
+        let key = format!("{}:t:/topic/void", rc.key_prefix);
+        assert_eq!(xlen(&url, &key).await, 0);
+        // A subscriber gets what is sent after it subscribed, and an
+        // unsubscribed one stops holding messages back.
+        let c = Client::connect(&a.url()).await.unwrap();
+        let mut s = c
+            .subscribe("/topic/void", SubscribeOptions::client_ack(8))
+            .await
+            .unwrap();
+        p.send("/topic/void", "after").await.unwrap();
+        let d = recv(&mut s).await;
+        assert_eq!(body_str(&d), "after");
+        s.ack(&d).unwrap();
+        quiet(&mut s, 50).await;
+        s.unsubscribe().await.unwrap();
+        assert!(
+            topic_positions(&url, &rc.key_prefix, "/topic/void")
+                .await
+                .is_empty()
+        );
+        for i in 0..10 {
+            p.send("/topic/void", format!("w{i}")).await.unwrap();
+        }
+        assert_eq!(xlen(&url, &key).await, 0);
+    })
+    .await;
+    a.kill();
+}
+
+#[tokio::test]
+async fn concurrent_sends_batched_together_keep_order_dedupe_and_the_limit() {
+    let Some(url) = redis_url("concurrent_sends_batched_together_keep_order_dedupe_and_the_limit")
+    else {
+        return;
+    };
+    let rc = RedisConfig {
+        max_queue: 25,
+        ..config(30_000)
+    };
+    let a = node(&url, &rc).await;
+    within(async {
+        let c = Client::connect(&a.url()).await.unwrap();
+        let f = |dest: &str, id: &str| SendFrame {
+            destination: weft_broker::Destination::new(dest).unwrap(),
+            message_id: MessageId::new(id).unwrap(),
+            headers: Headers::new(),
+            body: bytes::Bytes::from(id.to_owned()),
+        };
+        // Every SEND in flight at once, so the node's writer takes many in
+        // one batch: x0 x0 x1 x1 ... x9 x9 x10 ... x39 to /queue/x (each of
+        // the first ten twice), y0..y9 to /queue/y in between. The test
+        // runtime is single-threaded and runs spawned tasks in order, and
+        // `send_frame` queues its frame before it first waits, so this is
+        // the order on the wire.
+        let mut sends = Vec::new();
+        for i in 0..40 {
+            let copies = if i < 10 { 2 } else { 1 };
+            for _ in 0..copies {
+                let c = c.clone();
+                let fr = f("/queue/x", &format!("x{i}"));
+                sends.push((
+                    format!("x{i}"),
+                    tokio::spawn(async move { c.send_frame(fr).await }),
+                ));
+            }
+            if i % 4 == 0 {
+                let c = c.clone();
+                let fr = f("/queue/y", &format!("y{}", i / 4));
+                sends.push((
+                    format!("y{}", i / 4),
+                    tokio::spawn(async move { c.send_frame(fr).await }),
+                ));
+            }
+        }
+        let mut refused = Vec::new();
+        for (id, h) in sends {
+            match h.await.unwrap() {
+                Ok(()) => {}
+                Err(e) => {
+                    assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL), "{id}: {e}");
+                    refused.push(id);
+                }
+            }
+        }
+        // 25 distinct ids fit (duplicates take no room): x25..x39 refused.
+        let expect: Vec<String> = (25..40).map(|i| format!("x{i}")).collect();
+        assert_eq!(refused, expect);
+        let key = format!("{}:q:/queue/x", rc.key_prefix);
+        assert_eq!(xlen(&url, &key).await, 25);
+        let mut sx = c
+            .subscribe("/queue/x", SubscribeOptions::client_ack(64))
+            .await
+            .unwrap();
+        for i in 0..25 {
+            let d = recv(&mut sx).await;
+            assert_eq!(body_str(&d), format!("x{i}"), "stored once each, in order");
+            sx.ack(&d).unwrap();
+        }
+        quiet(&mut sx, 100).await;
+        let mut sy = c
+            .subscribe("/queue/y", SubscribeOptions::client_ack(64))
+            .await
+            .unwrap();
+        for i in 0..10 {
+            let d = recv(&mut sy).await;
+            assert_eq!(body_str(&d), format!("y{i}"));
+            sy.ack(&d).unwrap();
+        }
+        quiet(&mut sy, 50).await;
+    })
+    .await;
+    a.kill();
 }

@@ -25,7 +25,11 @@
 //!
 //! For Redis it also runs `redis-benchmark` with pipelined XADD of the same
 //! body size on the same Redis in the same run, and reports the broker's
-//! throughput as a ratio of it. Output: one JSON line per phase, then a
+//! throughput as a ratio of it, and the Redis commands of the throughput
+//! phase per message (`INFO commandstats` through `redis-cli`: calls and
+//! microseconds of each command per delivered message). Every phase reports
+//! the CPU time per message of the broker nodes, of redis-server and of
+//! this process (the load client), read from `/proc`. Output: one JSON line per phase, then a
 //! summary line. Every phase is bounded by `--secs` plus a drain of at most
 //! 5 s.
 
@@ -136,6 +140,60 @@ fn cpu_of(pids: &[u32]) -> Option<f64> {
     pids.iter().map(|p| cpu_secs(*p)).sum()
 }
 
+/// `INFO commandstats` of the Redis on `port`, through `redis-cli`:
+/// command name to (calls, microseconds). Scripts count twice: as
+/// `evalsha` (with the commands inside included in its time) and as the
+/// commands they call.
+fn redis_commandstats(port: u16) -> Option<std::collections::BTreeMap<String, (u64, u64)>> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "info", "commandstats"])
+        .output()
+        .ok()?;
+    let mut m = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // cmdstat_xadd:calls=123,usec=456,usec_per_call=3.7,...
+        let Some((name, rest)) = line
+            .trim()
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let field = |k: &str| -> Option<u64> {
+            rest.split(',')
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))?
+                .parse()
+                .ok()
+        };
+        m.insert(name.to_owned(), (field("calls")?, field("usec")?));
+    }
+    Some(m)
+}
+
+/// Per-message Redis commands of a phase: for each command, calls and
+/// microseconds per message delivered, from two `redis_commandstats`.
+fn commands_per_msg(
+    before: &Option<std::collections::BTreeMap<String, (u64, u64)>>,
+    after: &Option<std::collections::BTreeMap<String, (u64, u64)>>,
+    messages: u64,
+) -> serde_json::Value {
+    let (Some(b), Some(a)) = (before, after) else {
+        return serde_json::Value::Null;
+    };
+    let mut o = serde_json::Map::new();
+    for (name, (calls, usec)) in a {
+        let (c0, u0) = b.get(name).copied().unwrap_or((0, 0));
+        if *calls > c0 && messages > 0 {
+            let per = |x: u64| ((x as f64 / messages as f64) * 1000.0).round() / 1000.0;
+            o.insert(
+                name.clone(),
+                serde_json::json!({"calls": per(calls - c0), "usec": per(usec - u0)}),
+            );
+        }
+    }
+    serde_json::Value::Object(o)
+}
+
 /// A child process killed when dropped.
 struct Proc(Child);
 
@@ -219,6 +277,8 @@ struct Phase {
     /// redis-server (when there is one).
     broker_cpu_us: Option<f64>,
     redis_cpu_us: Option<f64>,
+    /// The same for this process, the load client.
+    client_cpu_us: Option<f64>,
 }
 
 fn percentile(sorted: &[u32], q: f64) -> f64 {
@@ -241,6 +301,7 @@ async fn phase(
     redis: &[u32],
 ) -> Phase {
     let cpu0 = (cpu_of(brokers), cpu_of(redis));
+    let client0 = cpu_secs(std::process::id());
     let queue = format!("/queue/bench.{:08x}", rand_u32());
     let base = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
@@ -340,6 +401,7 @@ async fn phase(
             .then(|| (spent * 1e6 / received as f64 * 10.0).round() / 10.0)
     };
     Phase {
+        client_cpu_us: per_msg(client0, &[std::process::id()]),
         broker_cpu_us: per_msg(cpu0.0, brokers),
         redis_cpu_us: per_msg(cpu0.1, redis),
         sent: sent.load(Ordering::Relaxed),
@@ -367,6 +429,7 @@ fn report(backend: &str, name: &str, p: &Phase, extra: serde_json::Value) {
         "latency_p99_us": p.p99_us,
         "broker_cpu_us_per_msg": p.broker_cpu_us,
         "redis_cpu_us_per_msg": p.redis_cpu_us,
+        "client_cpu_us_per_msg": p.client_cpu_us,
     });
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
@@ -406,6 +469,10 @@ async fn main() {
                     "memory_broker_cpu_us_per_msg".into(),
                     serde_json::json!(t.broker_cpu_us),
                 );
+                summary.insert(
+                    "memory_client_cpu_us_per_msg".into(),
+                    serde_json::json!(t.client_cpu_us),
+                );
             }
             "redis" => {
                 let (redis, port) = start_redis();
@@ -420,7 +487,9 @@ async fn main() {
                 let xadd_cpu_us = cpu_of(&rpids)
                     .zip(r0)
                     .map(|(b, a)| ((b - a) * 1e6 / n as f64 * 100.0).round() / 100.0);
+                let stats0 = redis_commandstats(port);
                 let t = phase(&args, &urls, &urls, None, &brokers, &rpids).await;
+                let stats1 = redis_commandstats(port);
                 let ratio = peer.map(|x| t.per_sec / x);
                 report(
                     "redis",
@@ -431,6 +500,7 @@ async fn main() {
                         "redis_benchmark_xadd_per_sec": peer.map(f64::round),
                         "ratio_to_redis_benchmark": ratio.map(|r| (r * 1000.0).round() / 1000.0),
                         "redis_cpu_us_per_xadd": xadd_cpu_us,
+                        "redis_commands_per_msg": commands_per_msg(&stats0, &stats1, t.received),
                     }),
                 );
                 let l = phase(&args, &urls, &urls, Some(t.per_sec / 2.0), &brokers, &rpids).await;
@@ -468,6 +538,10 @@ async fn main() {
                 summary.insert(
                     "redis_broker_cpu_us_per_msg".into(),
                     serde_json::json!(t.broker_cpu_us),
+                );
+                summary.insert(
+                    "redis_client_cpu_us_per_msg".into(),
+                    serde_json::json!(t.client_cpu_us),
                 );
             }
             other => eprintln!("broker_bench: unknown backend {other:?} (memory, redis)"),
