@@ -3,6 +3,9 @@
 //! ```text
 //! cargo run --release -p weft-broker -- --addr 127.0.0.1:9100
 //! cargo run --release -p weft-broker -- --addr 127.0.0.1:9101 --backend redis://127.0.0.1:6379
+//! # a second memory node forwarding two destinations to the first:
+//! cargo run --release -p weft-broker -- --addr 127.0.0.1:9102 \
+//!     --link ws://127.0.0.1:9100/ --link-destinations queue/a,topic/b
 //! ```
 //!
 //! Stops gracefully on ctrl-c (and SIGTERM): stops accepting, closes every
@@ -10,7 +13,9 @@
 
 use clap::Parser;
 use std::time::Duration;
-use weft_broker::{Backend, Keepalive, MemoryConfig, RedisConfig, Server, ServerConfig};
+use weft_broker::{
+    Backend, Keepalive, LinkConfig, MemoryConfig, RedisConfig, Server, ServerConfig,
+};
 
 /// A message broker over WebSocket (subprotocols mbws.weft and mblws.weft;
 /// see broker/PROTOCOL.md), with the embedded memory backend or Redis.
@@ -65,6 +70,35 @@ struct Args {
     /// other nodes.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     threads: Option<u16>,
+    /// Link to another node (`ws://HOST:PORT/`): forward this node's
+    /// messages for `--link-destinations` to it over one multiplexed
+    /// WebSocket (memory backend only; see PROTOCOL.md, "Broker links").
+    #[arg(long, requires = "link_destinations")]
+    link: Option<String>,
+    /// The destinations to link, comma-separated (`queue/a,topic/b`; the
+    /// leading `/` is optional).
+    #[arg(long, value_delimiter = ',', requires = "link", value_parser = parse_destination)]
+    link_destinations: Vec<weft_broker::Destination>,
+    /// Messages in flight per linked destination (at most --max-credit).
+    #[arg(long, default_value_t = 64)]
+    link_window: u32,
+    /// This node's name in links [default: random].
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Serve plain WebSockets only: refuse multiplexed connections (and so
+    /// links from other nodes).
+    #[arg(long)]
+    no_mux: bool,
+}
+
+fn parse_destination(s: &str) -> Result<weft_broker::Destination, String> {
+    let s = s.trim();
+    let full = if s.starts_with('/') {
+        s.to_owned()
+    } else {
+        format!("/{s}")
+    };
+    weft_broker::Destination::new(&full).map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {
@@ -128,6 +162,19 @@ async fn run(args: Args) -> std::process::ExitCode {
         }),
         max_body: args.max_body,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        mux: (!args.no_mux).then(weft_mux::MuxConfig::default),
+        links: match &args.link {
+            Some(url) => vec![LinkConfig {
+                window: args.link_window,
+                log_to_stderr: true,
+                ..LinkConfig::new(url.clone(), args.link_destinations.clone())
+            }],
+            None => Vec::new(),
+        },
+        node_id: args
+            .node_id
+            .clone()
+            .unwrap_or_else(|| ServerConfig::default().node_id),
     };
     let backend = if args.backend == "memory" {
         Backend::memory(config.memory.clone())
@@ -162,6 +209,10 @@ async fn run(args: Args) -> std::process::ExitCode {
     let backend_name = backend.name();
     let server = match Server::bind_with(&args.addr, config, backend).await {
         Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("weft-broker: {e}");
+            return std::process::ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("weft-broker: cannot listen on {}: {e}", args.addr);
             return std::process::ExitCode::FAILURE;

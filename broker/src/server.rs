@@ -30,6 +30,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use weft_core::{CloseCode, Message, ServerBuilder, WebSocket};
+use weft_mux::{Accepted, Channel, MuxConfig, MuxServer, MuxServerBuilder};
+
+use crate::frame::{Destination, DestinationKind};
+use crate::link::{self, LinkConfig, LinkStatus};
+use std::sync::Arc;
 
 /// The body of the HTTP 400 answer to a request that offers neither token.
 pub const REFUSAL_BODY: &str = "weft-broker speaks the WebSocket subprotocols mbws.weft and \
@@ -73,6 +78,21 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for connections to finish their
     /// closing handshakes (default 5 s).
     pub shutdown_grace: Duration,
+    /// Accept multiplexed connections (weft-mux, the `mux` extension) next
+    /// to plain ones, each logical channel an ordinary `mbws.weft` session:
+    /// what [broker links](crate::link) from other nodes use. Default on
+    /// (`MuxConfig::default()`); `None` serves plain WebSockets only, and a
+    /// node linking to this one is refused (its handshake succeeds
+    /// without mux and the link reports it).
+    pub mux: Option<MuxConfig>,
+    /// Links to other nodes (see [`crate::link`]): for each, one
+    /// multiplexed connection carrying this node's messages for the linked
+    /// destinations. Started by [`Server::run_until`]. Default none.
+    pub links: Vec<LinkConfig>,
+    /// This node's name in links: sent to the nodes it links to and put in
+    /// the `weft-forwarded` header of the messages it forwards. Default: a
+    /// random 64-bit hex string.
+    pub node_id: String,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +102,9 @@ impl Default for ServerConfig {
             keepalive: Some(Keepalive::default()),
             max_body: frame::DEFAULT_MAX_BODY,
             shutdown_grace: Duration::from_secs(5),
+            mux: Some(MuxConfig::default()),
+            links: Vec::new(),
+            node_id: format!("{:016x}", rand::random::<u64>()),
         }
     }
 }
@@ -132,7 +155,9 @@ pub struct Server {
     listener: TcpListener,
     backend: Backend,
     ws: ServerBuilder,
+    mux: Option<MuxServerBuilder>,
     config: ServerConfig,
+    links: Vec<Arc<LinkStatus>>,
 }
 
 impl Server {
@@ -144,18 +169,46 @@ impl Server {
     }
 
     /// Binds `addr` over `backend` (for example [`Backend::redis`]).
+    /// Fails with `InvalidInput` if a link in `config` cannot run (see
+    /// [`crate::link`]: no destinations, a window of 0 or over the
+    /// backend's `max_credit`, or a Redis backend).
     pub async fn bind_with(
         addr: impl ToSocketAddrs,
         config: ServerConfig,
         backend: Backend,
     ) -> std::io::Result<Server> {
+        for l in &config.links {
+            link::check(l, &backend)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        }
         let listener = TcpListener::bind(addr).await?;
+        let ws = websocket_builder(&config);
+        let mux = config.mux.clone().map(|m| {
+            MuxServerBuilder::new(
+                ws.clone(),
+                m,
+                weft_core::handshake::server::ServerOptions::default(),
+            )
+        });
+        let links = config
+            .links
+            .iter()
+            .map(|l| Arc::new(LinkStatus::new(&l.url)))
+            .collect();
         Ok(Server {
             listener,
             backend,
-            ws: websocket_builder(&config),
+            ws,
+            mux,
             config,
+            links,
         })
+    }
+
+    /// The state of each of [`ServerConfig::links`], in that order (live:
+    /// the handles keep counting while the server runs).
+    pub fn link_status(&self) -> Vec<Arc<LinkStatus>> {
+        self.links.clone()
     }
 
     /// The address it listens on.
@@ -179,6 +232,22 @@ impl Server {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        for (l, status) in self.config.links.iter().zip(&self.links) {
+            tasks.spawn(link::run(
+                l.clone(),
+                self.config.node_id.clone(),
+                self.backend.clone(),
+                status.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        let linked_out: Arc<Vec<Destination>> = Arc::new(
+            self.config
+                .links
+                .iter()
+                .flat_map(|l| l.destinations.iter().cloned())
+                .collect(),
+        );
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -195,15 +264,33 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let ws = self.ws.clone();
+                    let mux = self.mux.clone();
                     let backend = self.backend.clone();
                     let settings = ConnectionSettings {
                         limits: Limits { max_body: self.config.max_body },
                         keepalive: self.config.keepalive,
                     };
                     let stop = stop_rx.clone();
+                    let linked_out = linked_out.clone();
                     tasks.spawn(async move {
-                        if let Ok(ws) = ws.accept(stream).await {
-                            serve_connection(ws, &backend, settings, stop).await;
+                        match mux {
+                            None => {
+                                if let Ok(ws) = ws.accept(stream).await {
+                                    serve_connection(ws, &backend, settings, stop).await;
+                                }
+                            }
+                            Some(mux) => {
+                                let _ = mux.tune_tcp(&stream);
+                                match mux.accept(stream).await {
+                                    Ok(Accepted::Plain(ws)) => {
+                                        serve_connection(ws, &backend, settings, stop).await;
+                                    }
+                                    Ok(Accepted::Mux(m)) => {
+                                        serve_mux(m, backend, settings, stop, linked_out).await;
+                                    }
+                                    Err(_) => {}
+                                }
+                            }
                         }
                     });
                 }
@@ -249,7 +336,133 @@ fn tick_period(keepalive: Option<Keepalive>, redeliver_after: Option<Duration>) 
 /// alive. On return the backend has closed the connection's session (its
 /// unacknowledged deliveries are redelivered).
 pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
-    mut ws: WebSocket<S>,
+    ws: WebSocket<S>,
+    backend: &Backend,
+    settings: ConnectionSettings,
+    stop: watch::Receiver<bool>,
+) {
+    serve(ws, backend, settings, stop).await;
+}
+
+/// [`serve_connection`] for one logical channel of a multiplexed
+/// connection (a broker link's, or any mux client's): the same session.
+pub async fn serve_channel(
+    channel: Channel,
+    backend: &Backend,
+    settings: ConnectionSettings,
+    stop: watch::Receiver<bool>,
+) {
+    serve(channel, backend, settings, stop).await;
+}
+
+/// Serves a multiplexed connection: every logical channel that offers
+/// `mbws.weft` or `mblws.weft` becomes a session of its own (a channel
+/// offering neither is refused with HTTP 400, like a plain request). A
+/// channel a broker link opens for a queue this node itself links out is
+/// refused with 409 (Conflict): a queue links in one direction only (see
+/// PROTOCOL.md, "Broker links").
+async fn serve_mux(
+    mut mux: MuxServer,
+    backend: Backend,
+    settings: ConnectionSettings,
+    mut stop: watch::Receiver<bool>,
+    linked_out: Arc<Vec<Destination>>,
+) {
+    let mut channels = JoinSet::new();
+    loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break; // each channel task closes its channel
+                }
+            }
+            incoming = mux.next_channel() => {
+                let Some(incoming) = incoming else { break };
+                let request = incoming.request();
+                if !offers_our_protocol(request) {
+                    let _ = incoming.reject(http::StatusCode::BAD_REQUEST);
+                    continue;
+                }
+                let linked_both_ways = request
+                    .headers()
+                    .get(link::DESTINATION_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| Destination::new(v).ok())
+                    .is_some_and(|d| d.kind() == DestinationKind::Queue && linked_out.contains(&d));
+                if linked_both_ways {
+                    let _ = incoming.reject(http::StatusCode::CONFLICT);
+                    continue;
+                }
+                if let Ok(channel) = incoming.accept() {
+                    let backend = backend.clone();
+                    let stop = stop.clone();
+                    channels.spawn(async move {
+                        serve_channel(channel, &backend, settings, stop).await;
+                    });
+                }
+            }
+            Some(_) = channels.join_next(), if !channels.is_empty() => {}
+        }
+    }
+    while channels.join_next().await.is_some() {}
+    mux.close();
+}
+
+/// What [`serve`] needs from a connection: a plain WebSocket or a mux
+/// channel. Errors only end the connection, so they carry nothing.
+trait Transport {
+    fn protocol(&self) -> Option<&str>;
+    /// Cancel-safe: `serve` selects on it.
+    async fn recv(&mut self) -> Option<Result<Message, Gone>>;
+    /// Queues a message (a WebSocket writes it at its next flush).
+    async fn feed(&mut self, msg: Message) -> Result<(), Gone>;
+    /// Queues a message and writes it out.
+    async fn send(&mut self, msg: Message) -> Result<(), Gone>;
+    async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Gone>;
+}
+
+/// The connection failed or ended.
+struct Gone;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Transport for WebSocket<S> {
+    fn protocol(&self) -> Option<&str> {
+        WebSocket::protocol(self)
+    }
+    async fn recv(&mut self) -> Option<Result<Message, Gone>> {
+        WebSocket::recv(self).await.map(|r| r.map_err(|_| Gone))
+    }
+    async fn feed(&mut self, msg: Message) -> Result<(), Gone> {
+        WebSocket::feed(self, msg).await.map_err(|_| Gone)
+    }
+    async fn send(&mut self, msg: Message) -> Result<(), Gone> {
+        WebSocket::send(self, msg).await.map_err(|_| Gone)
+    }
+    async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Gone> {
+        WebSocket::close(self, code, reason).await.map_err(|_| Gone)
+    }
+}
+
+impl Transport for Channel {
+    fn protocol(&self) -> Option<&str> {
+        Channel::protocol(self)
+    }
+    async fn recv(&mut self) -> Option<Result<Message, Gone>> {
+        Channel::recv(self).await.map(|r| r.map_err(|_| Gone))
+    }
+    async fn feed(&mut self, msg: Message) -> Result<(), Gone> {
+        // The mux driver writes queued messages by itself.
+        Channel::send(self, msg).await.map_err(|_| Gone)
+    }
+    async fn send(&mut self, msg: Message) -> Result<(), Gone> {
+        Channel::send(self, msg).await.map_err(|_| Gone)
+    }
+    async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Gone> {
+        Channel::close(self, code, reason).await.map_err(|_| Gone)
+    }
+}
+
+async fn serve<T: Transport>(
+    mut ws: T,
     backend: &Backend,
     settings: ConnectionSettings,
     mut stop: watch::Receiver<bool>,
@@ -273,7 +486,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let mut ping_sent: Option<Instant> = None;
-    let result: Result<(), weft_core::Error> = async {
+    let result: Result<(), Gone> = async {
         loop {
             tokio::select! {
                 changed = stop.changed() => {
@@ -359,10 +572,7 @@ struct Connection {
 
 impl Connection {
     /// Queues the connection's pending deliveries (the next `recv` flushes).
-    async fn write_deliveries<S: AsyncRead + AsyncWrite + Unpin>(
-        &mut self,
-        ws: &mut WebSocket<S>,
-    ) -> Result<(), weft_core::Error> {
+    async fn write_deliveries<T: Transport>(&mut self, ws: &mut T) -> Result<(), Gone> {
         let out = self.session.take_outbox();
         for d in out {
             ws.feed(encode_delivery(d)).await?;

@@ -1,0 +1,658 @@
+//! Broker links over 127.0.0.1: node A forwards linked destinations to
+//! node B over one multiplexed WebSocket (see broker/src/link.rs and
+//! PROTOCOL.md, "Broker links"). Memory backend: Redis nodes share their
+//! destinations through Redis and need no link.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use weft_broker::frame::ErrorCode;
+use weft_broker::{
+    Backend, Client, Destination, LinkConfig, LinkStatus, MemoryConfig, Server, ServerConfig,
+    SubscribeOptions,
+};
+
+/// Every test ends within this, whatever goes wrong.
+async fn within<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .expect("test timed out")
+}
+
+struct Node {
+    addr: SocketAddr,
+    backend: Backend,
+    links: Vec<Arc<LinkStatus>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    async fn start(config: ServerConfig) -> Node {
+        Node::start_at("127.0.0.1:0".parse().unwrap(), config).await
+    }
+
+    async fn start_at(addr: SocketAddr, config: ServerConfig) -> Node {
+        let backend = Backend::memory(config.memory.clone());
+        // The port of a node just killed may take a moment to be free.
+        let mut tries = 0;
+        let server = loop {
+            match Server::bind_with(addr, config.clone(), backend.clone()).await {
+                Ok(s) => break s,
+                Err(e) if tries < 50 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("bind {addr}: {e}"),
+            }
+        };
+        let addr = server.local_addr().unwrap();
+        let links = server.link_status();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server.run_until(async {
+            let _ = stopped.await;
+        }));
+        Node {
+            addr,
+            backend,
+            links,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+
+    fn queue_len(&self, d: &str) -> usize {
+        match &self.backend {
+            Backend::Memory(m) => m.lock().queue_len(&Destination::new(d).unwrap()),
+            Backend::Redis(_) => unreachable!(),
+        }
+    }
+
+    /// Like kill -9 of a node's process: every task and socket dropped at
+    /// once, no closing handshake, the memory backend's state gone.
+    async fn kill(mut self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.stop.take();
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+fn dests(list: &[&str]) -> Vec<Destination> {
+    list.iter().map(|d| Destination::new(d).unwrap()).collect()
+}
+
+/// A link with test-sized back-off.
+fn link(url: &str, list: &[&str]) -> LinkConfig {
+    LinkConfig {
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..LinkConfig::new(url, dests(list))
+    }
+}
+
+fn with_links(links: Vec<LinkConfig>) -> ServerConfig {
+    ServerConfig {
+        links,
+        ..ServerConfig::default()
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A TCP proxy that counts the connections it accepts and can cut them.
+struct Proxy {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (count, tasks) = (accepted.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let t = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(t);
+            }
+        });
+        Proxy {
+            addr,
+            accepted,
+            open,
+        }
+    }
+
+    /// Drops every connection at once, whatever is in flight.
+    fn cut(&self) {
+        for t in self.open.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}/", self.addr)
+    }
+}
+
+#[tokio::test]
+async fn linked_destinations_share_one_connection_and_keep_order() {
+    within(async {
+        let b = Node::start(ServerConfig::default()).await;
+        let proxy = Proxy::start(b.addr).await;
+        let a = Node::start(with_links(vec![link(
+            &proxy.url(),
+            &["/queue/a", "/queue/b", "/topic/t"],
+        )]))
+        .await;
+        let status = a.links[0].clone();
+        wait_for("the link", || status.connected()).await;
+
+        let consumer = Client::connect(&b.url()).await.unwrap();
+        let mut qa = consumer
+            .subscribe("/queue/a", SubscribeOptions::client_ack(8))
+            .await
+            .unwrap();
+        let mut qb = consumer
+            .subscribe("/queue/b", SubscribeOptions::client_ack(8))
+            .await
+            .unwrap();
+        let mut tt = consumer
+            .subscribe("/topic/t", SubscribeOptions::auto_ack(64))
+            .await
+            .unwrap();
+
+        let producer = Client::connect(&a.url()).await.unwrap();
+        let n = 40;
+        let mut sent = [Vec::new(), Vec::new(), Vec::new()];
+        for i in 0..n {
+            for (k, d) in ["/queue/a", "/queue/b", "/topic/t"].iter().enumerate() {
+                sent[k].push(producer.send(d, format!("{d} {i}")).await.unwrap());
+            }
+        }
+        for (k, sub) in [&mut qa, &mut qb, &mut tt].into_iter().enumerate() {
+            let mut got = Vec::new();
+            while got.len() < n {
+                let d = sub.next().await.expect("open");
+                if k < 2 {
+                    sub.ack(&d).unwrap();
+                }
+                // Marked as forwarded, by A.
+                assert!(d.headers.get("weft-forwarded").is_some());
+                got.push(d.message_id);
+            }
+            // One producer, one channel: B stores and delivers in order.
+            assert_eq!(got, sent[k], "destination {k}");
+        }
+        assert_eq!(
+            proxy.accepted.load(Ordering::SeqCst),
+            1,
+            "one TCP connection carries every linked destination"
+        );
+        wait_for("all receipts", || status.forwarded() == 3 * n as u64).await;
+        assert_eq!(status.in_flight(), 0);
+        assert_eq!((status.connects(), status.failures()), (1, 0));
+        // Nothing is left on A.
+        assert_eq!(a.queue_len("/queue/a") + a.queue_len("/queue/b"), 0);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+/// Receives until every id in `want` was seen; returns the duplicates.
+async fn collect(
+    sub: &mut weft_broker::Subscription,
+    want: &HashSet<String>,
+    seen: &mut HashSet<String>,
+) -> usize {
+    let mut dups = 0;
+    while !want.is_subset(seen) {
+        let d = sub.next().await.expect("open");
+        sub.ack(&d).unwrap();
+        if !seen.insert(d.message_id.as_str().to_owned()) {
+            dups += 1;
+        }
+    }
+    dups
+}
+
+#[tokio::test]
+async fn link_survives_the_other_node_restarting() {
+    within(async {
+        let b = Node::start(ServerConfig::default()).await;
+        let b_addr = b.addr;
+        let a = Node::start(with_links(vec![link(&b.url(), &["/queue/r"])])).await;
+        let status = a.links[0].clone();
+        wait_for("the link", || status.connected()).await;
+        let producer = Client::connect(&a.url()).await.unwrap();
+        let mut want = HashSet::new();
+        let mut seen = HashSet::new();
+
+        let consumer = Client::connect(&b.url()).await.unwrap();
+        let mut sub = consumer
+            .subscribe("/queue/r", SubscribeOptions::client_ack(16))
+            .await
+            .unwrap();
+        for i in 0..100 {
+            let id = producer.send("/queue/r", format!("before {i}")).await.unwrap();
+            want.insert(id.as_str().to_owned());
+        }
+        let mut dups = collect(&mut sub, &want, &mut seen).await;
+        drop(sub);
+        drop(consumer);
+
+        // B dies; A keeps accepting, storing and acknowledging SENDs.
+        b.kill().await;
+        wait_for("the link to notice", || !status.connected()).await;
+        for i in 0..100 {
+            let id = producer.send("/queue/r", format!("during {i}")).await.unwrap();
+            want.insert(id.as_str().to_owned());
+        }
+        assert_eq!(a.queue_len("/queue/r"), 100, "kept on A while B is down");
+        let failures = status.failures();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            status.failures() > failures,
+            "the link keeps retrying: {:?}",
+            status.last_error()
+        );
+
+        // B comes back on the same address, empty: the link reconnects.
+        let b = Node::start_at(b_addr, ServerConfig::default()).await;
+        let consumer = Client::connect(&b.url()).await.unwrap();
+        let mut sub = consumer
+            .subscribe("/queue/r", SubscribeOptions::client_ack(16))
+            .await
+            .unwrap();
+        dups += collect(&mut sub, &want, &mut seen).await;
+        let lost = want.difference(&seen).count();
+        println!(
+            "{{\"sent\":{},\"received_unique\":{},\"lost\":{lost},\"duplicates\":{dups},\"connects\":{},\"failures\":{}}}",
+            want.len(),
+            seen.len(),
+            status.connects(),
+            status.failures()
+        );
+        assert_eq!(lost, 0);
+        assert!(status.connects() >= 2);
+        // Duplicates come only from the window in flight when B died.
+        assert!(dups <= 64, "{dups} duplicates");
+        wait_for("A drained", || a.queue_len("/queue/r") == 0).await;
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cut_connection_loses_nothing_in_flight() {
+    within(async {
+        // B keeps its state; only the connection between A and B fails,
+        // with SENDs and RECEIPTs in flight.
+        let b = Node::start(ServerConfig::default()).await;
+        let proxy = Proxy::start(b.addr).await;
+        let a = Node::start(with_links(vec![link(&proxy.url(), &["/queue/c"])])).await;
+        let status = a.links[0].clone();
+        wait_for("the link", || status.connected()).await;
+        let consumer = Client::connect(&b.url()).await.unwrap();
+        let mut sub = consumer
+            .subscribe("/queue/c", SubscribeOptions::client_ack(16))
+            .await
+            .unwrap();
+        let producer = Client::connect(&a.url()).await.unwrap();
+        let n = 600;
+        let sending = tokio::spawn(async move {
+            let mut ids = HashSet::new();
+            for i in 0..n {
+                let id = producer.send("/queue/c", format!("{i}")).await.unwrap();
+                ids.insert(id.as_str().to_owned());
+            }
+            ids
+        });
+        let mut seen = HashSet::new();
+        let mut dups = 0;
+        let mut cuts = 0;
+        while seen.len() < n {
+            let d = sub.next().await.expect("open");
+            sub.ack(&d).unwrap();
+            if !seen.insert(d.message_id.as_str().to_owned()) {
+                dups += 1;
+            }
+            if seen.len() % 200 == 100 && status.connected() && cuts < 2 {
+                proxy.cut();
+                cuts += 1;
+            }
+        }
+        let want = sending.await.unwrap();
+        assert_eq!(want.difference(&seen).count(), 0, "lost");
+        assert_eq!(cuts, 2);
+        assert!(status.connects() >= 3, "reconnected after each cut");
+        assert_eq!(
+            proxy.accepted.load(Ordering::SeqCst) as u64,
+            status.connects()
+        );
+        // B's deduplication drops what was stored but not acknowledged
+        // before a cut, so the consumer sees no duplicate.
+        assert_eq!(dups, 0);
+        println!(
+            "cut test: {n} sent, {dups} duplicates, {} connects",
+            status.connects()
+        );
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_consumer_is_held_back_by_credit_on_both_nodes() {
+    within(async {
+        let (b_max, a_max, window) = (10, 20, 4);
+        let b = Node::start(ServerConfig {
+            memory: MemoryConfig {
+                max_queue: b_max,
+                ..MemoryConfig::default()
+            },
+            ..ServerConfig::default()
+        })
+        .await;
+        let a = Node::start(ServerConfig {
+            memory: MemoryConfig {
+                max_queue: a_max,
+                ..MemoryConfig::default()
+            },
+            links: vec![LinkConfig {
+                window,
+                ..link(&b.url(), &["/queue/slow"])
+            }],
+            ..ServerConfig::default()
+        })
+        .await;
+        let status = a.links[0].clone();
+        wait_for("the link", || status.connected()).await;
+
+        // Nobody consumes on B: A's producer is refused once both are full.
+        let producer = Client::connect(&a.url()).await.unwrap();
+        let mut ok = Vec::new();
+        let mut refused = None;
+        for i in 0..200 {
+            match producer.send("/queue/slow", format!("{i}")).await {
+                Ok(id) => ok.push(id),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+            // Let the link move what it can before the next one.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let e = refused.expect("A refuses once full");
+        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL));
+        // B holds its max_queue, the link its window, A the rest.
+        assert_eq!(b.queue_len("/queue/slow"), b_max);
+        assert!(status.in_flight() <= u64::from(window));
+        assert!(a.queue_len("/queue/slow") <= a_max);
+        assert!(
+            (b_max + a_max..=b_max + a_max + window as usize).contains(&ok.len()),
+            "{} accepted",
+            ok.len()
+        );
+        wait_for("B refusing and the link resending", || status.resent() > 0).await;
+
+        // The consumer arrives: everything accepted reaches it.
+        let consumer = Client::connect(&b.url()).await.unwrap();
+        let mut sub = consumer
+            .subscribe("/queue/slow", SubscribeOptions::client_ack(8))
+            .await
+            .unwrap();
+        let want: HashSet<String> = ok.iter().map(|id| id.as_str().to_owned()).collect();
+        let mut seen = HashSet::new();
+        collect(&mut sub, &want, &mut seen).await;
+        assert_eq!(want.difference(&seen).count(), 0);
+        assert_eq!(status.dropped(), 0);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_without_mux_refuses_the_link_which_retries() {
+    within(async {
+        let b = Node::start(ServerConfig {
+            mux: None,
+            ..ServerConfig::default()
+        })
+        .await;
+        let a = Node::start(with_links(vec![link(&b.url(), &["/queue/a"])])).await;
+        let status = a.links[0].clone();
+        wait_for("retries", || status.failures() >= 3).await;
+        let e = status.last_error().unwrap();
+        assert!(e.contains("does not accept multiplexed"), "{e}");
+        assert!(e.contains("retrying in"), "{e}");
+        assert_eq!(status.connects(), 0);
+        assert!(!status.connected());
+        // Plain clients are served as before.
+        let c = Client::connect(&b.url()).await.unwrap();
+        c.send("/queue/a", "plain").await.unwrap();
+        // And messages stay on A.
+        let p = Client::connect(&a.url()).await.unwrap();
+        p.send("/queue/a", "kept").await.unwrap();
+        assert_eq!(a.queue_len("/queue/a"), 1);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_mux_peer_without_the_subprotocol_is_refused() {
+    within(async {
+        // A mux server that is not a broker: it selects no subprotocol.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let builder = weft_mux::MuxServerBuilder::new(
+            weft_core::ServerBuilder::new(),
+            weft_mux::MuxConfig::default(),
+            weft_core::handshake::server::ServerOptions::default(),
+        );
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let builder = builder.clone();
+                tokio::spawn(async move {
+                    if let Ok(weft_mux::Accepted::Mux(mut m)) = builder.accept(stream).await {
+                        let mut open = Vec::new();
+                        while let Some(ch) = m.next_channel().await {
+                            if let Ok(ch) = ch.accept() {
+                                open.push(ch);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let a = Node::start(with_links(vec![link(
+            &format!("ws://{addr}/"),
+            &["/queue/a"],
+        )]))
+        .await;
+        let status = a.links[0].clone();
+        wait_for("retries", || status.failures() >= 2).await;
+        let e = status.last_error().unwrap();
+        assert!(
+            e.contains("did not select the subprotocol mbws.weft"),
+            "{e}"
+        );
+        assert_eq!(status.connects(), 0);
+        a.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_queue_linked_both_ways_is_refused() {
+    within(async {
+        // Bind both first, so each knows the other's address.
+        let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lb = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (aa, ab) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+        drop((la, lb));
+        let a = Node::start_at(
+            aa,
+            with_links(vec![link(&format!("ws://{ab}/"), &["/queue/x"])]),
+        )
+        .await;
+        let b = Node::start_at(
+            ab,
+            with_links(vec![link(&format!("ws://{aa}/"), &["/queue/x"])]),
+        )
+        .await;
+        for n in [&a, &b] {
+            let status = n.links[0].clone();
+            wait_for("a refusal", || {
+                status
+                    .last_error()
+                    .is_some_and(|e| e.contains("one direction only"))
+            })
+            .await;
+            assert_eq!(status.connects(), 0);
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_topic_linked_both_ways_does_not_loop() {
+    within(async {
+        let la = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let lb = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (aa, ab) = (la.local_addr().unwrap(), lb.local_addr().unwrap());
+        drop((la, lb));
+        let a = Node::start_at(
+            aa,
+            ServerConfig {
+                node_id: "node-a".into(),
+                ..with_links(vec![link(&format!("ws://{ab}/"), &["/topic/t"])])
+            },
+        )
+        .await;
+        let b = Node::start_at(
+            ab,
+            ServerConfig {
+                node_id: "node-b".into(),
+                ..with_links(vec![link(&format!("ws://{aa}/"), &["/topic/t"])])
+            },
+        )
+        .await;
+        let (sa, sb) = (a.links[0].clone(), b.links[0].clone());
+        wait_for("both links", || sa.connected() && sb.connected()).await;
+        let ca = Client::connect(&a.url()).await.unwrap();
+        let cb = Client::connect(&b.url()).await.unwrap();
+        let mut on_a = ca
+            .subscribe("/topic/t", SubscribeOptions::auto_ack(64))
+            .await
+            .unwrap();
+        let mut on_b = cb
+            .subscribe("/topic/t", SubscribeOptions::auto_ack(64))
+            .await
+            .unwrap();
+        for i in 0..10 {
+            ca.send("/topic/t", format!("from a {i}")).await.unwrap();
+            cb.send("/topic/t", format!("from b {i}")).await.unwrap();
+        }
+        for (sub, other) in [(&mut on_a, "node-b"), (&mut on_b, "node-a")] {
+            let mut ids = HashSet::new();
+            let mut forwarded = 0;
+            while ids.len() < 20 {
+                let d = sub.next().await.expect("open");
+                assert!(ids.insert(d.message_id.clone()), "delivered twice");
+                match d.headers.get("weft-forwarded") {
+                    Some(n) => {
+                        assert_eq!(n, other);
+                        forwarded += 1;
+                    }
+                    None => {}
+                }
+            }
+            assert_eq!(forwarded, 10);
+            // Nothing comes back around.
+            let more = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+            assert!(more.is_err(), "a message looped: {more:?}");
+        }
+        for s in [&sa, &sb] {
+            assert_eq!((s.forwarded(), s.skipped()), (10, 10));
+        }
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn link_settings_are_checked_at_bind() {
+    let bad = |l: LinkConfig| with_links(vec![l]);
+    for (config, why) in [
+        (
+            bad(LinkConfig::new("ws://127.0.0.1:1/", vec![])),
+            "no destinations",
+        ),
+        (
+            bad(LinkConfig {
+                window: 0,
+                ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
+            }),
+            "window 0",
+        ),
+        (
+            bad(LinkConfig {
+                window: MemoryConfig::default().max_credit + 1,
+                ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
+            }),
+            "window 1025",
+        ),
+        (bad(LinkConfig::new("not a url", dests(&["/queue/a"]))), ""),
+    ] {
+        let e = Server::bind("127.0.0.1:0", config).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains(why), "{e}");
+    }
+    // At the limit it binds.
+    let ok = with_links(vec![LinkConfig {
+        window: MemoryConfig::default().max_credit,
+        ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
+    }]);
+    Server::bind("127.0.0.1:0", ok).await.unwrap();
+}
