@@ -6,7 +6,9 @@
 #   3. starts two weft-broker nodes sharing that Redis, runs broker_check
 #      across them (produce on A, consume on B), kill -9's B in the middle
 #      of the run, restarts it, and requires "lost": 0;
-#   4. the same check against the memory backend on one node.
+#   4. the same check against the memory backend on one node;
+#   5. and across two memory nodes joined by a broker link (A forwards the
+#      check's queue to B over one multiplexed WebSocket).
 # Everything it starts is stopped on exit. Bounded: about a minute after
 # the build.
 set -euo pipefail
@@ -125,6 +127,24 @@ status=0
 check_json "$WORK/check-memory.json" "memory, 1 node" || status=1
 if [ "$status" -ne 0 ]; then
     echo "broker.sh: the memory check failed" >&2
+    exit 1
+fi
+
+echo "== memory backend, two nodes, A linked to B"
+PORT_LB=$(free_port)
+PORT_LA=$(free_port)
+start_node "$PORT_LB" memory "$WORK/node-lb.log"
+"$BROKER" --addr "127.0.0.1:$PORT_LA" --link "ws://127.0.0.1:$PORT_LB/" \
+    --link-destinations queue/broker-check.link >>"$WORK/node-la.log" 2>&1 &
+PIDS+=($!)
+wait_tcp "$PORT_LA" "weft-broker (linked)"
+status=0
+"$CHECK" --urls "ws://127.0.0.1:$PORT_LA/,ws://127.0.0.1:$PORT_LB/" --queue /queue/broker-check.link \
+    --messages "$MESSAGES" --settle-secs 5 >"$WORK/check-link.json" || status=$?
+check_json "$WORK/check-link.json" "memory, 2 linked nodes" || status=1
+if [ "$status" -ne 0 ]; then
+    echo "broker.sh: the link check failed" >&2
+    tail -n 20 "$WORK"/node-l*.log >&2 || true
     exit 1
 fi
 echo "== broker.sh: ok"

@@ -65,6 +65,11 @@ struct Args {
     /// How long to keep trying to reach a broker before giving up on it.
     #[arg(long, default_value_t = 30)]
     connect_secs: u64,
+    /// The queue to use [default: a fresh `/queue/broker-check.RUN`]. Name
+    /// one to check a broker link: link it from the first node to the
+    /// second (`--link-destinations`).
+    #[arg(long)]
+    queue: Option<String>,
 }
 
 async fn connect(urls: &[String], start: usize, patience: Duration) -> Option<(Client, usize)> {
@@ -102,8 +107,17 @@ async fn main() -> std::process::ExitCode {
     }
     let patience = Duration::from_secs(args.connect_secs);
     let run = format!("{:08x}", rand::random::<u32>());
-    let queue = format!("/queue/broker-check.{run}");
-    let destination = Destination::new(&queue).expect("valid destination");
+    let queue = args
+        .queue
+        .clone()
+        .unwrap_or_else(|| format!("/queue/broker-check.{run}"));
+    let destination = match Destination::new(&queue) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("broker_check: --queue {queue:?}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let urls = Arc::new(args.urls.clone());
     let consume_at = if urls.len() > 1 { 1 } else { 0 };
     let reconnects = Arc::new(AtomicU64::new(0));

@@ -599,12 +599,9 @@ async fn a_topic_linked_both_ways_does_not_loop() {
             while ids.len() < 20 {
                 let d = sub.next().await.expect("open");
                 assert!(ids.insert(d.message_id.clone()), "delivered twice");
-                match d.headers.get("weft-forwarded") {
-                    Some(n) => {
-                        assert_eq!(n, other);
-                        forwarded += 1;
-                    }
-                    None => {}
+                if let Some(n) = d.headers.get("weft-forwarded") {
+                    assert_eq!(n, other);
+                    forwarded += 1;
                 }
             }
             assert_eq!(forwarded, 10);
