@@ -47,6 +47,15 @@
 //!   accept it without a subprotocol) and runs one task per connection.
 //! - [`client`]: [`Client`], a cheap-to-clone handle to one driver task;
 //!   [`Subscription`], a `futures_core::Stream` of deliveries.
+//! - [`link`]: broker links. A node forwards linked destinations to
+//!   another over one weft-mux connection, one logical `mbws.weft`
+//!   channel per destination: a local `ack: client` subscription per
+//!   destination (its credit is the link's window), each delivery sent on
+//!   as a SEND and ACKed locally on the other node's RECEIPT, reconnection
+//!   with back-off. The server accepts mux connections next to plain ones
+//!   ([`weft_mux::MuxServerBuilder`]) and serves each logical channel as a
+//!   session of its own; the connection task is generic over a plain
+//!   WebSocket and a mux channel.
 //!
 //! ## Data path of one message
 //!
