@@ -121,11 +121,37 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-/// A TCP proxy that counts the connections it accepts and can cut them.
+/// A TCP proxy that counts the connections it accepts, can cut them, and
+/// can freeze them (stop carrying bytes, sockets left open: a peer that
+/// hangs or a network that drops everything).
 struct Proxy {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     open: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Copies `from` to `to` while `frozen` is false.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0; 16 << 10];
+    loop {
+        while frozen.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl Proxy {
@@ -134,13 +160,21 @@ impl Proxy {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let open = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (count, tasks) = (accepted.clone(), open.clone());
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (count, tasks, freeze) = (accepted.clone(), open.clone(), frozen.clone());
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                let freeze = freeze.clone();
                 let t = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(target).await {
+                        let (ir, iw) = inbound.into_split();
+                        let (or, ow) = outbound.into_split();
+                        // Both directions end together (a cut drops both).
+                        tokio::select! {
+                            _ = pump(ir, ow, freeze.clone()) => {}
+                            _ = pump(or, iw, freeze) => {}
+                        }
                     }
                 });
                 tasks.lock().unwrap().push(t);
@@ -150,6 +184,7 @@ impl Proxy {
             addr,
             accepted,
             open,
+            frozen,
         }
     }
 
@@ -376,6 +411,107 @@ async fn a_cut_connection_loses_nothing_in_flight() {
 }
 
 #[tokio::test]
+async fn a_silent_peer_is_dropped_by_the_keepalive() {
+    within(async {
+        let b = Node::start(ServerConfig::default()).await;
+        let proxy = Proxy::start(b.addr).await;
+        let keepalive = Duration::from_millis(200);
+        let a = Node::start(with_links(vec![LinkConfig {
+            keepalive,
+            ..link(&proxy.url(), &["/queue/k"])
+        }]))
+        .await;
+        let status = a.links[0].clone();
+        wait_for("the link", || status.connected()).await;
+        // Idle but answering Pings: the link stays up.
+        tokio::time::sleep(keepalive * 5).await;
+        assert_eq!(
+            (status.connects(), status.failures()),
+            (1, 0),
+            "{:?}",
+            status.last_error()
+        );
+        let consumer = Client::connect(&b.url()).await.unwrap();
+        let mut sub = consumer
+            .subscribe("/queue/k", SubscribeOptions::client_ack(8))
+            .await
+            .unwrap();
+        let producer = Client::connect(&a.url()).await.unwrap();
+        let first = producer.send("/queue/k", "before").await.unwrap();
+        let d = sub.next().await.unwrap();
+        assert_eq!(d.message_id, first);
+        sub.ack(&d).unwrap();
+
+        // The network stops carrying anything; TCP notices nothing.
+        proxy.frozen.store(true, Ordering::SeqCst);
+        let frozen_at = tokio::time::Instant::now();
+        let second = producer.send("/queue/k", "during").await.unwrap();
+        wait_for("the keepalive to drop the link", || !status.connected()).await;
+        let silent = frozen_at.elapsed();
+        let e = status.last_error().unwrap();
+        assert!(e.contains("nothing heard"), "{e}");
+        // Ping after one keepalive of silence, drop after one more.
+        assert!(silent >= keepalive, "dropped after {silent:?}");
+        proxy.cut();
+        proxy.frozen.store(false, Ordering::SeqCst);
+
+        // A new connection carries what was in flight (a read the proxy
+        // had started when it froze may have carried it already).
+        let d = sub.next().await.unwrap();
+        assert_eq!(d.message_id, second);
+        sub.ack(&d).unwrap();
+        wait_for("the reconnection", || status.connects() >= 2).await;
+        let third = producer.send("/queue/k", "after").await.unwrap();
+        let d = sub.next().await.unwrap();
+        assert_eq!(d.message_id, third);
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mux_channels_are_ordinary_sessions_and_must_offer_the_token() {
+    within(async {
+        let b = Node::start(ServerConfig::default()).await;
+        let mut request = weft_core::IntoClientRequest::into_client_request(b.url()).unwrap();
+        request.headers_mut().insert(
+            http::header::SEC_WEBSOCKET_PROTOCOL,
+            http::HeaderValue::from_static("mbws.weft"),
+        );
+        let mux = weft_mux::MuxClient::connect(request, weft_mux::MuxConfig::default())
+            .await
+            .unwrap();
+        // No subprotocol offered: refused like a plain request.
+        let e = mux.open_channel("/", &[], Vec::new()).await.unwrap_err();
+        assert!(
+            matches!(e, weft_mux::MuxError::Rejected(s) if s == http::StatusCode::BAD_REQUEST),
+            "{e:?}"
+        );
+        // With it, a session like any other: SEND is stored and answered.
+        let mut ch = mux
+            .open_channel_with_protocols("/", &[], &["mbws.weft".to_owned()], Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(ch.protocol(), Some("mbws.weft"));
+        ch.send(weft_core::Message::Text(
+            "SEND\ndestination: /queue/m\nmessage-id: m-1\n\nhello".into(),
+        ))
+        .await
+        .unwrap();
+        let reply = ch.recv().await.unwrap().unwrap();
+        match reply {
+            weft_core::Message::Text(t) => assert_eq!(t.as_str(), "RECEIPT\nmessage-id: m-1\n\n"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.queue_len("/queue/m"), 1);
+        mux.close();
+        b.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_slow_consumer_is_held_back_by_credit_on_both_nodes() {
     within(async {
         let (b_max, a_max, window) = (10, 20, 4);
@@ -405,24 +541,31 @@ async fn a_slow_consumer_is_held_back_by_credit_on_both_nodes() {
         // Nobody consumes on B: A's producer is refused once both are full.
         let producer = Client::connect(&a.url()).await.unwrap();
         let mut ok = Vec::new();
-        let mut refused = None;
-        for i in 0..200 {
-            match producer.send("/queue/slow", format!("{i}")).await {
+        let mut i = 0;
+        let refused = loop {
+            assert!(i < 400, "A never refused");
+            i += 1;
+            match producer.send("/queue/slow", format!("{}", ok.len())).await {
                 Ok(id) => ok.push(id),
-                Err(e) => {
-                    refused = Some(e);
-                    break;
+                // A is full before the link filled B (a slow machine):
+                // wait for the link and try again.
+                Err(e) if b.queue_len("/queue/slow") < b_max => {
+                    assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
+                Err(e) => break e,
             }
-            // Let the link move what it can before the next one.
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let e = refused.expect("A refuses once full");
-        assert_eq!(e.code(), Some(ErrorCode::QUEUE_FULL));
-        // B holds its max_queue, the link its window, A the rest.
+        };
+        assert_eq!(refused.code(), Some(ErrorCode::QUEUE_FULL));
+        // B holds its max_queue, the link at most its window, A the rest:
+        // every accepted message is in exactly one place.
         assert_eq!(b.queue_len("/queue/slow"), b_max);
+        wait_for("the link to settle", || {
+            a.queue_len("/queue/slow") + status.in_flight() as usize + b_max == ok.len()
+        })
+        .await;
         assert!(status.in_flight() <= u64::from(window));
-        assert!(a.queue_len("/queue/slow") <= a_max);
+        assert_eq!(a.queue_len("/queue/slow"), a_max);
         assert!(
             (b_max + a_max..=b_max + a_max + window as usize).contains(&ok.len()),
             "{} accepted",
