@@ -129,7 +129,20 @@ impl LinkConfig {
     }
 }
 
-/// Why a link configuration cannot run (see [`check`]).
+/// True if `id` can name a node in links: 1 to 64 bytes of
+/// `A-Z a-z 0-9 _ . -` (it travels in a request header and in the
+/// `weft-forwarded` header).
+pub fn valid_node_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// Why a link configuration cannot run on `backend`: a Redis backend, no
+/// destinations, a window of 0 or over the backend's `max_credit`, a
+/// back-off of 0 or with `backoff_min > backoff_max`, a keepalive of 0, or
+/// a URL that is not one.
 pub fn check(config: &LinkConfig, backend: &Backend) -> Result<(), String> {
     let max_credit = match backend {
         Backend::Memory(m) => m.lock().config().max_credit,
@@ -155,6 +168,9 @@ pub fn check(config: &LinkConfig, backend: &Backend) -> Result<(), String> {
             "link to {}: backoff_min must be above 0 and at most backoff_max",
             config.url
         ));
+    }
+    if config.keepalive.is_zero() {
+        return Err(format!("link to {}: keepalive must be above 0", config.url));
     }
     config
         .url
@@ -563,10 +579,20 @@ impl Forwarder {
             max_body: usize::MAX,
         };
         let msg = frame::encode(&f, Form::Binary, &no_limit).expect("binary encodes every frame");
-        self.channel
-            .send(msg)
-            .await
-            .map_err(|e| format!("the channel failed: {e}"))?;
+        // `send` waits while the channel's buffer is full: bounded like the
+        // keepalive, so a network that stopped moving is noticed here too.
+        // (Cancelling it is safe: the message is queued whole or not at
+        // all, and the delivery goes back to the queue with the session.)
+        let limit = self.config.keepalive * 2;
+        match tokio::time::timeout(limit, self.channel.send(msg)).await {
+            Ok(r) => r.map_err(|e| format!("the channel failed: {e}"))?,
+            Err(_) => {
+                return Err(format!(
+                    "the other node took nothing for {} s",
+                    limit.as_secs()
+                ));
+            }
+        }
         self.in_flight
             .entry(m.message_id.clone())
             .or_default()

@@ -90,8 +90,8 @@ pub struct ServerConfig {
     /// destinations. Started by [`Server::run_until`]. Default none.
     pub links: Vec<LinkConfig>,
     /// This node's name in links: sent to the nodes it links to and put in
-    /// the `weft-forwarded` header of the messages it forwards. Default: a
-    /// random 64-bit hex string.
+    /// the `weft-forwarded` header of the messages it forwards; 1 to 64
+    /// bytes of `A-Z a-z 0-9 _ . -`. Default: a random 64-bit hex string.
     pub node_id: String,
 }
 
@@ -170,16 +170,22 @@ impl Server {
 
     /// Binds `addr` over `backend` (for example [`Backend::redis`]).
     /// Fails with `InvalidInput` if a link in `config` cannot run (see
-    /// [`crate::link`]: no destinations, a window of 0 or over the
-    /// backend's `max_credit`, or a Redis backend).
+    /// [`link::check`]) or the node id cannot name a node
+    /// ([`link::valid_node_id`]).
     pub async fn bind_with(
         addr: impl ToSocketAddrs,
         config: ServerConfig,
         backend: Backend,
     ) -> std::io::Result<Server> {
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
         for l in &config.links {
-            link::check(l, &backend)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            link::check(l, &backend).map_err(invalid)?;
+        }
+        if !config.links.is_empty() && !link::valid_node_id(&config.node_id) {
+            return Err(invalid(format!(
+                "node id {:?} must be 1 to 64 bytes of A-Z a-z 0-9 _ . -",
+                config.node_id
+            )));
         }
         let listener = TcpListener::bind(addr).await?;
         let ws = websocket_builder(&config);

@@ -789,10 +789,13 @@ async fn link_settings_are_checked_at_bind() {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
         assert!(e.to_string().contains(why), "{e}");
     }
-    // At the limit it binds.
-    let ok = with_links(vec![LinkConfig {
-        window: MemoryConfig::default().max_credit,
-        ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
-    }]);
+    // At the limits it binds.
+    let ok = ServerConfig {
+        node_id: "n".repeat(64),
+        ..with_links(vec![LinkConfig {
+            window: MemoryConfig::default().max_credit,
+            ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
+        }])
+    };
     Server::bind("127.0.0.1:0", ok).await.unwrap();
 }

@@ -1112,3 +1112,27 @@ async fn concurrent_sends_batched_together_keep_order_dedupe_and_the_limit() {
     .await;
     a.kill();
 }
+
+#[tokio::test]
+async fn redis_nodes_refuse_links() {
+    let Some(url) = redis_url("redis_nodes_refuse_links") else {
+        return;
+    };
+    let backend = Backend::redis(&url, config(30_000)).await.unwrap();
+    let link = weft_broker::LinkConfig::new(
+        "ws://127.0.0.1:1/",
+        vec![weft_broker::Destination::new("/queue/a").unwrap()],
+    );
+    let e = Server::bind_with(
+        "127.0.0.1:0",
+        ServerConfig {
+            links: vec![link],
+            ..ServerConfig::default()
+        },
+        backend,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("need no link"), "{e}");
+}
