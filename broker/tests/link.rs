@@ -369,21 +369,28 @@ async fn a_cut_connection_loses_nothing_in_flight() {
         let n = 600;
         let proxy = Arc::new(proxy);
         let (cutter, link) = (proxy.clone(), status.clone());
-        // The producer cuts the connection twice while the link is busy
-        // with its messages (some sent to B and not yet acknowledged).
+        // The producer cuts the connection twice while the link is busy:
+        // first the network stops carrying (so what the link sends next
+        // certainly never reaches B), 20 more messages go to A, then the
+        // connection is dropped.
         let sending = tokio::spawn(async move {
             let mut ids = HashSet::new();
             let mut in_flight_at_cuts = 0;
             for i in 0..n {
-                let id = producer.send("/queue/c", format!("{i}")).await.unwrap();
-                ids.insert(id.as_str().to_owned());
                 if i == 200 || i == 400 {
                     // (Cut an established link, not one reconnecting.)
                     while !link.connected() {
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
+                    cutter.frozen.store(true, Ordering::SeqCst);
+                }
+                let id = producer.send("/queue/c", format!("{i}")).await.unwrap();
+                ids.insert(id.as_str().to_owned());
+                if i == 220 || i == 420 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                     in_flight_at_cuts += link.in_flight();
                     cutter.cut();
+                    cutter.frozen.store(false, Ordering::SeqCst);
                 }
             }
             (ids, in_flight_at_cuts)
@@ -391,14 +398,20 @@ async fn a_cut_connection_loses_nothing_in_flight() {
         let mut seen = HashSet::new();
         let mut dups = 0;
         while seen.len() < n {
-            let d = sub.next().await.expect("open");
+            // A lost message never comes: give up after a quiet while.
+            let Ok(d) = tokio::time::timeout(Duration::from_secs(3), sub.next()).await else {
+                break;
+            };
+            let d = d.expect("open");
             sub.ack(&d).unwrap();
             if !seen.insert(d.message_id.as_str().to_owned()) {
                 dups += 1;
             }
         }
         let (want, in_flight_at_cuts) = sending.await.unwrap();
-        assert_eq!(want.difference(&seen).count(), 0, "lost");
+        let lost = want.difference(&seen).count();
+        assert_eq!(lost, 0, "{lost} acknowledged messages lost");
+        assert!(in_flight_at_cuts >= 20, "{in_flight_at_cuts} in flight");
         // The last cut may come after the link had forwarded everything.
         wait_for("a reconnection after each cut", || {
             status.connects() >= 3 && status.connected()
