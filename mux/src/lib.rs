@@ -38,7 +38,7 @@ pub mod wire;
 
 pub use config::{FallbackRule, MuxConfig};
 pub use handshake::DeltaBase;
-pub use mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent};
+pub use mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent, Transmit};
 pub use negotiate::{MuxFactory, MuxNegotiated, UnlessMux};
 pub use wire::{ChannelId, DropCode};
 

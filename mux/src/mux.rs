@@ -1134,14 +1134,27 @@ impl Multiplexer {
     /// blocks (with any deferred FlowControl) first, then one inner frame of
     /// the next channel in turn.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        let t = self.poll_transmit_parts()?;
+        let mut msg = Vec::with_capacity(t.len());
+        msg.extend_from_slice(t.prefix());
+        msg.extend_from_slice(&t.payload);
+        Some(Bytes::from(msg))
+    }
+
+    /// [`poll_transmit`](Self::poll_transmit) without joining the message:
+    /// its short [`prefix`](Transmit::prefix) (the channel ID and inner
+    /// frame header, or the control channel's ID) and its payload, a slice
+    /// of the channel's frame shared by reference. Send both as one
+    /// physical binary message, e.g. with
+    /// `WebSocket::start_send_binary_prefixed`, so the payload is never
+    /// copied on a server and copied once (while masking) on a client.
+    pub fn poll_transmit_parts(&mut self) -> Option<Transmit> {
         if !self.fc_deferred.is_empty() && self.failed.is_none() {
             self.flush_deferred();
         }
         if !self.control.is_empty() {
-            let mut msg = Vec::with_capacity(1 + self.control.len());
-            msg.push(0);
-            msg.append(&mut self.control);
-            return Some(Bytes::from(msg));
+            let control = std::mem::take(&mut self.control);
+            return Some(Transmit::new(&[0], Bytes::from(control)));
         }
         if self.failed.is_some() {
             return None;
@@ -1154,7 +1167,7 @@ impl Multiplexer {
         None
     }
 
-    fn transmit_from(&mut self, id: u32) -> Option<Bytes> {
+    fn transmit_from(&mut self, id: u32) -> Option<Transmit> {
         let max_inner = self.config.max_inner_frame.max(1);
         let ch = self.channels.get_mut(&id)?;
         ch.scheduled = false;
@@ -1190,15 +1203,15 @@ impl Multiplexer {
         let last = frame.payload.is_empty();
         ch.send_quota -= take as u64 + opening;
         let channel = ChannelId::new(id).expect("valid");
-        let mut msg = Vec::with_capacity(5 + piece.len());
+        let mut head = Vec::with_capacity(PREFIX_MAX);
         encode_inner_header(
             channel,
             frame.fin && last,
             frame.rsv,
             frame.opcode,
-            &mut msg,
+            &mut head,
         );
-        msg.extend_from_slice(&piece);
+        let msg = Transmit::new(&head, piece);
         if !last {
             ch.sending = Some(Frame {
                 fin: frame.fin,
@@ -1213,6 +1226,56 @@ impl Multiplexer {
         } else {
             self.maybe_finish(id);
         }
-        Some(Bytes::from(msg))
+        Some(msg)
+    }
+}
+
+/// Longest [`Transmit::prefix`]: a 4-byte channel ID and the inner frame
+/// header byte, with room to spare.
+const PREFIX_MAX: usize = 8;
+
+/// One physical binary message of [`Multiplexer::poll_transmit_parts`]: a
+/// short prefix and a payload, to be sent as one message (prefix first).
+#[derive(Clone)]
+pub struct Transmit {
+    head: [u8; PREFIX_MAX],
+    head_len: u8,
+    /// The rest of the message (shared, never copied by the multiplexer).
+    pub payload: Bytes,
+}
+
+impl Transmit {
+    fn new(prefix: &[u8], payload: Bytes) -> Self {
+        let mut head = [0; PREFIX_MAX];
+        head[..prefix.len()].copy_from_slice(prefix);
+        Transmit {
+            head,
+            head_len: prefix.len() as u8,
+            payload,
+        }
+    }
+
+    /// The bytes in front of the payload.
+    pub fn prefix(&self) -> &[u8] {
+        &self.head[..self.head_len as usize]
+    }
+
+    /// Length of the whole physical message.
+    pub fn len(&self) -> usize {
+        self.head_len as usize + self.payload.len()
+    }
+
+    /// True if the message is empty (never, for a transmitted message).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transmit")
+            .field("prefix", &self.prefix())
+            .field("payload_len", &self.payload.len())
+            .finish()
     }
 }
