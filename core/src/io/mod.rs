@@ -16,6 +16,7 @@
 mod client;
 mod head;
 mod ops;
+mod prefixed;
 mod prepared;
 mod server;
 mod split;
