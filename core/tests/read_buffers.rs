@@ -28,20 +28,25 @@ fn counted() -> bool {
     COUNTED.try_with(Cell::get).unwrap_or(false)
 }
 
+// SAFETY: every call is passed on unchanged to the system allocator, which
+// upholds GlobalAlloc's contract; counting touches no allocation.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= LARGE_SIZE && counted() {
             LARGE.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: the caller's `layout` contract is passed on as is.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc`/`realloc` above, i.e. from System.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if new_size >= LARGE_SIZE && new_size > layout.size() && counted() {
             LARGE.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: `ptr` came from System with `layout`, as the caller promises.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
