@@ -61,10 +61,18 @@ const MESSAGES: usize = 16;
 /// until the next `held` have arrived (0: dropped at once); returns how
 /// many large allocations the server side made.
 async fn server_large_allocations(held: usize) -> usize {
+    let sizes = vec![1 << 20; MESSAGES];
+    server_large_allocations_for(&sizes, held).await
+}
+
+/// As [`server_large_allocations`] for messages of `sizes`.
+async fn server_large_allocations_for(sizes: &[usize], held: usize) -> usize {
     let (mut c, mut s) = tcp_pair(ClientBuilder::new(), ServerBuilder::new()).await;
     // The client runs on the runtime's worker thread, outside the count.
-    let msgs: Vec<Message> = (0..MESSAGES)
-        .map(|k| Message::binary(vec![k as u8; 1 << 20]))
+    let msgs: Vec<Message> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| Message::binary(vec![k as u8; n]))
         .collect();
     let client = tokio::spawn(async move {
         for m in msgs {
@@ -79,7 +87,7 @@ async fn server_large_allocations(held: usize) -> usize {
     COUNTED.with(|c| c.set(true));
     let before = LARGE.load(Ordering::Relaxed);
     let mut window = std::collections::VecDeque::new();
-    for k in 0..MESSAGES {
+    for (k, &size) in sizes.iter().enumerate() {
         let m = tokio::time::timeout(T, s.recv())
             .await
             .unwrap()
@@ -89,7 +97,7 @@ async fn server_large_allocations(held: usize) -> usize {
             panic!("expected binary")
         };
         assert!(
-            b.len() == 1 << 20 && b.iter().all(|&x| x == k as u8),
+            b.len() == size && b.iter().all(|&x| x == k as u8),
             "message {k}"
         );
         window.push_back(b);
@@ -123,4 +131,17 @@ async fn large_messages_are_read_into_reused_buffers() {
     // and every payload stays intact (checked above).
     let n = server_large_allocations(3).await;
     assert!(n <= MESSAGES + 1, "{n}");
+    // A connection that stops receiving large messages frees the kept
+    // buffers (after 64 reads without one): the next large message after
+    // 100 small ones needs a new buffer again, while one after 10 small
+    // ones does not.
+    let mut sizes = vec![1 << 20, 1 << 20];
+    sizes.extend([100; 10]);
+    sizes.push(1 << 20);
+    assert!(server_large_allocations_for(&sizes, 0).await <= 2);
+    let mut sizes = vec![1 << 20, 1 << 20];
+    sizes.extend([100; 100]);
+    sizes.push(1 << 20);
+    let n = server_large_allocations_for(&sizes, 0).await;
+    assert!(n >= 2, "kept buffers were not freed: {n} large allocations");
 }

@@ -929,7 +929,9 @@ impl<S> Drop for WebSocket<S> {
 /// buffer. An idle connection that never received a large frame holds none.
 #[derive(Debug, Default)]
 struct FrameBufs {
-    kept: [Option<Kept>; KEPT_FRAME_BUFS],
+    /// Boxed, and only once a large frame arrived: a connection that never
+    /// receives one pays a pointer for this.
+    kept: Option<Box<[Option<Kept>; KEPT_FRAME_BUFS]>>,
     /// Where the next new buffer is kept (the older one is replaced).
     next: usize,
     /// Reads since the last large frame.
@@ -968,8 +970,8 @@ impl FrameBufs {
     /// that is kept for later frames (if not too large).
     fn room(&mut self, buf: &mut BytesMut, additional: usize) {
         let len = buf.len();
-        if let Some(slot) = self
-            .kept
+        let kept = self.kept.get_or_insert_with(Default::default);
+        if let Some(slot) = kept
             .iter_mut()
             .find(|k| k.as_ref().is_some_and(|k| k.holds(buf)))
         {
@@ -987,7 +989,7 @@ impl FrameBufs {
                 return;
             }
         }
-        for slot in &mut self.kept {
+        for slot in kept.iter_mut() {
             if let Some(kept) = slot
                 && !kept.holds(buf)
                 && kept.handle.try_reclaim(len + additional)
@@ -1010,7 +1012,7 @@ impl FrameBufs {
         fresh.extend_from_slice(buf);
         *buf = fresh;
         if buf.capacity() <= MAX_KEPT_FRAME_BUF {
-            self.kept[self.next] = Some(Kept::new(buf));
+            kept[self.next] = Some(Kept::new(buf));
             self.next = (self.next + 1) % KEPT_FRAME_BUFS;
         }
     }
@@ -1022,7 +1024,7 @@ impl FrameBufs {
         if self.idle_reads < KEEP_FRAME_BUFS_FOR {
             self.idle_reads += 1;
             if self.idle_reads == KEEP_FRAME_BUFS_FOR {
-                self.kept = Default::default();
+                self.kept = None;
             }
         }
     }
