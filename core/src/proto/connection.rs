@@ -49,7 +49,9 @@ pub enum ReadStrategy {
     /// buffer this way, so waiting connections hold no read buffer). A
     /// frame that is such a whole buffer takes it over as its payload,
     /// without a shared header; larger buffers stay with the reader, which
-    /// reuses them once the payload is dropped.
+    /// reuses them once the payload is dropped. The reader also makes room
+    /// for a frame whose remaining bytes ([`Connection::read_hint`]) exceed
+    /// `max`: [`Connection::handle_read`] does not grow the buffer for it.
     ExactSmallReads {
         /// The largest read that arrives in an exact-size buffer.
         max: usize,
@@ -487,8 +489,13 @@ impl Connection {
             // A little more than the frame needs: the read that completes it
             // then does not fill the buffer exactly, and a reader that got
             // less than it offered knows the socket is drained without
-            // another read (tokio clears readiness on a short read).
-            buf.reserve(self.need + READ_SLACK);
+            // another read (tokio clears readiness on a short read). A
+            // reader with ReadStrategy::ExactSmallReads finds the room for
+            // frames past its small reads itself (`read_hint`), so that it
+            // can reuse buffers of earlier frames.
+            if self.take_max == 0 || self.need <= self.take_max {
+                buf.reserve(self.need + READ_SLACK);
+            }
             return Ok(None);
         }
         let mut payload = if total == buf.len() && buf.capacity() == total && total <= self.take_max
