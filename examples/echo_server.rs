@@ -37,6 +37,13 @@
 //!   waits up to `--shutdown-grace SECS` (default 10) for them, then exits
 //!   and prints the traffic and compression totals.
 //!
+//! Logging: with `RUST_LOG` set (e.g. `RUST_LOG=weft_core=debug`, or
+//! `info` for protocol errors and keepalive timeouts only), weft's
+//! `tracing` events (connection opened and negotiated, closed with codes,
+//! reason, duration and traffic, protocol errors) go to stderr through
+//! tracing-subscriber's `EnvFilter`; without it no subscriber is installed
+//! and the events cost next to nothing.
+//!
 //! Socket tuning: a mux connection gets `TCP_NOTSENT_LOWAT` (16 KiB, from
 //! `MuxConfig`) once mux is negotiated; plain WebSocket connections keep the
 //! system's default (no limit on unsent data), as every peer server does.
@@ -174,6 +181,18 @@ fn server(args: &Args, stats: &ServerStats, shutdown: &Shutdown) -> ServerBuilde
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        // RUST_LOG as an EnvFilter; a bad directive is reported, not fatal.
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|e| {
+            eprintln!("echo_server: RUST_LOG: {e}; logging warnings only");
+            tracing_subscriber::EnvFilter::new("warn")
+        });
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let runtime = match args.threads {
         1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -99,11 +99,9 @@
 //! cargo bench -p weft-benches --bench compressed_echo -- c1/64KiB  # one group
 //! ```
 
-use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput, measurement::WallTime};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use futures_util::{SinkExt, StreamExt};
-use serde::Serialize;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -111,7 +109,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use test_support::{Rng, SeededRng};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
@@ -417,79 +414,13 @@ fn yawc_options(p: Params) -> yawc::Options {
 // Payload
 
 /// 100 words, space separated (one string so rustfmt keeps it short).
-const WORDS: &str = "the a is to and of in that it for on with as this we you be at have not \
-    deploy server latency build merge review branch test fix bug release config cache socket \
-    message queue worker thread memory window compress stream frame client handshake timeout \
-    retry error metric dashboard alert ticket sprint meeting lunch coffee tomorrow today \
-    yesterday done looks good thanks please check again later maybe sure really quick slow fast \
-    green red flaky pipeline rollback staging production ship it now after before because \
-    still just think know need want see run make update comment patch issue ok";
-const USERS: &str = "alice bob carol dave erin frank grace heidi ivan judy mallory trent";
-const CHANNELS: &str = "general dev ops random releases support";
-
-/// One record of [`json_message`].
-#[derive(Serialize)]
-struct ChatRecord<'a> {
-    id: u64,
-    user: String,
-    channel: &'a str,
-    ts: u64,
-    text: String,
-    reactions: Reactions,
-    edited: bool,
-}
-
-#[derive(Serialize)]
-struct Reactions {
-    #[serde(rename = "+1")]
-    plus_one: u32,
-    eyes: u32,
-}
-
-/// A JSON-like array of chat records, cut to exactly `size` ASCII bytes.
-fn json_message(rng: &mut SeededRng, size: usize, first_id: &mut u64) -> String {
-    let words: Vec<&str> = WORDS.split_whitespace().collect();
-    let users: Vec<&str> = USERS.split_whitespace().collect();
-    let channels: Vec<&str> = CHANNELS.split_whitespace().collect();
-    let mut s = String::with_capacity(size + 512);
-    s.push('[');
-    while s.len() < size {
-        *first_id += 1 + rng.random_range(0..3u64);
-        let user = users[rng.random_range(0..users.len())];
-        let n_words = 4 + rng.random_range(0..20);
-        let mut text = String::new();
-        for i in 0..n_words {
-            if i > 0 {
-                text.push(' ');
-            }
-            text.push_str(words[rng.random_range(0..words.len())]);
-        }
-        let record = ChatRecord {
-            id: *first_id,
-            user: format!("{user}{}", rng.random_range(0..100u32)),
-            channel: channels[rng.random_range(0..channels.len())],
-            ts: 1_700_000_000_000u64 + *first_id * 1_337 + rng.random_range(0..1000u64),
-            text,
-            reactions: Reactions {
-                plus_one: rng.random_range(0..5u32),
-                eyes: rng.random_range(0..3u32),
-            },
-            edited: rng.random_range(0..4u32) == 0,
-        };
-        s.push_str(&serde_json::to_string(&record).expect("a chat record serializes"));
-        s.push(',');
-    }
-    s.truncate(size);
-    s
-}
-
 /// Distinct messages of `size` bytes, `CORPUS_BYTES` in all (at least 8).
 fn corpus(size: usize) -> Vec<Utf8Bytes> {
     let mut rng = test_support::rng(0x5eed_0000_0000_0001 ^ size as u64);
     let mut id = 0;
     let n = (CORPUS_BYTES / size).max(8);
     (0..n)
-        .map(|_| Utf8Bytes::from(json_message(&mut rng, size, &mut id)))
+        .map(|_| Utf8Bytes::from(weft_benches::json::json_message(&mut rng, size, &mut id)))
         .collect()
 }
 
@@ -504,7 +435,10 @@ fn start_server(rt: &Runtime, lib: Lib) -> SocketAddr {
             rt.spawn(serve_weft(listener, weft_config(lib)));
         }
         Lib::Yawc | Lib::YawcDefaultWindows => {
-            rt.spawn(serve_yawc(listener, yawc_options(lib.params())));
+            rt.spawn(weft_benches::servers::serve_yawc(
+                listener,
+                yawc_options(lib.params()),
+            ));
         }
     }
     addr
@@ -540,47 +474,6 @@ async fn serve_weft(listener: TcpListener, pmd: PerMessageDeflate) {
 
 /// yawc: hyper http1 with upgrades, the WebSocket task run
 /// `unconstrained`, `next()` + `send()` (yawc's echo-server idiom).
-async fn serve_yawc(listener: TcpListener, options: yawc::Options) {
-    use http_body_util::Empty;
-    use hyper::body::Incoming;
-    use hyper::{Request, Response};
-
-    async fn upgrade(
-        mut req: Request<Incoming>,
-        options: yawc::Options,
-    ) -> yawc::Result<Response<Empty<Bytes>>> {
-        let (response, fut) = yawc::WebSocket::upgrade_with_options(&mut req, options)?;
-        tokio::spawn(tokio::task::unconstrained(async move {
-            let Ok(mut ws) = fut.await else {
-                return;
-            };
-            while let Some(frame) = ws.next().await {
-                if matches!(frame.opcode(), yawc::OpCode::Text | yawc::OpCode::Binary)
-                    && ws.send(frame).await.is_err()
-                {
-                    break;
-                }
-            }
-        }));
-        Ok(response)
-    }
-
-    loop {
-        let stream = accept(&listener).await;
-        let options = options.clone();
-        tokio::spawn(async move {
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(
-                    io,
-                    hyper::service::service_fn(move |req| upgrade(req, options.clone())),
-                )
-                .with_upgrades()
-                .await;
-        });
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Client transport: counts bytes, keeps the handshake
 

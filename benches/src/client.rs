@@ -10,6 +10,16 @@
 //! - receiving: a streaming frame parser that checks opcode, FIN and length
 //!   of every echo and skips the payload without copying it anywhere; the
 //!   payload bytes are compared once per connection with [`EchoConn::verify`].
+//! - permessage-deflate ([`EchoConn::connect_deflate`]): the client offers
+//!   `permessage-deflate; client_max_window_bits`, compresses the message
+//!   once per connection (raw deflate, level 6, the client window the
+//!   server answered, a fresh context, sync flush, tail stripped: a message
+//!   that needs no context, which RFC 7692 §7.2.1 lets a sender always
+//!   send), and sends that frame every time; so the client costs the same
+//!   whichever server it talks to and the server does all the deflate work
+//!   (inflate every message, compress every echo with its own parameters).
+//!   Echoes are checked once per connection by inflating them; afterwards
+//!   they are counted (any length, compressed or not) without inflating.
 
 use std::cell::Cell;
 use std::io::{Error, ErrorKind};
@@ -36,8 +46,14 @@ pub fn payload(len: usize) -> Vec<u8> {
 
 /// A final, masked binary frame carrying `payload`.
 pub fn masked_frame(payload: &[u8]) -> Vec<u8> {
+    masked_frame_with(0x82, payload)
+}
+
+/// A masked frame with first byte `byte0` (FIN, RSV, opcode) carrying
+/// `payload`.
+fn masked_frame_with(byte0: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(0x82);
+    out.push(byte0);
     let len = payload.len();
     if len < 126 {
         out.push(0x80 | len as u8);
@@ -56,17 +72,23 @@ pub fn masked_frame(payload: &[u8]) -> Vec<u8> {
 /// Connects to `addr` and completes the opening handshake; the stream is
 /// ready for frames afterwards (the server sends nothing unprompted).
 pub async fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_inner(addr))
+    Ok(connect_with(addr, "").await?.0)
+}
+
+/// [`connect`] with `extra` header lines (each ending in CRLF) in the
+/// request; also returns the response head.
+async fn connect_with(addr: SocketAddr, extra: &str) -> std::io::Result<(TcpStream, String)> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_inner(addr, extra))
         .await
         .map_err(|_| Error::new(ErrorKind::TimedOut, "handshake timed out"))?
 }
 
-async fn connect_inner(addr: SocketAddr) -> std::io::Result<TcpStream> {
+async fn connect_inner(addr: SocketAddr, extra: &str) -> std::io::Result<(TcpStream, String)> {
     let mut stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let request = format!(
         "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     );
     stream.write_all(request.as_bytes()).await?;
     let mut buf = Vec::with_capacity(512);
@@ -96,7 +118,74 @@ async fn connect_inner(addr: SocketAddr) -> std::io::Result<TcpStream> {
     if !status_ok || !accept_ok {
         return Err(Error::other(format!("bad handshake response: {head:?}")));
     }
-    Ok(stream)
+    let head = head.into_owned();
+    Ok((stream, head))
+}
+
+/// The permessage-deflate offer of [`EchoConn::connect_deflate`]: RFC 7692
+/// defaults, and the client accepts any client window the server asks for.
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// The server's permessage-deflate answer in a response head: the header
+/// value and the client window it sets (15 when not given).
+fn deflate_answer(head: &str) -> Option<(String, u8)> {
+    let value = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-extensions"))?
+        .1
+        .trim()
+        .to_owned();
+    let mut params = value.split(';').map(str::trim);
+    if params.next()? != "permessage-deflate" {
+        return None;
+    }
+    let mut bits = 15;
+    for p in params {
+        if let Some(v) = p.strip_prefix("client_max_window_bits=") {
+            bits = v.trim_matches('"').parse().ok()?;
+        }
+    }
+    Some((value, bits))
+}
+
+/// `payload` compressed as one permessage-deflate message with a fresh
+/// context (raw deflate, level 6, `bits` window, sync flush, the final
+/// `00 00 ff ff` removed): a masked final text frame with RSV1.
+fn compressed_text_frame(payload: &[u8], bits: u8) -> Vec<u8> {
+    use flate2::{Compress, Compression, FlushCompress};
+    let mut c = Compress::new_with_window_bits(Compression::new(6), false, bits);
+    let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+    loop {
+        let done = c.total_in() as usize;
+        out.reserve(4096);
+        c.compress_vec(&payload[done..], &mut out, FlushCompress::Sync)
+            .expect("deflate");
+        if c.total_in() as usize == payload.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "sync flush tail");
+    out.truncate(out.len() - 4);
+    masked_frame_with(0xc1, &out)
+}
+
+/// Inflates one permessage-deflate message (tail re-added) with `d`.
+fn inflate_message(d: &mut flate2::Decompress, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use flate2::FlushDecompress;
+    let mut input = data.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(data.len() * 4 + 1024);
+    let start = d.total_in();
+    loop {
+        let done = (d.total_in() - start) as usize;
+        if done == input.len() {
+            return Ok(out);
+        }
+        out.reserve(64 << 10);
+        d.decompress_vec(&input[done..], &mut out, FlushDecompress::Sync)
+            .map_err(|e| Error::other(format!("inflate: {e}")))?;
+    }
 }
 
 /// A parsed frame header.
@@ -144,6 +233,9 @@ struct Skipper {
     hdr_len: usize,
     remaining: usize,
     expect: usize,
+    /// permessage-deflate: any final text or binary frame of any length
+    /// (compressed or not) is one echo.
+    compressed: bool,
 }
 
 impl Skipper {
@@ -170,7 +262,14 @@ impl Skipper {
             };
             data = &data[h.header_len - old..];
             self.hdr_len = 0;
-            if h.byte0 != 0x82 || h.len != self.expect {
+            if self.compressed {
+                if !matches!(h.byte0 & 0xbf, 0x81 | 0x82) {
+                    return Err(Error::other(format!(
+                        "unexpected frame: first byte {:#04x} (wanted a final text or binary frame)",
+                        h.byte0
+                    )));
+                }
+            } else if h.byte0 != 0x82 || h.len != self.expect {
                 return Err(Error::other(format!(
                     "unexpected frame: first byte {:#04x}, length {} (wanted 0x82, {})",
                     h.byte0, h.len, self.expect
@@ -219,6 +318,79 @@ impl EchoConn {
             conn.verify(frame, payload).await?;
         }
         Ok(conn)
+    }
+
+    /// Connects offering [`DEFLATE_OFFER`], which the server must accept;
+    /// builds the compressed frame of `payload` (sent as text) for the
+    /// client window it answered and checks three echoes of it by inflating
+    /// them (at least one must come back compressed). Returns the
+    /// connection, the frame to send, and the server's answer.
+    pub async fn connect_deflate(
+        addr: SocketAddr,
+        payload: &[u8],
+    ) -> std::io::Result<(EchoConn, Vec<u8>, String)> {
+        let offer = format!("Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n");
+        let (stream, head) = connect_with(addr, &offer).await?;
+        let Some((answer, bits)) = deflate_answer(&head) else {
+            return Err(Error::other(format!(
+                "permessage-deflate not accepted: {head:?}"
+            )));
+        };
+        if !(9..=15).contains(&bits) {
+            // zlib's raw deflate has no 8-bit window.
+            return Err(Error::other(format!(
+                "client_max_window_bits={bits}: not supported"
+            )));
+        }
+        let frame = compressed_text_frame(payload, bits);
+        let mut conn = EchoConn {
+            stream,
+            rbuf: vec![0u8; READ_BUF].into_boxed_slice(),
+            parser: Skipper {
+                compressed: true,
+                ..Skipper::default()
+            },
+        };
+        const CHECKS: usize = 3;
+        conn.stream.write_all(&frame.repeat(CHECKS)).await?;
+        // Server windows are at most 15 bits: a 15-bit decoder inflates
+        // any of them, with context takeover or without.
+        let mut d = flate2::Decompress::new_with_window_bits(false, 15);
+        let mut got = Vec::new();
+        let (mut echoes, mut compressed) = (0, 0);
+        while echoes < CHECKS {
+            if let Some(h) = parse_header(&got)
+                && got.len() >= h.header_len + h.len
+            {
+                let body = &got[h.header_len..h.header_len + h.len];
+                let plain = match h.byte0 {
+                    0xc1 => {
+                        compressed += 1;
+                        inflate_message(&mut d, body)?
+                    }
+                    0x81 => body.to_vec(),
+                    b => return Err(Error::other(format!("unexpected echo frame {b:#04x}"))),
+                };
+                if plain != payload {
+                    return Err(Error::other("echo differs from the message sent"));
+                }
+                got.drain(..h.header_len + h.len);
+                echoes += 1;
+                continue;
+            }
+            let n = conn.stream.read(&mut conn.rbuf).await?;
+            if n == 0 {
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
+            got.extend_from_slice(&conn.rbuf[..n]);
+        }
+        if !got.is_empty() {
+            return Err(Error::other("extra bytes after the echoes"));
+        }
+        if compressed == 0 {
+            return Err(Error::other("no echo came back compressed"));
+        }
+        Ok((conn, frame, answer))
     }
 
     /// Sends `frame` (a [`masked_frame`] of `payload`) once and checks that
@@ -381,5 +553,44 @@ mod tests {
     #[test]
     fn accept_key_matches_rfc_sample() {
         assert_eq!(weft_core::handshake::accept_key(KEY), ACCEPT);
+    }
+
+    #[test]
+    fn deflate_answers_give_the_client_window() {
+        let head = |ext: &str| {
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Extensions: {ext}\r\n\r\n"
+            )
+        };
+        let (v, bits) = deflate_answer(&head("permessage-deflate")).unwrap();
+        assert_eq!((v.as_str(), bits), ("permessage-deflate", 15));
+        let python = "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12";
+        assert_eq!(deflate_answer(&head(python)).unwrap().1, 12);
+        assert!(deflate_answer(&head("x-webkit-deflate-frame")).is_none());
+        assert!(deflate_answer("HTTP/1.1 101 Switching Protocols\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn compressed_frames_inflate_to_the_payload() {
+        let payload = crate::json::json_payload(64 << 10).into_bytes();
+        for bits in [9u8, 12, 15] {
+            let frame = compressed_text_frame(&payload, bits);
+            assert_eq!(frame[0], 0xc1, "final text with RSV1");
+            let h = parse_header(&frame).unwrap();
+            assert!(h.len < payload.len() / 2, "compressed: {} B", h.len);
+            let mut body = frame[h.header_len..].to_vec();
+            for (i, b) in body.iter_mut().enumerate() {
+                *b ^= MASK[i & 3];
+            }
+            let mut d = flate2::Decompress::new_with_window_bits(false, 15);
+            assert_eq!(
+                inflate_message(&mut d, &body).unwrap(),
+                payload,
+                "{bits} bits"
+            );
+            // A second copy inflates the same with the context kept: no
+            // references into the first.
+            assert_eq!(inflate_message(&mut d, &body).unwrap(), payload);
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! ([`client`]) that drives all of them identically.
 
 pub mod client;
+pub mod json;
 
 /// Message sizes of the echo benches, with their names in the output.
 pub const ECHO_SIZES: [(usize, &str); 4] = [

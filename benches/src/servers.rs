@@ -281,3 +281,57 @@ pub fn start_all(rt: &tokio::runtime::Runtime) -> Vec<(&'static str, std::net::S
     servers.push((BASELINE, addr));
     servers
 }
+
+/// yawc's echo server idiom: hyper `http1` with upgrades, one task per
+/// WebSocket (run `unconstrained`), `next()` + `send()`; `options` as given.
+/// Runs until the listener fails.
+pub async fn serve_yawc(listener: TcpListener, options: yawc::Options) {
+    use bytes::Bytes;
+    use futures_util::{SinkExt, StreamExt};
+    use http_body_util::Empty;
+    use hyper::body::Incoming;
+    use hyper::{Request, Response};
+
+    async fn upgrade(
+        mut req: Request<Incoming>,
+        options: yawc::Options,
+    ) -> yawc::Result<Response<Empty<Bytes>>> {
+        let (response, fut) = yawc::WebSocket::upgrade_with_options(&mut req, options)?;
+        tokio::spawn(tokio::task::unconstrained(async move {
+            let Ok(mut ws) = fut.await else {
+                return;
+            };
+            while let Some(frame) = ws.next().await {
+                if matches!(frame.opcode(), yawc::OpCode::Text | yawc::OpCode::Binary)
+                    && ws.send(frame).await.is_err()
+                {
+                    break;
+                }
+            }
+        }));
+        Ok(response)
+    }
+
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            // Out of fds or similar: back off instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let options = options.clone();
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(
+                    io,
+                    hyper::service::service_fn(move |req| upgrade(req, options.clone())),
+                )
+                .with_upgrades()
+                .await;
+        });
+    }
+}

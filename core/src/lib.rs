@@ -23,7 +23,11 @@
 //! socket → read buffer (large reads land there directly; small reads on a
 //! connection that was waiting go through a stack buffer and are copied into
 //! an allocation of exactly their size, so waiting connections hold no read
-//! buffer) → [`FrameHeader::parse`] (or
+//! buffer; a frame larger than that stack buffer gets room for all of it at
+//! once, in the buffer of an earlier large frame whose payload was dropped
+//! when there is one, so a connection receiving 1 MiB messages reuses one or
+//! two buffers instead of allocating and page-faulting a new megabyte per
+//! message) → [`FrameHeader::parse`] (or
 //! "need more") → mask, RSV and limit checks → unmask in place → payload split
 //! off as `Bytes` → the extension decoders ([`ext`]) in reverse with the message budget →
 //! RSV-consumed check → control frames answered inside the [`Session`], data

@@ -653,3 +653,75 @@ async fn pipelined_requests_are_answered_with_one_write() {
         );
     }
 }
+
+/// Receives `n` binary messages on `s`, keeping every `keep`-th payload
+/// alive (the rest are dropped at once), and returns the payloads' start
+/// addresses and the kept payloads.
+async fn recv_payloads<S>(
+    s: &mut weft_core::WebSocket<S>,
+    n: usize,
+    keep: usize,
+) -> (Vec<usize>, Vec<Bytes>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut addrs = Vec::new();
+    let mut kept = Vec::new();
+    for i in 0..n {
+        let m = tokio::time::timeout(T, s.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let Message::Binary(b) = m else {
+            panic!("expected binary, got {m:?}")
+        };
+        addrs.push(b.as_ptr() as usize);
+        if keep != 0 && i % keep == 0 {
+            kept.push(b);
+        }
+    }
+    (addrs, kept)
+}
+
+#[tokio::test]
+async fn large_payloads_kept_by_the_application_are_never_overwritten() {
+    // Pipelined large messages (several per read), with every other payload
+    // held while later ones are read: a held payload's buffer is not reused,
+    // and every payload keeps its bytes.
+    let (mut c, mut s) = tcp_pair(ClientBuilder::new(), ServerBuilder::new()).await;
+    let sizes = [
+        9000usize,
+        70_000,
+        1 << 20,
+        20_000,
+        (1 << 20) + 7,
+        65_536,
+        300_000,
+        1 << 20,
+    ];
+    let msgs: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| (i * 7 + k * 13) as u8).collect())
+        .collect();
+    let expect = msgs.clone();
+    let client = tokio::spawn(async move {
+        for round in 0..3 {
+            for m in &msgs {
+                c.feed(Message::binary(m.clone())).await.unwrap();
+            }
+            c.flush().await.unwrap();
+            let _ = round;
+        }
+        c
+    });
+    let (_, kept) = recv_payloads(&mut s, 3 * sizes.len(), 2).await;
+    // Kept: messages 0, 2, 4, ... of the 24 (every other one).
+    for (j, b) in kept.iter().enumerate() {
+        let i = (2 * j) % sizes.len();
+        assert_eq!(&b[..], &expect[i][..], "kept payload {j} (message {i})");
+    }
+    let mut c = client.await.unwrap();
+    c.close(CloseCode::NORMAL, "").await.ok();
+}

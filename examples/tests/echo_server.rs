@@ -191,3 +191,92 @@ async fn max_connections_answers_503_past_the_limit() {
         other => panic!("expected 503, got {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test]
+async fn rust_log_prints_the_connection_events_to_stderr() {
+    let mut child = Command::new(binary())
+        .args(["--addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "weft_core=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let (mut ws, _) =
+        tokio::time::timeout(T, ClientBuilder::new().connect(&format!("ws://{addr}/")))
+            .await
+            .unwrap()
+            .unwrap();
+    ws.send(Message::text("hi")).await.unwrap();
+    assert_eq!(
+        tokio::time::timeout(T, ws.recv())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        Message::text("hi")
+    );
+    tokio::time::timeout(T, ws.close(CloseCode::NORMAL, "bye"))
+        .await
+        .unwrap()
+        .unwrap();
+    // The server logs the close when the connection is dropped; give it a
+    // moment, then stop it and read what it wrote.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let _ = child.wait();
+    assert!(err.contains("websocket open: negotiated"), "stderr: {err}");
+    assert!(err.contains("websocket closed"), "stderr: {err}");
+    assert!(err.contains("peer_code=1000"), "stderr: {err}");
+    assert!(
+        err.contains("peer_reason=\"bye\"") || err.contains("peer_reason=bye"),
+        "stderr: {err}"
+    );
+}
+
+#[tokio::test]
+async fn without_rust_log_nothing_is_logged() {
+    let mut child = Command::new(binary())
+        .args(["--addr", "127.0.0.1:0"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    let (mut ws, _) =
+        tokio::time::timeout(T, ClientBuilder::new().connect(&format!("ws://{addr}/")))
+            .await
+            .unwrap()
+            .unwrap();
+    tokio::time::timeout(T, ws.close(CloseCode::NORMAL, ""))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let _ = child.wait();
+    assert!(err.is_empty(), "stderr without RUST_LOG: {err}");
+}

@@ -15,8 +15,8 @@
 #![no_main]
 
 use bytes::Bytes;
-use weft_mux::ChannelId;
 use weft_core::{OpCode, Rsv};
+use weft_mux::ChannelId;
 use weft_mux::wire::variant_a::{BlockA, PhysicalA, RawBlock, decode_physical_a};
 use weft_mux::wire::{Block, Physical, WireError, decode_physical, encode_inner_header, number};
 
@@ -42,7 +42,10 @@ fn variant_a(data: &[u8]) {
             b.encode(&mut out);
         }
         assert!(out.len() <= data.len());
-        assert_eq!(RawBlock::decode_all(&out, true).expect("re-encoding decodes"), raw);
+        assert_eq!(
+            RawBlock::decode_all(&out, true).expect("re-encoding decodes"),
+            raw
+        );
         if out.len() == data.len() && RawBlock::decode_all(data, true).is_ok() {
             assert_eq!(out, data);
         }
@@ -53,7 +56,10 @@ fn variant_a(data: &[u8]) {
             for b in &blocks {
                 b.encode(&mut out);
             }
-            assert_eq!(BlockA::decode_all(&out, true).expect("re-encoding decodes"), blocks);
+            assert_eq!(
+                BlockA::decode_all(&out, true).expect("re-encoding decodes"),
+                blocks
+            );
         }
         Err(e) => assert_eq!(e.drop_code().0, expected_drop_code_a(&e)),
     }

@@ -32,7 +32,9 @@
 //! which (past the buffer limit) replenishes the peer's quota. Sending: the
 //! channel's session produces frames (extensions encode there) → the
 //! scheduler cuts them to the quota and the inner frame limit → one physical
-//! binary message each.
+//! binary message each, handed out as its inner header plus a slice of the
+//! frame ([`Multiplexer::poll_transmit_parts`]) so the tokio driver writes
+//! the payload without copying it (a client copies once, while masking).
 
 pub mod config;
 pub mod handshake;
@@ -44,7 +46,7 @@ pub mod wire;
 
 pub use config::{FallbackRule, MuxConfig, MuxVariant};
 pub use handshake::DeltaBase;
-pub use mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent};
+pub use mux::{ChannelAccepted, ChannelEnd, Multiplexer, MuxError, MuxEvent, Transmit};
 pub use negotiate::{GoogleMuxFactory, MuxFactory, MuxNegotiated, UnlessMux};
 pub use wire::{ChannelId, DropCode};
 

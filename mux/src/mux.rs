@@ -1359,7 +1359,7 @@ impl Multiplexer {
     /// of the next physical frame, without its opcode and FIN: use
     /// [`poll_transmit_frame`](Self::poll_transmit_frame) there.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        self.poll_transmit_frame().map(|f| f.payload)
+        self.poll_transmit_parts().map(Transmit::into_bytes)
     }
 
     /// The next physical frame to send, if any (same order as
@@ -1369,14 +1369,30 @@ impl Multiplexer {
     /// (docs/specs/mux.md §3.1). The I/O layer adds the physical header and,
     /// as a client, the mask.
     pub fn poll_transmit_frame(&mut self) -> Option<Frame> {
+        let t = self.poll_transmit_parts()?;
+        Some(Frame {
+            fin: t.fin(),
+            rsv: Rsv::empty(),
+            opcode: t.opcode(),
+            payload: t.into_bytes(),
+        })
+    }
+
+    /// [`poll_transmit_frame`](Self::poll_transmit_frame) without joining
+    /// the frame's payload: its short [`prefix`](Transmit::prefix) (the
+    /// channel ID and, in variant B, the inner frame header; or the control
+    /// channel's ID) and its payload, a slice of the channel's frame shared
+    /// by reference. Send both as one physical frame, e.g. with
+    /// `WebSocket::start_send_binary_prefixed` in variant B, so the payload
+    /// is never copied on a server and copied once (while masking) on a
+    /// client.
+    pub fn poll_transmit_parts(&mut self) -> Option<Transmit> {
         if !self.fc_deferred.is_empty() && self.failed.is_none() {
             self.flush_deferred();
         }
         if !self.control.is_empty() {
-            let mut msg = Vec::with_capacity(1 + self.control.len());
-            msg.push(0);
-            msg.append(&mut self.control);
-            return Some(Frame::new(OpCode::Binary, msg));
+            let control = std::mem::take(&mut self.control);
+            return Some(Transmit::new(&[0], Bytes::from(control)));
         }
         if self.failed.is_some() {
             return None;
@@ -1389,7 +1405,7 @@ impl Multiplexer {
         None
     }
 
-    fn transmit_from(&mut self, id: u32) -> Option<Frame> {
+    fn transmit_from(&mut self, id: u32) -> Option<Transmit> {
         let max_inner = self.config.max_inner_frame.max(1);
         let ch = self.channels.get_mut(&id)?;
         ch.scheduled = false;
@@ -1425,39 +1441,35 @@ impl Multiplexer {
         let last = frame.payload.is_empty();
         ch.send_quota -= take as u64 + opening;
         let channel = ChannelId::new(id).expect("valid");
-        let variant = self.config.variant;
-        let mut msg = Vec::with_capacity(5 + piece.len());
-        let (fin, opcode) = match variant {
+        let mut head = Vec::with_capacity(PREFIX_MAX);
+        let msg = match self.config.variant {
             MuxVariant::B => {
                 encode_inner_header(
                     channel,
                     frame.fin && last,
                     frame.rsv,
                     frame.opcode,
-                    &mut msg,
+                    &mut head,
                 );
-                (true, OpCode::Binary)
+                Transmit::new(&head, piece)
             }
             MuxVariant::A if frame.opcode.is_control() => {
                 // A logical control frame: an EncapsulatedControlFrame block.
-                msg.push(0);
+                let mut block = vec![0];
                 BlockA::EncapsulatedControlFrame(EncapsulatedControlFrame {
                     channel,
                     opcode: frame.opcode,
-                    payload: piece.clone(),
+                    payload: piece,
                 })
-                .encode(&mut msg);
-                (true, OpCode::Binary)
+                .encode(&mut block);
+                Transmit::new(&[], Bytes::from(block))
             }
             MuxVariant::A => {
                 // A logical data frame: a physical frame of its own.
-                channel.encode(&mut msg);
-                (frame.fin && last, frame.opcode)
+                channel.encode(&mut head);
+                Transmit::new(&head, piece).framed(frame.fin && last, frame.opcode)
             }
         };
-        if !(variant == MuxVariant::A && frame.opcode.is_control()) {
-            msg.extend_from_slice(&piece);
-        }
         if !last {
             ch.sending = Some(Frame {
                 fin: frame.fin,
@@ -1472,11 +1484,91 @@ impl Multiplexer {
         } else {
             self.maybe_finish(id);
         }
-        Some(Frame {
-            fin,
-            rsv: Rsv::empty(),
-            opcode,
-            payload: Bytes::from(msg),
-        })
+        Some(msg)
+    }
+}
+
+/// Longest [`Transmit::prefix`]: a 4-byte channel ID and the inner frame
+/// header byte, with room to spare.
+const PREFIX_MAX: usize = 8;
+
+/// One physical frame of [`Multiplexer::poll_transmit_parts`] (in variant B a
+/// binary message; in variant A see [`fin`](Self::fin) and [`opcode`](Self::opcode)): a
+/// short prefix and a payload, to be sent as one message (prefix first).
+#[derive(Clone)]
+pub struct Transmit {
+    head: [u8; PREFIX_MAX],
+    head_len: u8,
+    fin: bool,
+    opcode: OpCode,
+    /// The rest of the message (shared, never copied by the multiplexer).
+    pub payload: Bytes,
+}
+
+impl Transmit {
+    fn new(prefix: &[u8], payload: Bytes) -> Self {
+        let mut head = [0; PREFIX_MAX];
+        head[..prefix.len()].copy_from_slice(prefix);
+        Transmit {
+            head,
+            head_len: prefix.len() as u8,
+            fin: true,
+            opcode: OpCode::Binary,
+            payload,
+        }
+    }
+
+    /// A variant A data frame's own FIN and opcode.
+    fn framed(mut self, fin: bool, opcode: OpCode) -> Self {
+        self.fin = fin;
+        self.opcode = opcode;
+        self
+    }
+
+    /// The physical frame's FIN bit: always set in variant B (one whole
+    /// message), the logical frame's in a variant A data frame.
+    pub fn fin(&self) -> bool {
+        self.fin
+    }
+
+    /// The physical frame's opcode: binary, except a variant A data frame,
+    /// which carries the logical frame's.
+    pub fn opcode(&self) -> OpCode {
+        self.opcode
+    }
+
+    /// The prefix and the payload joined (one copy).
+    pub fn into_bytes(self) -> Bytes {
+        if self.head_len == 0 {
+            return self.payload;
+        }
+        let mut msg = Vec::with_capacity(self.len());
+        msg.extend_from_slice(self.prefix());
+        msg.extend_from_slice(&self.payload);
+        Bytes::from(msg)
+    }
+
+    /// The bytes in front of the payload.
+    pub fn prefix(&self) -> &[u8] {
+        &self.head[..self.head_len as usize]
+    }
+
+    /// Length of the whole physical message.
+    pub fn len(&self) -> usize {
+        self.head_len as usize + self.payload.len()
+    }
+
+    /// True if the message is empty (never, for a transmitted message).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl std::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transmit")
+            .field("prefix", &self.prefix())
+            .field("payload_len", &self.payload.len())
+            .finish()
     }
 }

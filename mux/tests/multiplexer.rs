@@ -856,3 +856,47 @@ fn response_headers_apply_to_logical_channels() {
     let m = s.poll_transmit().expect("an AddChannelResponse");
     assert!(!String::from_utf8_lossy(&m).contains("x-channel-path"));
 }
+
+#[test]
+fn transmit_parts_share_the_payload_and_join_to_poll_transmit() {
+    let config = MuxConfig::default().max_inner_frame(100 << 10);
+    let (mut c, mut s) = pair(config.clone());
+    pump(&mut c, &mut s);
+    let id = open(&mut c, &mut s, Vec::new(), &ServerOptions::default());
+    pump(&mut c, &mut s);
+    let body = Bytes::from((0..70_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    let at = body.as_ptr();
+    s.send(id, Message::Binary(body.clone()), &SendHints::default())
+        .unwrap();
+    // Deferred control blocks may go first.
+    let t = loop {
+        let t = s.poll_transmit_parts().expect("a frame");
+        if t.prefix() != [0] {
+            break t;
+        }
+        let joined = [t.prefix(), &t.payload[..]].concat();
+        c.handle_message(Message::Binary(Bytes::from(joined)));
+    };
+    // Channel ID, then FIN + opcode 2: the inner header of a whole binary
+    // message, in front of the channel's own payload, shared, not copied.
+    let mut head = Vec::new();
+    id_bytes(id, &mut head);
+    head.push(0x82);
+    assert_eq!(t.prefix(), &head[..]);
+    assert_eq!(t.payload.as_ptr(), at, "the payload is not copied");
+    assert_eq!(t.len(), head.len() + body.len());
+    // The joined message is what poll_transmit would have sent: the peer
+    // reads the message.
+    let joined = [t.prefix(), &t.payload[..]].concat();
+    c.handle_message(Message::Binary(Bytes::from(joined)));
+    assert_eq!(c.take_message(id), Some(Message::Binary(body)));
+    // Control blocks come out as the control channel's ID and the blocks.
+    let (_, mut s2) = pair(config);
+    let t = s2.poll_transmit_parts().expect("start-up control blocks");
+    assert_eq!(t.prefix(), &[0]);
+    assert!(!t.payload.is_empty());
+}
+
+fn id_bytes(id: ChannelId, out: &mut Vec<u8>) {
+    id.encode(out);
+}

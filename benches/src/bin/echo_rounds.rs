@@ -57,12 +57,27 @@
 //! taskset -c 0 target/release/echo_rounds --external echo_server=127.0.0.1:9001 \
 //!     --external fastwebsockets=127.0.0.1:9002 --rounds 5
 //! ```
+//!
+//! A name `FIRST-SUFFIX` (e.g. `echo_server-w12`) is a variant of the first
+//! server (other parameters): measured and shown, but no peer.
+//!
+//! ## Compressing servers: `--deflate`
+//!
+//! With `--deflate` the client offers permessage-deflate (which every server
+//! must accept) and sends a JSON text message (`weft_benches::json`)
+//! compressed once per connection for the client window the server
+//! answered; echoes are inflated and compared at connect, then counted
+//! without inflating (see `weft_benches::client`). So each server runs with
+//! its own defaults and does all of the deflate work. `--serve yawc` runs
+//! yawc's server with its default permessage-deflate (plus UTF-8 checks).
+//! `scripts/echo_blackbox.sh --deflate` runs echo_server against Python
+//! websockets, Node ws and yawc this way, each in its own process.
 
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use weft_benches::client::{EchoConn, masked_frame, payload, run_all};
+use weft_benches::client::{DEFLATE_OFFER, EchoConn, masked_frame, payload, run_all};
 use weft_benches::servers::{BASELINE, Impl, serve, serve_raw_tcp, start_all};
 use weft_benches::{ECHO_MODES, ECHO_SIZES, EchoMode};
 
@@ -90,7 +105,8 @@ struct Options {
     verbose: bool,
     /// Measure running servers instead of in-process ones, NAME=HOST:PORT
     /// (repeatable, comma-separated): the first is compared with the rest;
-    /// a NAME of raw-tcp-echo is the baseline, not a peer.
+    /// a NAME of raw-tcp-echo is the baseline, and FIRST-SUFFIX a variant
+    /// of the first (both measured, neither a peer).
     #[arg(long, value_name = "NAME=ADDR", value_delimiter = ',')]
     external: Vec<String>,
     /// Instead of measuring, serve IMPL (weft, tokio-tungstenite,
@@ -101,12 +117,18 @@ struct Options {
     /// The address for --serve.
     #[arg(long, value_name = "HOST:PORT", requires = "serve")]
     addr: Option<SocketAddr>,
+    /// permessage-deflate: offer it (the server must accept), send a JSON
+    /// text message compressed once per connection, count the echoes
+    /// (see `weft_benches::client`). With --external only: the servers run
+    /// with their own defaults.
+    #[arg(long, requires = "external")]
+    deflate: bool,
 }
 
 /// `--serve`: one implementation's echo server, alone in this process.
 fn serve_alone(name: &str, addr: SocketAddr) -> ! {
     let imp = Impl::parse(name);
-    if imp.is_none() && name != BASELINE {
+    if imp.is_none() && name != BASELINE && name != "yawc" {
         eprintln!("echo_rounds: --serve {name}: unknown implementation");
         std::process::exit(2);
     }
@@ -125,10 +147,34 @@ fn serve_alone(name: &str, addr: SocketAddr) -> ! {
         );
         match imp {
             Some(imp) => serve(imp, listener).await,
+            None if name == "yawc" => {
+                weft_benches::servers::serve_yawc(listener, yawc_defaults()).await
+            }
             None => serve_raw_tcp(listener).await,
         }
     });
     unreachable!("the servers run forever")
+}
+
+/// yawc's permessage-deflate as `DeflateOptions::default()` gives it (RFC
+/// 7692 windows, level 6, context takeover both ways, every message
+/// compressed), plus UTF-8 checks on text, which RFC 6455 requires and the
+/// other servers do (yawc leaves them off by default).
+fn yawc_defaults() -> yawc::Options {
+    yawc::Options::default()
+        .with_compression_level(yawc::CompressionLevel::default())
+        .with_utf8()
+}
+
+/// Whether an `--external` entry named `name` is a peer of the first one,
+/// `first`: the raw TCP baseline is not, and neither is a variant of the
+/// first (named `FIRST-...`, e.g. `echo_server-w12` for echo_server with
+/// other parameters), which is measured and shown but not compared with.
+fn is_peer_name(first: &str, name: &str) -> bool {
+    name != BASELINE
+        && !name
+            .strip_prefix(first)
+            .is_some_and(|rest| rest.starts_with('-'))
 }
 
 /// `--external` entries as (name, address); exits on a malformed one.
@@ -147,7 +193,11 @@ fn external_servers(list: &[String]) -> Vec<(&'static str, SocketAddr)> {
             (name, addr)
         })
         .collect();
-    if servers.iter().skip(1).all(|(n, _)| *n == BASELINE) {
+    if servers
+        .iter()
+        .skip(1)
+        .all(|(n, _)| !is_peer_name(servers[0].0, n))
+    {
         eprintln!("echo_rounds: --external needs the server to compare and at least one peer");
         std::process::exit(2);
     }
@@ -158,6 +208,9 @@ fn external_servers(list: &[String]) -> Vec<(&'static str, SocketAddr)> {
 struct Runner {
     name: &'static str,
     conns: Vec<EchoConn>,
+    /// With --deflate: this server's compressed frame and burst (the
+    /// client window is the server's choice).
+    own: Option<(Vec<u8>, Vec<u8>)>,
     /// Messages per connection in one batch, sized so a batch takes about
     /// 20 ms (so the time check below is cheap and a measurement ends close
     /// to `--ms`).
@@ -170,20 +223,48 @@ struct Cell<'a> {
     frame: &'a [u8],
     burst: &'a [u8],
     window: u64,
+    deflate: bool,
 }
 
 impl Runner {
-    async fn open(name: &'static str, addr: SocketAddr, cell: &Cell<'_>, body: &[u8]) -> Runner {
+    async fn open(
+        name: &'static str,
+        addr: SocketAddr,
+        cell: &Cell<'_>,
+        body: &[u8],
+        show_answer: bool,
+    ) -> Runner {
         let mut conns = Vec::with_capacity(cell.mode.conns);
+        let mut own = None;
         for _ in 0..cell.mode.conns {
-            let conn = EchoConn::connect_checked(addr, name == BASELINE, cell.frame, body)
-                .await
-                .unwrap_or_else(|e| panic!("{name}: connect and check: {e}"));
+            let conn = if cell.deflate {
+                let (conn, frame, answer) = EchoConn::connect_deflate(addr, body)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: connect and check: {e}"));
+                if own.is_none() {
+                    if show_answer {
+                        println!(
+                            "{name}: offered `{DEFLATE_OFFER}`, answered `{answer}`; \
+                             a {} B message is a {} B frame",
+                            body.len(),
+                            frame.len()
+                        );
+                    }
+                    let burst = frame.repeat(cell.window as usize);
+                    own = Some((frame, burst));
+                }
+                conn
+            } else {
+                EchoConn::connect_checked(addr, name == BASELINE, cell.frame, body)
+                    .await
+                    .unwrap_or_else(|e| panic!("{name}: connect and check: {e}"))
+            };
             conns.push(conn);
         }
         let mut r = Runner {
             name,
             conns,
+            own,
             batch: 1,
         };
         // Warm up and size the batch: grow it until one takes 20 ms.
@@ -198,10 +279,14 @@ impl Runner {
     }
 
     async fn batch_once(&mut self, cell: &Cell<'_>) -> Duration {
+        let (frame, burst) = match &self.own {
+            Some((f, b)) => (f.as_slice(), b.as_slice()),
+            None => (cell.frame, cell.burst),
+        };
         run_all(
             &mut self.conns,
-            cell.burst,
-            cell.frame.len(),
+            burst,
+            frame.len(),
             cell.size,
             cell.window,
             self.batch,
@@ -331,7 +416,11 @@ fn main() {
             header = true;
         }
         for (size, size_name) in cells {
-            let body = payload(size);
+            let body = if o.deflate {
+                weft_benches::json::json_payload(size).into_bytes()
+            } else {
+                payload(size)
+            };
             let frame = masked_frame(&body);
             let window = (mode.window)(size);
             let burst = frame.repeat(window as usize);
@@ -341,6 +430,7 @@ fn main() {
                 frame: &frame,
                 burst: &burst,
                 window,
+                deflate: o.deflate,
             };
             let rates = client_rt.block_on(async {
                 let n = servers.len();
@@ -351,7 +441,8 @@ fn main() {
                         let (name, addr) = servers[i];
                         // New connections every round: large-message cells
                         // are bimodal per connection (see the module docs).
-                        let mut runner = Runner::open(name, addr, &cell, &body).await;
+                        let mut runner =
+                            Runner::open(name, addr, &cell, &body, round == 0).await;
                         let faults = weft_benches::usage().minor_faults;
                         let (r, messages) = runner.measure(&cell, o.ms).await;
                         if o.verbose {
@@ -379,7 +470,7 @@ fn main() {
             // largest of three noisy values is biased upwards.
             let n = rates.len();
             let medians: Vec<f64> = rates.iter().map(|r| median(&mut r.clone())).collect();
-            let is_peer = |i: usize| i > 0 && servers[i].0 != BASELINE;
+            let is_peer = |i: usize| i > 0 && is_peer_name(servers[0].0, servers[i].0);
             let best = (0..n)
                 .filter(|&i| is_peer(i))
                 .max_by(|&a, &b| medians[a].total_cmp(&medians[b]))
@@ -453,6 +544,14 @@ mod tests {
             assert!(cdf(n as u32, k as u32 - 1) <= 0.025, "n={n}");
             assert!(cdf(n as u32, k as u32) > 0.025, "n={n}");
         }
+    }
+
+    #[test]
+    fn variants_and_the_baseline_are_no_peers() {
+        assert!(is_peer_name("echo_server", "yawc"));
+        assert!(is_peer_name("echo_server", "echo_serverx"));
+        assert!(!is_peer_name("echo_server", "echo_server-w12"));
+        assert!(!is_peer_name("echo_server", BASELINE));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod client;
 mod head;
 mod ops;
+mod prefixed;
 mod prepared;
 mod server;
 mod split;
@@ -57,6 +58,17 @@ const SCRATCH: usize = 8 << 10;
 const MAX_READ: usize = 64 << 10;
 /// Most slices per vectored write.
 const MAX_IOVECS: usize = 64;
+/// Room beyond a large frame's remaining bytes reserved for the read that
+/// completes it: that read then comes back short of what was offered, which
+/// tells the reader the socket is drained (tokio clears readiness on a short
+/// read) without another `recv`.
+const READ_SLACK: usize = 2048;
+/// Largest frame buffer kept for reuse (see [`FrameBufs`]).
+const MAX_KEPT_FRAME_BUF: usize = 4 << 20;
+/// Frame buffers kept for reuse per connection.
+const KEPT_FRAME_BUFS: usize = 2;
+/// Reads without a large frame after which kept frame buffers are freed.
+const KEEP_FRAME_BUFS_FOR: u32 = 64;
 
 /// Largest lone frame (header and payload; see [`WriteBuffer`]) joined on the
 /// stack and written with a plain write; larger ones use a vectored write.
@@ -87,6 +99,8 @@ pub struct WebSocket<S> {
     /// come back much smaller (busy pipelined connections read in large
     /// chunks, idle ones keep a small buffer).
     read_size: usize,
+    /// Buffers of earlier large frames, reused for the next ones.
+    frame_bufs: FrameBufs,
     write_buf: WriteBuffer,
     needs_flush: bool,
     phase: Phase,
@@ -164,6 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             conn,
             read_buf: leftover,
             read_size: MIN_READ,
+            frame_bufs: FrameBufs::default(),
             write_buf: WriteBuffer::new(),
             needs_flush: false,
             phase: Phase::Open,
@@ -557,11 +572,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// that fills it takes over without another copy). So a connection
     /// waiting for its peer holds no read buffer, and one that received a
     /// small message does not keep a buffer sized for it. A connection
-    /// receiving large messages reads straight into a heap buffer that
-    /// adapts between 2 and 64 KiB and is reused from message to message
-    /// (freed once the read size has shrunk well below it).
+    /// receiving a stream of pipelined messages reads straight into a heap
+    /// buffer that adapts between 2 and 64 KiB and is reused from message
+    /// to message (freed once the read size has shrunk well below it).
+    ///
+    /// A frame larger than [`SCRATCH`] gets room for all of its remaining
+    /// bytes (plus [`READ_SLACK`]) at once, so its payload is read in
+    /// place and split off without a copy. That room comes from the
+    /// connection's [`FrameBufs`] when the payload of an earlier large frame
+    /// has been dropped: a connection echoing 1 MiB messages reads every
+    /// message into one of the same one or two buffers instead of
+    /// allocating (and page-faulting in) a fresh megabyte per message.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        let want = self.conn.read_hint().max(self.read_size);
+        let hint = self.conn.read_hint();
+        let want = if hint > SCRATCH {
+            let want = (hint + READ_SLACK).max(self.read_size);
+            self.frame_bufs.idle_reads = 0;
+            if self.read_buf.capacity() - self.read_buf.len() < want {
+                self.frame_bufs.room(&mut self.read_buf, want);
+            }
+            want
+        } else {
+            self.frame_bufs.note_small_read();
+            hint.max(self.read_size)
+        };
         let small = self.read_buf.capacity() <= SCRATCH && want <= SCRATCH;
         let (n, offered) = if self.read_buf.is_empty() && small {
             if self.read_buf.capacity() != 0 {
@@ -877,6 +911,123 @@ impl<S> Drop for WebSocket<S> {
             wire_bytes_received = stats.wire_bytes_received,
             "websocket closed"
         );
+    }
+}
+
+/// Buffers of earlier large frames, kept so the next large frame is read
+/// into memory that is already mapped (see [`WebSocket::poll_fill`]).
+///
+/// Each entry is an empty handle at the end of a buffer whose front was
+/// split off as a payload: while the application holds that payload the
+/// buffer is shared and stays untouched; once every payload cut from it is
+/// dropped, [`BytesMut::try_reclaim`] gets the whole buffer back without an
+/// allocation. At most [`KEPT_FRAME_BUFS`] buffers of at most
+/// [`MAX_KEPT_FRAME_BUF`] bytes are kept (two, so that a connection with two
+/// large messages in flight, one being echoed while the next arrives,
+/// alternates between them), and they are freed after
+/// [`KEEP_FRAME_BUFS_FOR`] reads without a large frame, so a connection
+/// that stopped receiving large messages goes back to holding no read
+/// buffer. An idle connection that never received a large frame holds none.
+#[derive(Debug, Default)]
+struct FrameBufs {
+    /// Boxed, and only once a large frame arrived: a connection that never
+    /// receives one pays a pointer for this.
+    kept: Option<Box<[Option<Kept>; KEPT_FRAME_BUFS]>>,
+    /// Where the next new buffer is kept (the older one is replaced).
+    next: usize,
+    /// Reads since the last large frame.
+    idle_reads: u32,
+}
+
+/// One kept buffer: a handle on it and where it lies (to tell whether the
+/// read buffer is inside it).
+#[derive(Debug)]
+struct Kept {
+    handle: BytesMut,
+    start: usize,
+    cap: usize,
+}
+
+impl Kept {
+    /// Keeps `buf`'s allocation, of which `buf` is all (just allocated).
+    fn new(buf: &mut BytesMut) -> Kept {
+        let (start, cap) = (buf.as_ptr() as usize, buf.capacity());
+        Kept {
+            handle: buf.split_off(cap),
+            start,
+            cap,
+        }
+    }
+
+    fn holds(&self, buf: &BytesMut) -> bool {
+        (self.start..=self.start + self.cap).contains(&(buf.as_ptr() as usize))
+    }
+}
+
+impl FrameBufs {
+    /// Makes `buf` (holding the start of a large frame) able to take
+    /// `additional` more bytes: in place if its own buffer is free again,
+    /// else in a kept buffer whose payloads are gone, else in a new buffer
+    /// that is kept for later frames (if not too large).
+    fn room(&mut self, buf: &mut BytesMut, additional: usize) {
+        let len = buf.len();
+        let kept = self.kept.get_or_insert_with(Default::default);
+        if let Some(slot) = kept
+            .iter_mut()
+            .find(|k| k.as_ref().is_some_and(|k| k.holds(buf)))
+        {
+            // `buf` is the rest of a kept buffer: let go of the kept handle
+            // so `buf` can be the only one left, then take a new one.
+            let Kept { start, cap, .. } = slot.take().expect("found above");
+            let reclaimed = buf.try_reclaim(additional);
+            let c = buf.capacity();
+            *slot = Some(Kept {
+                handle: buf.split_off(c),
+                start,
+                cap,
+            });
+            if reclaimed {
+                return;
+            }
+        }
+        for slot in kept.iter_mut() {
+            if let Some(kept) = slot
+                && !kept.holds(buf)
+                && kept.handle.try_reclaim(len + additional)
+            {
+                // The kept buffer is free and now whole again: move the
+                // frame's first bytes (a header and what came with it) over
+                // and keep a new handle on it.
+                let mut whole = std::mem::take(&mut kept.handle);
+                whole.extend_from_slice(buf);
+                *buf = whole;
+                let c = buf.capacity();
+                kept.handle = buf.split_off(c);
+                return;
+            }
+        }
+        if buf.try_reclaim(additional) {
+            return;
+        }
+        let mut fresh = BytesMut::with_capacity(len + additional);
+        fresh.extend_from_slice(buf);
+        *buf = fresh;
+        if buf.capacity() <= MAX_KEPT_FRAME_BUF {
+            kept[self.next] = Some(Kept::new(buf));
+            self.next = (self.next + 1) % KEPT_FRAME_BUFS;
+        }
+    }
+
+    /// Counts a read without a large frame; frees the kept buffers after
+    /// [`KEEP_FRAME_BUFS_FOR`] of them.
+    #[inline]
+    fn note_small_read(&mut self) {
+        if self.idle_reads < KEEP_FRAME_BUFS_FOR {
+            self.idle_reads += 1;
+            if self.idle_reads == KEEP_FRAME_BUFS_FOR {
+                self.kept = None;
+            }
+        }
     }
 }
 

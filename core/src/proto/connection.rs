@@ -49,7 +49,9 @@ pub enum ReadStrategy {
     /// buffer this way, so waiting connections hold no read buffer). A
     /// frame that is such a whole buffer takes it over as its payload,
     /// without a shared header; larger buffers stay with the reader, which
-    /// reuses them once the payload is dropped.
+    /// reuses them once the payload is dropped. The reader also makes room
+    /// for a frame whose remaining bytes ([`Connection::read_hint`]) exceed
+    /// `max`: [`Connection::handle_read`] does not grow the buffer for it.
     ExactSmallReads {
         /// The largest read that arrives in an exact-size buffer.
         max: usize,
@@ -174,6 +176,55 @@ impl WriteBuffer {
                 self.seal_tail();
                 self.chunks.push_back(frame.payload);
             }
+        }
+    }
+
+    /// Queues one frame whose payload is `prefix` followed by `payload`
+    /// (see [`Connection::send_binary_prefixed`]). Without a mask, a payload
+    /// above the copy threshold is queued by reference behind a chunk
+    /// holding the header and the prefix: it is never copied. With a mask
+    /// (client role) the frame is copied into the tail and masked there, as
+    /// every masked frame is: masking in the caller's `Bytes` would change
+    /// memory the caller may share.
+    fn push_prefixed(
+        &mut self,
+        opcode: OpCode,
+        prefix: &[u8],
+        payload: Bytes,
+        mask: Option<[u8; 4]>,
+    ) {
+        let total = prefix.len() + payload.len();
+        let header = FrameHeader {
+            fin: true,
+            rsv: Rsv::empty(),
+            opcode,
+            mask,
+            payload_len: total as u64,
+        };
+        let mut hdr = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut hdr);
+        let size = n + total;
+        let small = mask.is_some() || total <= COPY_THRESHOLD;
+        if self.has_lone() {
+            self.spill_lone(if small { size } else { n + prefix.len() });
+        }
+        self.len += size;
+        if self.tail.capacity() == 0 {
+            self.tail = BytesMut::with_capacity(if small { size } else { n + prefix.len() });
+        }
+        self.tail
+            .reserve(if small { size } else { n + prefix.len() });
+        self.tail.put_slice(&hdr[..n]);
+        let start = self.tail.len();
+        self.tail.put_slice(prefix);
+        if small {
+            self.tail.put_slice(&payload);
+            if let Some(key) = mask {
+                apply_mask(&mut self.tail[start..], key);
+            }
+        } else {
+            self.seal_tail();
+            self.chunks.push_back(payload);
         }
     }
 
@@ -438,8 +489,13 @@ impl Connection {
             // A little more than the frame needs: the read that completes it
             // then does not fill the buffer exactly, and a reader that got
             // less than it offered knows the socket is drained without
-            // another read (tokio clears readiness on a short read).
-            buf.reserve(self.need + READ_SLACK);
+            // another read (tokio clears readiness on a short read). A
+            // reader with ReadStrategy::ExactSmallReads finds the room for
+            // frames past its small reads itself (`read_hint`), so that it
+            // can reuse buffers of earlier frames.
+            if self.take_max == 0 || self.need <= self.take_max {
+                buf.reserve(self.need + READ_SLACK);
+            }
             return Ok(None);
         }
         let mut payload = if total == buf.len() && buf.capacity() == total && total <= self.take_max
@@ -559,6 +615,38 @@ impl Connection {
         self.session.send_prepared(opcode, rsv, payload)?;
         self.poll_transmit(out);
         Ok(())
+    }
+
+    /// Sends one whole binary message made of `prefix` followed by
+    /// `payload` and moves it into `out`, without joining the two: a server
+    /// queues a large `payload` by reference (the write is vectored), so its
+    /// bytes are never copied; a client copies it once, masking as it goes
+    /// (RFC 6455 §5.3 masks every client frame, and the caller's `Bytes` may
+    /// be shared, so it is not masked in place). For short framing headers
+    /// in front of a large body, such as a multiplexer's channel ID.
+    ///
+    /// When the session would not send the message as one frame exactly as
+    /// given (an extension encodes data, the message exceeds the frame size,
+    /// frames are queued before it, a streamed message is in progress), the
+    /// two parts are joined (one copy) and sent as
+    /// [`send_message`](Self::send_message) sends them, so the result on the
+    /// wire is always that of sending the joined message.
+    pub fn send_binary_prefixed(
+        &mut self,
+        prefix: &[u8],
+        payload: Bytes,
+        out: &mut WriteBuffer,
+    ) -> Result<(), SendError> {
+        let total = prefix.len() + payload.len();
+        if self.session.sends_as_is(total) {
+            let mask = self.mask_key();
+            out.push_prefixed(OpCode::Binary, prefix, payload, mask);
+            return Ok(());
+        }
+        let mut joined = BytesMut::with_capacity(total);
+        joined.put_slice(prefix);
+        joined.put_slice(&payload);
+        self.send_message(OpCode::Binary, joined.freeze(), &SendHints::default(), out)
     }
 
     /// Moves every queued frame into `out`, masking with fresh random keys on
@@ -837,6 +925,86 @@ mod tests {
             assert!(out.is_lone());
             assert_eq!(drain(&out), wire(&b));
         }
+    }
+
+    #[test]
+    fn prefixed_send_is_the_joined_message_and_does_not_copy_large_payloads() {
+        let cfg = Config::default();
+        let prefix = [0x81u8, 0x02, 0x82];
+        for len in [0usize, 5, 120, 4093, 4094, 70_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 31) as u8).collect();
+            let payload = Bytes::from(body.clone());
+            let ptr = payload.as_ptr();
+            let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+            let mut out = WriteBuffer::new();
+            // Behind a lone frame, so that path is covered too.
+            send(&mut c, OpCode::Text, b"hi", &mut out).unwrap();
+            c.send_binary_prefixed(&prefix, payload, &mut out).unwrap();
+            let joined = [&prefix[..], &body].concat();
+            let expected = [&[0x81, 0x02, b'h', b'i'][..], &wire(&joined)].concat();
+            assert_eq!(out.len(), expected.len(), "{len}");
+            assert_eq!(drain(&out), expected, "{len}");
+            let mut slices = [IoSlice::new(&[]); 8];
+            let n = out.chunks(&mut slices);
+            let by_reference = slices[..n]
+                .iter()
+                .any(|s| s.as_ptr() == ptr && s.len() == len);
+            // Above the copy threshold (prefix + payload), the payload is
+            // queued by reference.
+            assert_eq!(by_reference, len + prefix.len() > COPY_THRESHOLD, "{len}");
+            let total = out.len();
+            out.advance(total);
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn client_prefixed_send_is_masked_and_reads_back() {
+        let cfg = Config::default();
+        for len in [3usize, 10_000] {
+            let body: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let mut client = Connection::new(Session::new(Role::Client, &cfg), &cfg);
+            let mut out = WriteBuffer::new();
+            client
+                .send_binary_prefixed(b"\x05\x82", Bytes::from(body.clone()), &mut out)
+                .unwrap();
+            let wire = drain(&out);
+            assert_eq!(wire[0], 0x82);
+            assert_eq!(wire[1] & 0x80, 0x80, "masked");
+            let mut server = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+            let mut buf = BytesMut::from(&wire[..]);
+            assert_eq!(
+                server.handle_read(&mut buf).unwrap(),
+                Some(Message::binary([&b"\x05\x82"[..], &body].concat()))
+            );
+        }
+    }
+
+    #[test]
+    fn prefixed_send_falls_back_to_the_joined_message() {
+        // Larger than the frame size: fragmented exactly as the joined
+        // message would be.
+        let cfg = Config::default().send_frame_size(4);
+        let mut c = Connection::new(Session::new(Role::Server, &cfg), &cfg);
+        let mut out = WriteBuffer::new();
+        c.send_binary_prefixed(b"ab", Bytes::from_static(b"cdefg"), &mut out)
+            .unwrap();
+        assert_eq!(
+            drain(&out),
+            [
+                &[0x02, 0x04, b'a', b'b', b'c', b'd'][..],
+                &[0x80, 0x03, b'e', b'f', b'g'],
+            ]
+            .concat()
+        );
+        // After Close: refused like any send.
+        c.session_mut()
+            .close(None, std::time::Instant::now())
+            .unwrap();
+        assert_eq!(
+            c.send_binary_prefixed(b"a", Bytes::new(), &mut out),
+            Err(SendError::Closed)
+        );
     }
 
     #[test]

@@ -20,8 +20,7 @@
 //! variant A is for compatibility, not for speed.
 
 use super::{
-    Accepted, DRIVER_REFS, MuxClient, MuxServer, MuxServerBuilder, Shared, WRITE_BATCH, new_state,
-    tune_tcp,
+    Accepted, MuxClient, MuxServer, MuxServerBuilder, Shared, WRITE_BATCH, new_state, tune_tcp,
 };
 use crate::mux::{Multiplexer, MuxError};
 use crate::negotiate::{GoogleMuxFactory, MuxFactory, find_mux};
@@ -31,7 +30,6 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Notify;
 use weft_core::ext::Extension;
 use weft_core::handshake::server::{accept_request, error_response, parse_request, write_response};
 use weft_core::handshake::{
@@ -172,7 +170,6 @@ async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let max_pending = config.max_buffered_per_channel;
     let shared = Arc::new(Shared {
         state: Mutex::new(new_state(Multiplexer::client(config, &host))),
-        notify: Notify::new(),
         max_pending,
         channel_options: ServerOptions::default(),
         implicit_protocol: accepted.protocol,
@@ -248,7 +245,6 @@ pub(super) async fn accept<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     state.incoming.push_back((ChannelId::IMPLICIT, request));
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
-        notify: Notify::new(),
         max_pending: builder.config.max_buffered_per_channel,
         channel_options: builder.channel_options.clone(),
         implicit_protocol: accepted.protocol,
@@ -388,7 +384,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             match frame.opcode {
                 OpCode::Ping => {
                     lock(&read_owed).pongs.push(frame.payload);
-                    read_side.notify.notify_one();
+                    read_side.lock().kick();
                 }
                 OpCode::Pong => {}
                 OpCode::Close => {
@@ -405,7 +401,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                         st.mux.has_output() || st.mux.failure().is_some()
                     };
                     if output {
-                        read_side.notify.notify_one();
+                        read_side.lock().kick();
                     }
                 }
             }
@@ -415,7 +411,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             st.shut();
             st.physical_closed = true;
         }
-        read_side.notify.notify_one();
+        read_side.lock().kick();
     });
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -440,7 +436,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
             (
                 st.mux.failure(),
-                st.close_requested || Arc::strong_count(&shared) <= DRIVER_REFS,
+                st.close_requested || Arc::strong_count(&shared) <= DRIVER_REFS_A,
                 st.physical_closed,
                 batch >= WRITE_BATCH,
             )
@@ -503,8 +499,38 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             continue;
         }
         tokio::select! {
-            _ = shared.notify.notified() => {}
+            _ = wait_for_work(&shared, &owed) => {}
             _ = tick.tick() => shared.lock().mux.handle_timeout(Instant::now()),
         }
     }
+}
+
+/// References to [`Shared`] the variant A driver holds itself: its writer
+/// loop and its reader task (variant B's driver is one task and holds one).
+/// More means a handle is alive.
+const DRIVER_REFS_A: usize = 2;
+
+/// Waits until there is work for the writer: output from the multiplexer, a
+/// Pong owed, a failure, a close, or every handle gone. The check and the
+/// registration of the waker in `State::driver` happen under the state
+/// lock, and whatever creates work calls `State::kick` under it, so no
+/// wake-up is lost.
+fn wait_for_work<'a>(
+    shared: &'a Arc<Shared>,
+    owed: &'a Mutex<Owed>,
+) -> impl std::future::Future<Output = ()> + 'a {
+    std::future::poll_fn(move |cx| {
+        let mut st = shared.lock();
+        if st.mux.has_output()
+            || st.mux.failure().is_some()
+            || st.close_requested
+            || st.physical_closed
+            || Arc::strong_count(shared) <= DRIVER_REFS_A
+            || !lock(owed).pongs.is_empty()
+        {
+            return std::task::Poll::Ready(());
+        }
+        st.driver = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    })
 }
