@@ -808,6 +808,28 @@ async fn link_settings_are_checked_at_bind() {
             }),
             "window 1025",
         ),
+        (
+            bad(LinkConfig {
+                backoff_min: Duration::ZERO,
+                ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
+            }),
+            "backoff_min must be above 0",
+        ),
+        (
+            bad(LinkConfig {
+                backoff_min: Duration::from_millis(101),
+                backoff_max: Duration::from_millis(100),
+                ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
+            }),
+            "at most backoff_max",
+        ),
+        (
+            bad(LinkConfig {
+                keepalive: Duration::ZERO,
+                ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
+            }),
+            "keepalive must be above 0",
+        ),
         (bad(LinkConfig::new("not a url", dests(&["/queue/a"]))), ""),
     ] {
         let e = Server::bind("127.0.0.1:0", config).await.unwrap_err();
@@ -819,6 +841,10 @@ async fn link_settings_are_checked_at_bind() {
         node_id: "n".repeat(64),
         ..with_links(vec![LinkConfig {
             window: MemoryConfig::default().max_credit,
+            // Back-off bounds that meet, and the shortest keepalive.
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(100),
+            keepalive: Duration::from_nanos(1),
             ..LinkConfig::new("ws://127.0.0.1:1/", dests(&["/queue/a"]))
         }])
     };
