@@ -491,62 +491,43 @@ pub trait ExtensionFactory: Send + Sync + 'static {
     }
 }
 
-/// Forwards every method to the shared factory, so one factory (or a
-/// `dyn ExtensionFactory` chosen at run time) can be handed to several
-/// builders: `builder.extension(Arc::clone(&factory))`.
-impl<F: ExtensionFactory + ?Sized> ExtensionFactory for std::sync::Arc<F> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn aliases(&self) -> &[&str] {
-        (**self).aliases()
-    }
-    fn offers(&self) -> Vec<ExtensionHeader> {
-        (**self).offers()
-    }
-    fn accept(
-        &self,
-        response: &ExtensionHeader,
-        accepted: &[Extension],
-    ) -> Result<Extension, NegotiationError> {
-        (**self).accept(response, accepted)
-    }
-    fn negotiate(
-        &self,
-        offer: &ExtensionHeader,
-        accepted: &[Extension],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
-        (**self).negotiate(offer, accepted)
-    }
+/// `ExtensionFactory` for a smart pointer to a factory, forwarding every
+/// method: `Arc<F>` lets one factory (or a `dyn ExtensionFactory` chosen at
+/// run time) be handed to several builders
+/// (`builder.extension(Arc::clone(&factory))`), `Box<F>` takes one picked
+/// from configuration.
+macro_rules! forward_factory {
+    ($($ptr:ident)::+) => {
+        impl<F: ExtensionFactory + ?Sized> ExtensionFactory for $($ptr)::+<F> {
+            fn name(&self) -> &str {
+                (**self).name()
+            }
+            fn aliases(&self) -> &[&str] {
+                (**self).aliases()
+            }
+            fn offers(&self) -> Vec<ExtensionHeader> {
+                (**self).offers()
+            }
+            fn accept(
+                &self,
+                response: &ExtensionHeader,
+                accepted: &[Extension],
+            ) -> Result<Extension, NegotiationError> {
+                (**self).accept(response, accepted)
+            }
+            fn negotiate(
+                &self,
+                offer: &ExtensionHeader,
+                accepted: &[Extension],
+            ) -> Result<Option<Acceptance>, NegotiationError> {
+                (**self).negotiate(offer, accepted)
+            }
+        }
+    };
 }
 
-/// Forwards every method to the boxed factory (e.g. a
-/// `Box<dyn ExtensionFactory>` picked from configuration).
-impl<F: ExtensionFactory + ?Sized> ExtensionFactory for Box<F> {
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-    fn aliases(&self) -> &[&str] {
-        (**self).aliases()
-    }
-    fn offers(&self) -> Vec<ExtensionHeader> {
-        (**self).offers()
-    }
-    fn accept(
-        &self,
-        response: &ExtensionHeader,
-        accepted: &[Extension],
-    ) -> Result<Extension, NegotiationError> {
-        (**self).accept(response, accepted)
-    }
-    fn negotiate(
-        &self,
-        offer: &ExtensionHeader,
-        accepted: &[Extension],
-    ) -> Result<Option<Acceptance>, NegotiationError> {
-        (**self).negotiate(offer, accepted)
-    }
-}
+forward_factory!(std::sync::Arc);
+forward_factory!(Box);
 
 /// A server's acceptance of one offer: the response element for the
 /// `Sec-WebSocket-Extensions` header and the negotiated extension.
