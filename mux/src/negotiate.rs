@@ -77,6 +77,29 @@ fn parse_quota(h: &ExtensionHeader) -> Result<u64, String> {
     Ok(quota.unwrap_or(0))
 }
 
+/// The client's checks of a mux answer, for both variants: nothing
+/// accepted before it (logical-channel extensions are negotiated per
+/// channel) and no parameters (neither variant's server sends any).
+fn check_answer(
+    token: &str,
+    response: &ExtensionHeader,
+    accepted: &[Extension],
+) -> Result<(), NegotiationError> {
+    if !accepted.is_empty() {
+        return Err(NegotiationError::rejected(
+            token,
+            "logical-channel extensions before mux are not supported",
+        ));
+    }
+    if !response.params.is_empty() {
+        return Err(NegotiationError::rejected(
+            token,
+            "unexpected parameters in the answer",
+        ));
+    }
+    Ok(())
+}
+
 impl MuxNegotiated {
     /// The negotiated extension: no RSV bit, no transform (the physical
     /// connection's messages are mux messages), these parameters attached.
@@ -103,18 +126,7 @@ impl ExtensionFactory for MuxFactory {
         response: &ExtensionHeader,
         accepted: &[Extension],
     ) -> Result<Extension, NegotiationError> {
-        if !accepted.is_empty() {
-            return Err(NegotiationError::rejected(
-                MUX,
-                "logical-channel extensions before mux are not supported",
-            ));
-        }
-        if !response.params.is_empty() {
-            return Err(NegotiationError::rejected(
-                MUX,
-                "unexpected parameters in the answer",
-            ));
-        }
+        check_answer(MUX, response, accepted)?;
         let token = response.name.clone();
         Ok(MuxNegotiated {
             token,
@@ -180,18 +192,7 @@ impl ExtensionFactory for GoogleMuxFactory {
         response: &ExtensionHeader,
         accepted: &[Extension],
     ) -> Result<Extension, NegotiationError> {
-        if !accepted.is_empty() {
-            return Err(NegotiationError::rejected(
-                X_GOOGLE_MUX,
-                "logical-channel extensions before mux are not supported",
-            ));
-        }
-        if !response.params.is_empty() {
-            return Err(NegotiationError::rejected(
-                X_GOOGLE_MUX,
-                "unexpected parameters in the answer",
-            ));
-        }
+        check_answer(X_GOOGLE_MUX, response, accepted)?;
         Ok(Self::negotiated())
     }
     fn negotiate(
