@@ -16,6 +16,9 @@ struct Counting;
 
 static LARGE: AtomicUsize = AtomicUsize::new(0);
 const LARGE_SIZE: usize = 1 << 20;
+/// Allocations of at least [`MID_SIZE`] and below [`LARGE_SIZE`].
+static MID: AtomicUsize = AtomicUsize::new(0);
+const MID_SIZE: usize = 4 << 10;
 
 thread_local! {
     /// Set on the thread that runs the server side (the test's own
@@ -34,6 +37,8 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() >= LARGE_SIZE && counted() {
             LARGE.fetch_add(1, Ordering::Relaxed);
+        } else if layout.size() >= MID_SIZE && counted() {
+            MID.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: the caller's `layout` contract is passed on as is.
         unsafe { System.alloc(layout) }
@@ -45,6 +50,8 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if new_size >= LARGE_SIZE && new_size > layout.size() && counted() {
             LARGE.fetch_add(1, Ordering::Relaxed);
+        } else if new_size >= MID_SIZE && new_size > layout.size() && counted() {
+            MID.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: `ptr` came from System with `layout`, as the caller promises.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -67,6 +74,11 @@ async fn server_large_allocations(held: usize) -> usize {
 
 /// As [`server_large_allocations`] for messages of `sizes`.
 async fn server_large_allocations_for(sizes: &[usize], held: usize) -> usize {
+    server_allocations_for(sizes, held, &LARGE).await
+}
+
+/// As [`server_large_allocations_for`], counting with `counter`.
+async fn server_allocations_for(sizes: &[usize], held: usize, counter: &AtomicUsize) -> usize {
     let (mut c, mut s) = tcp_pair(ClientBuilder::new(), ServerBuilder::new()).await;
     // The client runs on the runtime's worker thread, outside the count.
     let msgs: Vec<Message> = sizes
@@ -85,7 +97,7 @@ async fn server_large_allocations_for(sizes: &[usize], held: usize) -> usize {
         c
     });
     COUNTED.with(|c| c.set(true));
-    let before = LARGE.load(Ordering::Relaxed);
+    let before = counter.load(Ordering::Relaxed);
     let mut window = std::collections::VecDeque::new();
     for (k, &size) in sizes.iter().enumerate() {
         let m = tokio::time::timeout(T, s.recv())
@@ -106,7 +118,7 @@ async fn server_large_allocations_for(sizes: &[usize], held: usize) -> usize {
         }
         s.send(Message::text("next")).await.unwrap();
     }
-    let after = LARGE.load(Ordering::Relaxed);
+    let after = counter.load(Ordering::Relaxed);
     COUNTED.with(|c| c.set(false));
     drop(client.await.unwrap());
     after - before
@@ -144,4 +156,15 @@ async fn large_messages_are_read_into_reused_buffers() {
     sizes.push(1 << 20);
     let n = server_large_allocations_for(&sizes, 0).await;
     assert!(n >= 2, "kept buffers were not freed: {n} large allocations");
+    // 64 KiB messages one at a time: after the first, each is read
+    // straight into the kept buffer of the one before (freed by then), so
+    // the reader allocates no mid-sized buffer per message (reading each
+    // message's first bytes through the stack would make one exact
+    // allocation per message).
+    let sizes = vec![64 << 10; MESSAGES];
+    let n = server_allocations_for(&sizes, 0, &MID).await;
+    assert!(
+        n <= 3,
+        "{MESSAGES} messages of 64 KiB, {n} allocations of 4 KiB to 1 MiB"
+    );
 }

@@ -583,24 +583,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
     /// has been dropped: a connection echoing 1 MiB messages reads every
     /// message into one of the same one or two buffers instead of
     /// allocating (and page-faulting in) a fresh megabyte per message.
+    /// The read right after a large frame goes straight into such a kept
+    /// buffer if it is free (the next message is likely large too), so a
+    /// large frame's first bytes are not copied through the stack.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         let hint = self.conn.read_hint();
         let want = if hint > SCRATCH {
-            let want = (hint + READ_SLACK).max(self.read_size);
+            // Room for the rest of the frame is what counts; a new buffer
+            // also gets room for the adaptive read size.
+            let want = hint + READ_SLACK;
             self.frame_bufs.idle_reads = 0;
             if self.read_buf.capacity() - self.read_buf.len() < want {
-                self.frame_bufs.room(&mut self.read_buf, want);
+                self.frame_bufs
+                    .room(&mut self.read_buf, want.max(self.read_size));
             }
             want
         } else {
             self.frame_bufs.note_small_read();
             hint.max(self.read_size)
         };
-        let small = self.read_buf.capacity() <= SCRATCH && want <= SCRATCH;
-        let (n, offered) = if self.read_buf.is_empty() && small {
-            if self.read_buf.capacity() != 0 {
-                self.read_buf = BytesMut::new();
+        if self.read_buf.is_empty()
+            && self.read_buf.capacity() > 4 * self.read_size
+            && !self.frame_bufs.is_whole(&self.read_buf)
+        {
+            // Give back what a large message or a burst left behind.
+            self.read_buf = BytesMut::new();
+        }
+        if self.read_buf.is_empty() && self.read_buf.capacity() > SCRATCH {
+            // What is left of a buffer whose front went out as payloads:
+            // once they are dropped, reading from the buffer's start again
+            // costs nothing (it is empty) and leaves room for a frame as
+            // large as the last read. Reading on into the tail instead would
+            // leave a frame that does not fit to be moved to the front (a
+            // copy of all of it; every 64 KiB echo was one).
+            let _ = self.read_buf.try_reclaim(self.read_buf.capacity() + 1);
+        }
+        let mut small = self.read_buf.capacity() <= SCRATCH && want <= SCRATCH;
+        if small && self.read_buf.is_empty() {
+            // Right after a large frame the next one is likely large too
+            // (echoes, file chunks): read it straight into a kept buffer
+            // that is free again instead of through the stack, which saves
+            // copying its first bytes twice (into an exact allocation, then
+            // into the frame buffer) and that allocation. The rest of the
+            // old buffer goes first, so that the kept one can be free.
+            self.read_buf = BytesMut::new();
+            if let Some(whole) = self.frame_bufs.free_after_large() {
+                self.read_buf = whole;
+                small = false;
             }
+        }
+        let (n, offered) = if self.read_buf.is_empty() && small {
             let mut scratch = [MaybeUninit::<u8>::uninit(); SCRATCH];
             let mut rb = ReadBuf::uninit(&mut scratch);
             ready!(Pin::new(&mut self.io).poll_read(cx, &mut rb))?;
@@ -608,10 +640,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             self.read_buf = BytesMut::from(rb.filled());
             (rb.filled().len(), SCRATCH)
         } else {
-            if self.read_buf.is_empty() && self.read_buf.capacity() > 4 * self.read_size {
-                // Give back what a large message or a burst left behind.
-                self.read_buf = BytesMut::new();
-            }
             if self.read_buf.capacity() - self.read_buf.len() < want {
                 self.read_buf.reserve(want);
             }
@@ -625,6 +653,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WebSocket<S> {
             unsafe { self.read_buf.set_len(self.read_buf.len() + n) };
             (n, offered)
         };
+        if n > SCRATCH {
+            // Large frames are arriving whole in one read: the kept
+            // buffers are in use.
+            self.frame_bufs.idle_reads = 0;
+        }
         if n == offered {
             self.read_size = (self.read_size * 2).min(MAX_READ);
         } else if n < self.read_size / 8 {
@@ -1016,6 +1049,34 @@ impl FrameBufs {
             kept[self.next] = Some(Kept::new(buf));
             self.next = (self.next + 1) % KEPT_FRAME_BUFS;
         }
+    }
+
+    /// A kept buffer, whole and empty, if the last read was for a large
+    /// frame and no payload still uses that buffer. It stays kept: the
+    /// returned buffer is the only other handle on it.
+    fn free_after_large(&mut self) -> Option<BytesMut> {
+        if self.idle_reads > 1 {
+            return None;
+        }
+        let kept = self.kept.as_mut()?;
+        for k in kept.iter_mut().flatten() {
+            if k.handle.try_reclaim(k.cap) {
+                let mut whole = std::mem::take(&mut k.handle);
+                k.handle = whole.split_off(whole.capacity());
+                return Some(whole);
+            }
+        }
+        None
+    }
+
+    /// Whether `buf` is a whole kept buffer (as [`FrameBufs::free_after_large`]
+    /// lends it), not just a part of one.
+    fn is_whole(&self, buf: &BytesMut) -> bool {
+        self.kept.as_ref().is_some_and(|kept| {
+            kept.iter()
+                .flatten()
+                .any(|k| k.start == buf.as_ptr() as usize && k.cap == buf.capacity())
+        })
     }
 
     /// Counts a read without a large frame; frees the kept buffers after
